@@ -1,0 +1,1 @@
+"""Plain handlers, one per operationId, resolved by Connexion from the specs."""

@@ -1,0 +1,97 @@
+"""Letta handlers: one function per operationId of specs/letta.yaml (snake_case)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mockgen.http.dialects import Reply
+from mockgen.http.dispatch import Call
+from mockgen.store.errors import LettaError
+
+VERSION = "0.11.7"
+SUPPORTED_PROVIDERS = ("letta",)
+
+
+def health_check(call: Call) -> Reply:
+    return Reply(200, {"version": VERSION, "status": "ok"})
+
+
+def _redirect(call: Call, path: str) -> Reply:
+    host = call.headers.get("host", "localhost")
+    query = call.query_string
+    return Reply(307, None, {"Location": f"http://{host}{path}" + (f"?{query}" if query else "")})
+
+
+def list_agents_redirect(call: Call) -> Reply:
+    return _redirect(call, "/v1/agents/")
+
+
+def create_agent_redirect(call: Call) -> Reply:
+    return _redirect(call, "/v1/agents/")
+
+
+def list_agents(call: Call) -> Reply:
+    query = call.query
+    limit = int(query.get("limit", 50))
+    store = call.world.letta
+    page = store.list_agents(
+        after=query.get("after"),
+        before=query.get("before"),
+        # One more than asked tells the envelope whether a next page exists.
+        limit=limit + 1 if limit > 0 else limit,
+        ascending=bool(query.get("ascending", False)),
+        name=query.get("name"),
+        tags=query.get("tags"),
+        match_all_tags=bool(query.get("match_all_tags", False)),
+        query_text=query.get("query_text"),
+    )
+    has_more = limit > 0 and len(page) > limit
+    if has_more:
+        page = page[:limit]
+    if store.agents_format == "envelope":
+        return Reply(200, {"data": page, "cursor": page[-1]["id"] if has_more else None})
+    return Reply(200, page)
+
+
+def create_agent(call: Call) -> Reply:
+    body: dict[str, Any] = call.body
+    model = body.get("model")
+    if model is None and body.get("llm_config") is None:
+        raise LettaError(500, "Must specify either model or llm_config in request")
+    if model is not None:
+        provider = str(model).split("/", 1)[0]
+        if provider not in SUPPORTED_PROVIDERS:
+            raise LettaError(500, f"Provider {provider} is not supported (supported providers: letta)")
+    agent = call.world.letta.create(
+        body.get("name"),
+        tags=body.get("tags"),
+        description=body.get("description"),
+        metadata=body.get("metadata"),
+    )
+    return Reply(200, agent.to_json())
+
+
+def retrieve_agent(call: Call) -> Reply:
+    return Reply(200, call.world.letta.get(call.path["agent_id"]).to_json())
+
+
+def modify_agent(call: Call) -> Reply:
+    return Reply(200, call.world.letta.modify(call.path["agent_id"], call.body).to_json())
+
+
+def delete_agent(call: Call) -> Reply:
+    agent = call.world.letta.delete(call.path["agent_id"])
+    return Reply(200, {"message": f"Agent id={agent.id} successfully deleted"})
+
+
+def list_messages(call: Call) -> Reply:
+    store = call.world.letta
+    messages = store.list_messages(
+        call.path["agent_id"],
+        after=call.query.get("after"),
+        before=call.query.get("before"),
+        limit=int(call.query.get("limit", 10)),
+    )
+    if store.messages_format == "items":
+        return Reply(200, {"items": messages})
+    return Reply(200, messages)

@@ -1,0 +1,160 @@
+"""Matrix Client-Server handlers: one function per operationId of specs/matrix.yaml (snake_case).
+
+The request has been checked against the spec before a handler runs; handlers only hold behaviour."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mockgen.http.dialects import Reply
+from mockgen.http.dispatch import Call
+from mockgen.store.errors import MatrixError
+
+SPEC_VERSIONS = [
+    "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
+    "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
+]  # fmt: skip
+
+
+def ok(body: Any) -> Reply:
+    return Reply(200, body)
+
+
+def get_versions(call: Call) -> Reply:
+    return ok({"versions": SPEC_VERSIONS, "unstable_features": {}})
+
+
+def get_login_flows(call: Call) -> Reply:
+    return ok({"flows": [{"type": "m.login.password"}, {"type": "m.login.application_service"}]})
+
+
+def login(call: Call) -> Reply:
+    body = call.body
+    identifier = body.get("identifier")
+    user = identifier.get("user") if isinstance(identifier, dict) else body.get("user")
+    if not isinstance(user, str):
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid login submission")
+    return ok(
+        call.world.matrix.login(
+            user=user,
+            password=body["password"],
+            device_id=body.get("device_id"),
+            initial_device_display_name=body.get("initial_device_display_name"),
+        )
+    )
+
+
+def register(call: Call) -> Reply:
+    if call.token is not None:
+        raise MatrixError(
+            400,
+            "M_UNKNOWN",
+            "An access token should not be provided on requests to /register "
+            "(except if type is m.login.application_service)",
+        )
+    return ok(call.world.matrix.register(call.body, kind=call.query.get("kind", "user")))
+
+
+def check_username_availability(call: Call) -> Reply:
+    return ok({"available": call.world.matrix.username_available(call.query["username"])})
+
+
+def get_token_owner(call: Call) -> Reply:
+    return ok({"user_id": call.requester.user_id, "is_guest": False, "device_id": call.device_id})
+
+
+def get_display_name(call: Call) -> Reply:
+    return ok({"displayname": call.world.matrix.get_displayname(call.path["userId"])})
+
+
+def set_display_name(call: Call) -> Reply:
+    call.world.matrix.set_displayname(call.requester, call.path["userId"], call.body["displayname"])
+    return ok({})
+
+
+def create_room(call: Call) -> Reply:
+    return ok({"room_id": call.world.matrix.create_room(call.requester, call.body)})
+
+
+def _reason(call: Call) -> str | None:
+    return call.body.get("reason") if isinstance(call.body, dict) else None
+
+
+def join_room_by_id(call: Call) -> Reply:
+    return ok({"room_id": call.world.matrix.join(call.requester, call.path["roomId"], _reason(call))})
+
+
+def join_room(call: Call) -> Reply:
+    matrix = call.world.matrix
+    room_id = matrix.resolve_room(call.path["roomIdOrAlias"])
+    return ok({"room_id": matrix.join(call.requester, room_id, _reason(call))})
+
+
+def invite_user(call: Call) -> Reply:
+    call.world.matrix.invite(call.requester, call.path["roomId"], call.body["user_id"], _reason(call))
+    return ok({})
+
+
+def get_room_state(call: Call) -> Reply:
+    return ok(call.world.matrix.room_state(call.requester, call.path["roomId"]))
+
+
+def _state_event(call: Call, state_key: str) -> Reply:
+    return ok(
+        call.world.matrix.state_event(
+            call.requester,
+            call.path["roomId"],
+            call.path["eventType"],
+            state_key,
+            as_event=call.query.get("format") == "event",
+        )
+    )
+
+
+def get_room_state_event(call: Call) -> Reply:
+    return _state_event(call, "")
+
+
+def get_room_state_with_key(call: Call) -> Reply:
+    return _state_event(call, call.path["stateKey"])
+
+
+def _set_state(call: Call, state_key: str) -> Reply:
+    event_id = call.world.matrix.set_state(
+        call.requester, call.path["roomId"], call.path["eventType"], state_key, call.body
+    )
+    return ok({"event_id": event_id})
+
+
+def set_room_state(call: Call) -> Reply:
+    return _set_state(call, "")
+
+
+def set_room_state_with_key(call: Call) -> Reply:
+    return _set_state(call, call.path["stateKey"])
+
+
+def get_joined_rooms(call: Call) -> Reply:
+    return ok({"joined_rooms": call.world.matrix.joined_rooms(call.requester)})
+
+
+def send_message(call: Call) -> Reply:
+    assert call.device_id is not None
+    event_id = call.world.matrix.send_event(
+        call.requester,
+        call.device_id,
+        call.path["roomId"],
+        call.path["eventType"],
+        call.path["txnId"],
+        call.body,
+    )
+    return ok({"event_id": event_id})
+
+
+def admin_get_user(call: Call) -> Reply:
+    return ok(call.world.matrix.admin_get_user(call.requester, call.path["userId"]))
+
+
+def admin_put_user(call: Call) -> Reply:
+    status, user = call.world.matrix.admin_put_user(call.requester, call.path["userId"], call.body)
+    return Reply(status, user)

@@ -1,0 +1,1 @@
+"""The mock servers' ASGI layers: exchange recording, dispatch to handlers, service error dialects."""

@@ -1,0 +1,272 @@
+"""How each mocked service says no: error bodies, authentication, path quirks.
+
+The request checks come from the contract (`contracts.core`); a dialect only decides how a service words the
+answer, so a violation found by the validator is answered in Matrix's `{"errcode", "error"}`, in FastAPI's
+422 list for Letta, or in the control API's `{"error"}`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from contracts.core import Violation
+from mockgen.store.errors import MatrixError
+from mockgen.store.matrix import User
+from mockgen.world import World
+
+_PARAM_LOCATION = re.compile(r"^(query|path|header) parameter '(.+)'$|^header '(.+)'$")
+_STATE_TRAILING_SLASH = re.compile(r"^(/_matrix/client/[^/]+/rooms/[^/]+/state/[^/]+)/$")
+
+
+@dataclass
+class Reply:
+    """What a handler (or a dialect) answers: a status, a JSON body (None: no body) and headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Credentials:
+    user: User | None = None
+    device_id: str | None = None
+    token: str | None = None
+
+
+def _bearer(headers: Mapping[str, str], *, case_sensitive: bool = False) -> tuple[str | None, bool]:
+    """(token, well_formed) from the Authorization header."""
+    header = headers.get("authorization")
+    if header is None:
+        return None, True
+    parts = header.split(" ")
+    scheme_ok = parts[0] == "Bearer" if case_sensitive else parts[0].lower() == "bearer"
+    if len(parts) != 2 or not scheme_ok or not parts[1]:
+        return None, False
+    return parts[1], True
+
+
+def _request_order(violation: Violation) -> int:
+    """Servers look at the route, then query parameters, then the body."""
+    if violation.location.startswith("path"):
+        return 0
+    if violation.location.startswith(("query", "header")):
+        return 1
+    return 2
+
+
+class Dialect:
+    service: ClassVar[str]
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def not_found(self) -> Reply:
+        raise NotImplementedError
+
+    def method_not_allowed(self, allowed: Sequence[str]) -> Reply:
+        raise NotImplementedError
+
+    def internal_error(self) -> Reply:
+        raise NotImplementedError
+
+    def invalid_request(self, violations: Sequence[Violation]) -> Reply:
+        raise NotImplementedError
+
+    def authenticate(
+        self, world: World, headers: Mapping[str, str], query: Mapping[str, list[str]], required: bool
+    ) -> Credentials | Reply:
+        raise NotImplementedError
+
+    def rate_limited(self, retry_after_ms: int) -> Reply:
+        raise NotImplementedError
+
+
+class MatrixDialect(Dialect):
+    service = "matrix"
+
+    def normalize_path(self, path: str) -> str:
+        # Synapse reads `/state/{type}/` (trailing slash) as the empty state key.
+        matched = _STATE_TRAILING_SLASH.match(path)
+        return matched.group(1) if matched else path
+
+    @staticmethod
+    def error(status: int, errcode: str, error: str, **extra: Any) -> Reply:
+        return Reply(status, {"errcode": errcode, "error": error, **extra})
+
+    def not_found(self) -> Reply:
+        return self.error(404, "M_UNRECOGNIZED", "Unrecognized request")
+
+    def method_not_allowed(self, allowed: Sequence[str]) -> Reply:
+        return self.error(405, "M_UNRECOGNIZED", "Unrecognized request")
+
+    def internal_error(self) -> Reply:
+        return self.error(500, "M_UNKNOWN", "Internal server error")
+
+    def invalid_request(self, violations: Sequence[Violation]) -> Reply:
+        first = sorted(violations, key=_request_order)[0]
+        if first.location.startswith("path"):
+            return self.not_found()
+        if first.keyword == "not-json":
+            return self.error(400, "M_NOT_JSON", "Content not JSON.")
+        if first.location == "request body" and first.pointer == "" and first.keyword == "type":
+            return self.error(400, "M_BAD_JSON", "Content must be a JSON object.")
+        if first.location.startswith(("query", "header")):
+            default = "M_MISSING_PARAM" if first.keyword == "required" else "M_INVALID_PARAM"
+            return self.error(400, first.errcode or default, first.message)
+        default = "M_MISSING_PARAM" if first.keyword == "required" else "M_BAD_JSON"
+        return self.error(400, first.errcode or default, first.message)
+
+    def authenticate(
+        self, world: World, headers: Mapping[str, str], query: Mapping[str, list[str]], required: bool
+    ) -> Credentials | Reply:
+        token, well_formed = _bearer(headers, case_sensitive=True)
+        if not well_formed:
+            return self.error(401, "M_MISSING_TOKEN", "Invalid Authorization header.")
+        if query.get("access_token"):
+            if token is not None:
+                return self.error(
+                    401, "M_MISSING_TOKEN", "Mixing Authorization headers and access_token query parameters."
+                )
+            token = query["access_token"][0]
+        if token is None:
+            if required:
+                return self.error(401, "M_MISSING_TOKEN", "Missing access token")
+            return Credentials()
+        if not required:
+            # Synapse does not look at tokens on public endpoints.
+            return Credentials(token=token)
+        try:
+            user, device_id = world.matrix.authenticate(token)
+        except MatrixError as exc:
+            return Reply(exc.status, exc.body())
+        return Credentials(user, device_id, token)
+
+    def rate_limited(self, retry_after_ms: int) -> Reply:
+        reply = self.error(429, "M_LIMIT_EXCEEDED", "Too Many Requests", retry_after_ms=retry_after_ms)
+        reply.headers["Retry-After"] = str(-(-retry_after_ms // 1000))
+        return reply
+
+
+# FastAPI/pydantic words for the ways a value can fail, by JSON Schema keyword and expected type.
+_PYDANTIC_TYPE = {
+    "integer": ("int_parsing", "Input should be a valid integer, unable to parse string as an integer"),
+    "number": ("float_parsing", "Input should be a valid number, unable to parse string as a number"),
+    "boolean": ("bool_parsing", "Input should be a valid boolean, unable to interpret input"),
+    "string": ("string_type", "Input should be a valid string"),
+    "array": ("list_type", "Input should be a valid list"),
+    "object": (
+        "model_attributes_type",
+        "Input should be a valid dictionary or object to extract fields from",
+    ),
+}
+
+
+class LettaDialect(Dialect):
+    service = "letta"
+
+    @staticmethod
+    def detail(status: int, detail: Any) -> Reply:
+        return Reply(status, {"detail": detail})
+
+    def not_found(self) -> Reply:
+        return self.detail(404, "Not Found")
+
+    def method_not_allowed(self, allowed: Sequence[str]) -> Reply:
+        return Reply(405, {"detail": "Method Not Allowed"}, {"Allow": ", ".join(allowed)})
+
+    def internal_error(self) -> Reply:
+        return self.detail(500, "An internal server error occurred")
+
+    @staticmethod
+    def _item(violation: Violation) -> dict[str, Any]:
+        named = _PARAM_LOCATION.match(violation.location)
+        if named is not None:
+            kind = named.group(1) or "header"
+            loc: list[Any] = [kind, named.group(2) or named.group(3)]
+        else:
+            loc = ["body"]
+        loc.extend(
+            int(p) if p.isdigit() else p.replace("~1", "/").replace("~0", "~")
+            for p in violation.pointer.split("/")[1:]
+        )
+        if violation.keyword == "not-json":
+            return {
+                "type": "json_invalid",
+                "loc": ["body", 0],
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": violation.actual},
+            }
+        if violation.keyword == "required":
+            return {"type": "missing", "loc": loc, "msg": "Field required", "input": None}
+        if violation.keyword == "type":
+            expected = violation.expected.removeprefix("type ")
+            kind_name, msg = _PYDANTIC_TYPE.get(expected, ("value_error", violation.message))
+            if loc[0] == "body" and kind_name.endswith("_parsing"):
+                kind_name = kind_name.replace("_parsing", "_type")
+            return {"type": kind_name, "loc": loc, "msg": msg, "input": violation.value}
+        if violation.keyword in ("enum", "const"):
+            return {
+                "type": "enum",
+                "loc": loc,
+                "msg": f"Input should be {violation.expected}",
+                "input": violation.value,
+            }
+        return {"type": "value_error", "loc": loc, "msg": violation.message, "input": violation.value}
+
+    def invalid_request(self, violations: Sequence[Violation]) -> Reply:
+        return self.detail(422, [self._item(v) for v in sorted(violations, key=_request_order)])
+
+    def authenticate(
+        self, world: World, headers: Mapping[str, str], query: Mapping[str, list[str]], required: bool
+    ) -> Credentials | Reply:
+        if not required:
+            return Credentials()
+        token, _ = _bearer(headers)
+        bare = headers.get("x-bare-password", "")
+        if token == world.config.letta_token or bare == f"password {world.config.letta_token}":
+            return Credentials(token=token)
+        return self.detail(401, "Unauthorized")
+
+    def rate_limited(self, retry_after_ms: int) -> Reply:
+        reply = self.detail(429, "Too Many Requests")
+        reply.headers["Retry-After"] = str(-(-retry_after_ms // 1000))
+        return reply
+
+
+class ControlDialect(Dialect):
+    service = "control"
+
+    @staticmethod
+    def error(status: int, message: str) -> Reply:
+        return Reply(status, {"error": message})
+
+    def not_found(self) -> Reply:
+        return self.error(404, "no such control route")
+
+    def method_not_allowed(self, allowed: Sequence[str]) -> Reply:
+        return self.error(405, f"method not allowed; use {', '.join(allowed)}")
+
+    def internal_error(self) -> Reply:
+        return self.error(500, "internal error in the mock")
+
+    def invalid_request(self, violations: Sequence[Violation]) -> Reply:
+        return self.error(400, "; ".join(v.message for v in violations))
+
+    def authenticate(
+        self, world: World, headers: Mapping[str, str], query: Mapping[str, list[str]], required: bool
+    ) -> Credentials | Reply:
+        return Credentials()
+
+    def rate_limited(self, retry_after_ms: int) -> Reply:
+        return self.error(429, "rate limited")
+
+
+DIALECTS: dict[str, Dialect] = {
+    "matrix": MatrixDialect(),
+    "letta": LettaDialect(),
+    "control": ControlDialect(),
+}

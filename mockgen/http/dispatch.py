@@ -1,0 +1,201 @@
+"""The innermost layer: Connexion has routed the request to an operationId; check it, apply faults and
+authentication, and call the plain handler registered for that operationId."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.types import Receive, Scope, Send
+
+from contracts.core import ContractValidator, NoRoute, Operation, Violation
+from mockgen.faults import Fault
+from mockgen.http.dialects import DIALECTS, Dialect, Reply
+from mockgen.http.exchange import EXTENSION, Exchange, send_reply
+from mockgen.store.errors import ControlError, LettaError, MatrixError, UserInteractiveAuthRequired
+from mockgen.store.matrix import User
+from mockgen.world import World
+
+ROUTING = "connexion_routing"
+
+
+@dataclass
+class Call:
+    """Everything a handler gets: the world, the checked request and who sent it."""
+
+    world: World
+    service: str
+    operation: Operation
+    path: Mapping[str, Any]
+    query: Mapping[str, Any]
+    body: Any
+    headers: Mapping[str, str]
+    user: User | None
+    device_id: str | None
+    token: str | None
+    query_string: str
+
+    @property
+    def requester(self) -> User:
+        """The authenticated user (only for operations that require a token)."""
+        assert self.user is not None, f"{self.operation.operation_id} needs an authenticated user"
+        return self.user
+
+
+Handler = Callable[[Call], Reply]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        world: World,
+        dialect: Dialect,
+        validator: ContractValidator,
+        control_validator: ContractValidator,
+        handlers: Mapping[str, Handler],
+    ) -> None:
+        self.world = world
+        self.dialect = dialect
+        self.validator = validator
+        self.control_validator = control_validator
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange: Exchange = scope["extensions"][EXTENSION]
+        reply = await self.reply(scope, exchange)
+        if reply is not None:
+            await send_reply(send, reply)
+
+    async def reply(self, scope: Scope, exchange: Exchange) -> Reply | None:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        operation_id = scope["extensions"].get(ROUTING, {}).get("operation_id")
+        if operation_id is None:
+            return self._no_route(exchange, method, path, headers, query)
+        control = operation_id in self.control_validator.operations
+        validator = self.control_validator if control else self.validator
+        dialect = DIALECTS["control"] if control else self.dialect
+        operation = validator.operations[operation_id]
+        exchange.operation, exchange.validator, exchange.control = operation, validator, control
+        check = validator.check_request(
+            operation,
+            path_params=scope.get("path_params", {}),
+            query=query,
+            headers=headers,
+            body=exchange.body,
+            content_type=headers.get("content-type"),
+        )
+        rejected = check.rejected
+        if any(v.location.startswith("path") for v in rejected):
+            # A path parameter outside its schema (e.g. `/_matrix/client/v2/...`) is no route at all.
+            exchange.operation = exchange.validator = None
+            exchange.violations.append(
+                Violation("request", None, "route", "", "path", "a documented path", f"{method} {path}")
+            )
+            return dialect.not_found()
+        exchange.violations.extend(check.violations)
+        exchange.request_json = check.body
+        if not control:
+            fault = self.world.faults.take(
+                self.dialect.service,
+                operation_id,
+                method,
+                path,
+                applicable=lambda f: _documents(operation, f),
+            )
+            if fault is not None:
+                exchange.fault = fault
+                faulted = await self._fault_reply(operation, fault)
+                if fault.drop_connection:
+                    exchange.drop = True
+                    return None
+                if faulted is not None:
+                    return faulted
+        credentials = dialect.authenticate(self.world, headers, query, operation.auth_required)
+        if isinstance(credentials, Reply):
+            return credentials
+        exchange.user = credentials.user.user_id if credentials.user else None
+        if rejected:
+            return dialect.invalid_request(rejected)
+        call = Call(
+            world=self.world,
+            service=self.dialect.service,
+            operation=operation,
+            path=check.path,
+            query=check.query,
+            body=check.body,
+            headers=headers,
+            user=credentials.user,
+            device_id=credentials.device_id,
+            token=credentials.token,
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+        )
+        return self._call_handler(operation_id, call)
+
+    def _no_route(
+        self,
+        exchange: Exchange,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        query: Mapping[str, list[str]],
+    ) -> Reply:
+        route = self.validator.find(method, path)
+        kind = route.kind if isinstance(route, NoRoute) else "path"
+        exchange.violations.append(
+            Violation("request", None, "route", "", kind, "a documented route", f"{method} {path}")
+        )
+        if self.dialect.service == "letta":
+            # Letta authenticates before it routes: an unknown path without the token is 401, not 404.
+            credentials = self.dialect.authenticate(self.world, headers, query, True)
+            if isinstance(credentials, Reply):
+                return credentials
+        if isinstance(route, NoRoute) and route.kind == "method":
+            return self.dialect.method_not_allowed(route.allowed)
+        return self.dialect.not_found()
+
+    async def _fault_reply(self, operation: Operation, fault: Fault) -> Reply | None:
+        if fault.latency_ms:
+            await asyncio.sleep(fault.latency_ms / 1000)
+        if fault.drop_connection or fault.status is None:
+            return None
+        if fault.retry_after_ms is not None and fault.status == 429 and not fault.has_body:
+            reply = self.dialect.rate_limited(fault.retry_after_ms)
+        else:
+            reply = Reply(
+                fault.status, fault.body if fault.has_body else default_body(operation, fault.status)
+            )
+        reply.headers.update(fault.headers)
+        return reply
+
+    def _call_handler(self, operation_id: str, call: Call) -> Reply:
+        handler = self.handlers[operation_id]
+        try:
+            return handler(call)
+        except MatrixError as exc:
+            return Reply(exc.status, exc.body())
+        except UserInteractiveAuthRequired as exc:
+            return Reply(401, exc.body)
+        except LettaError as exc:
+            return Reply(exc.status, {"detail": exc.detail})
+        except ControlError as exc:
+            return Reply(exc.status, {"error": exc.error})
+
+
+def _documents(operation: Operation, fault: Fault) -> bool:
+    """A fault may only answer with a status the operation documents (latency and drops go anywhere)."""
+    return fault.status is None or fault.drop_connection or operation.response(fault.status) is not None
+
+
+def default_body(operation: Operation, status: int) -> Any:
+    """The operation's first documented example for `status` (None when it documents no body)."""
+    spec = operation.response(status)
+    if spec is None or not spec.examples:
+        return None
+    return spec.examples[0][1]

@@ -1,0 +1,138 @@
+"""pytest plugin (entry point `pytest11`): `letta_mock` and `matrix_mock` fixtures.
+
+Both mocks start once per test session on free loopback ports and share one `World`, which is reset before
+every test. Strict by default: a test fails if the client under test broke the contract in any exchange (or
+if the mock's own answer did, which is a mock bug). Mark a test `@pytest.mark.mock_lenient` to only record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mockgen import control
+from mockgen.faults import Fault
+from mockgen.journal import Entry
+from mockgen.server import MockServers
+from mockgen.store.letta import Agent
+from mockgen.world import DEFAULT_USERS, MockConfig, World
+
+LENIENT_MARK = "mock_lenient"
+
+
+class MockHandle:
+    """What both fixtures offer: the world, fault injection and the journal."""
+
+    def __init__(self, world: World, url: str) -> None:
+        self.world = world
+        self.url = url
+
+    def inject(self, operation: str | None = None, **fault: Any) -> Fault:
+        """Install a fault (see specs/mock-control.yaml `Fault`), e.g. `inject("createRoom", status=500,
+        times=2)` or `inject("register", rate_limit={"retry_after_ms": 10})`."""
+        spec = dict(fault)
+        if operation is not None:
+            spec["operation"] = operation
+        return control.install_fault(self.world, spec)
+
+    def clear_faults(self) -> int:
+        return self.world.faults.clear()
+
+    def journal(self, operation: str | None = None, *, service: str | None = None) -> list[Entry]:
+        return self.world.journal.entries(operation=operation, service=service)
+
+    def calls(self, operation: str) -> int:
+        """How many requests the mocks answered for `operation`."""
+        return len(self.world.journal.entries(operation=operation))
+
+    def violations(self) -> list[dict[str, Any]]:
+        return [violation for entry in self.world.journal for violation in entry.violations]
+
+
+class LettaMock(MockHandle):
+    @property
+    def token(self) -> str:
+        return self.world.config.letta_token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def add_agent(self, name: str, **fields: Any) -> Agent:
+        return self.world.letta.create(name, **fields)
+
+    def add_agents(self, count: int, prefix: str = "agent") -> list[Agent]:
+        return [self.world.letta.create(f"{prefix}-{n:04d}") for n in range(count)]
+
+    def rename_agent(self, agent_id: str, name: str) -> None:
+        control.rename_agent(self.world, agent_id, name)
+
+    def remove_agent(self, agent_id: str) -> None:
+        control.remove_agent(self.world, agent_id)
+
+    def set_format(self, agents: str | None = None, messages: str | None = None) -> None:
+        self.world.set_letta_format(agents, messages)
+
+
+class MatrixMock(MockHandle):
+    @property
+    def server_name(self) -> str:
+        return self.world.config.server_name
+
+    @property
+    def admin(self) -> tuple[str, str]:
+        """(username, password) of the pre-seeded server admin."""
+        first = DEFAULT_USERS[0]
+        return str(first["username"]), str(first["password"])
+
+    def add_user(self, username: str, password: str, *, admin: bool = False) -> str:
+        return self.world.matrix.add_user(username, password, admin=admin)
+
+    def user_id(self, localpart: str) -> str:
+        return self.world.matrix.user_id_for(localpart)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.world.snapshot()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{LENIENT_MARK}: record contract violations without failing the test")
+
+
+@pytest.fixture(scope="session")
+def mockgen_servers() -> Iterator[MockServers]:
+    """Both mock services for the whole session (free loopback ports)."""
+    servers = MockServers(World(MockConfig()))
+    servers.start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def mock_world(mockgen_servers: MockServers, request: pytest.FixtureRequest) -> Iterator[World]:
+    """The shared world, reset for this test; after it, strict contract checking."""
+    world = mockgen_servers.world
+    world.reset()
+    yield world
+    if request.node.get_closest_marker(LENIENT_MARK) is not None:
+        return
+    broken = [
+        f"{entry.method} {entry.path} -> {entry.status}: {violation['message']}"
+        for entry in world.journal
+        for violation in entry.violations
+    ]
+    if broken:
+        shown = "\n  ".join(broken[:20])
+        more = f"\n  ... and {len(broken) - 20} more" if len(broken) > 20 else ""
+        pytest.fail(f"{len(broken)} contract violation(s) in this test:\n  {shown}{more}", pytrace=False)
+
+
+@pytest.fixture
+def letta_mock(mock_world: World, mockgen_servers: MockServers) -> LettaMock:
+    return LettaMock(mock_world, mockgen_servers.endpoints.letta)
+
+
+@pytest.fixture
+def matrix_mock(mock_world: World, mockgen_servers: MockServers) -> MatrixMock:
+    return MatrixMock(mock_world, mockgen_servers.endpoints.matrix)

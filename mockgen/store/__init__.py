@@ -1,0 +1,1 @@
+"""Pure state stores of the mocked services (no HTTP)."""

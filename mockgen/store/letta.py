@@ -1,0 +1,290 @@
+"""The Letta server's state (agents and their messages), kept as Letta 0.11.7 keeps it; no HTTP here."""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from mockgen.store.errors import LettaError
+
+AGENT_ID = re.compile(r"^agent-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+USER_ID = "user-00000000-0000-4000-8000-000000000000"
+AgentsFormat = Literal["array", "envelope"]
+MessagesFormat = Literal["array", "items"]
+
+
+def _stamp(moment: float) -> str:
+    """Letta 0.11.7 on SQLite: second precision, no zone."""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _message_date(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+@dataclass
+class Agent:
+    id: str
+    name: str
+    created_at: str
+    sequence: int
+    updated_at: str
+    tags: list[str] = field(default_factory=list)
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+    system: str = ""
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "created_by_id": USER_ID,
+            "last_updated_by_id": USER_ID,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "id": self.id,
+            "name": self.name,
+            "tool_rules": [],
+            "message_ids": sorted({m["id"] for m in self.messages}),
+            "system": self.system,
+            "agent_type": "memgpt_v2_agent",
+            "llm_config": {
+                "model": "letta-free",
+                "model_endpoint_type": "openai",
+                "model_endpoint": "https://inference.letta.com/v1/",
+                "context_window": 30000,
+                "handle": "letta/letta-free",
+            },
+            "embedding_config": {
+                "embedding_endpoint_type": "openai",
+                "embedding_model": "letta-free",
+                "embedding_dim": 1536,
+                "handle": "letta/letta-free",
+            },
+            "description": self.description,
+            "metadata": copy.deepcopy(self.metadata),
+            "tools": [],
+            "sources": [],
+            "tags": list(self.tags),
+        }
+
+
+class LettaStore:
+    """Agents ordered by creation time (ties broken by creation order, as the sequence of inserts)."""
+
+    def __init__(self, *, seed: int | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._lock = threading.RLock()
+        self.agents: dict[str, Agent] = {}
+        self._sequence = 0
+        self.agents_format: AgentsFormat = "array"
+        self.messages_format: MessagesFormat = "array"
+
+    def _uuid(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def _message_id(self) -> str:
+        return f"message-{self._uuid()}"
+
+    def _initial_messages(self, name: str, moment: float) -> list[dict[str, Any]]:
+        """A fresh Letta agent's history: the system prompt, a greeting turn, a login event."""
+        date = _message_date(moment)
+        turn = self._message_id()
+        call_id = self._uuid()
+        return [
+            {
+                "id": self._message_id(),
+                "date": date,
+                "message_type": "system_message",
+                "content": f"You are {name}.",
+            },
+            {
+                "id": turn,
+                "date": date,
+                "message_type": "reasoning_message",
+                "source": "non_reasoner_model",
+                "reasoning": "Bootup sequence complete. Persona activated.",
+                "signature": None,
+            },
+            {
+                "id": turn,
+                "date": date,
+                "message_type": "assistant_message",
+                "content": "More human than human is our motto.",
+            },
+            {
+                "id": self._message_id(),
+                "date": date,
+                "message_type": "tool_return_message",
+                "name": "send_message",
+                "tool_return": "None",
+                "status": "success",
+                "tool_call_id": call_id,
+                "stdout": None,
+                "stderr": None,
+            },
+            {
+                "id": self._message_id(),
+                "date": date,
+                "message_type": "user_message",
+                "content": '{"type": "login", "last_login": "Never (first login)"}',
+            },
+        ]
+
+    # -- queries
+
+    def check_id(self, agent_id: str) -> None:
+        if not AGENT_ID.match(agent_id):
+            raise LettaError(400, f"agent_id {agent_id} is not in the valid format 'agent-<uuid4>'")
+
+    def get(self, agent_id: str) -> Agent:
+        with self._lock:
+            self.check_id(agent_id)
+            agent = self.agents.get(agent_id)
+            if agent is None:
+                raise LettaError(404, f"Agent with ID {agent_id} not found")
+            return agent
+
+    def _ordered(self, ascending: bool) -> list[Agent]:
+        return sorted(self.agents.values(), key=lambda a: (a.created_at, a.sequence), reverse=not ascending)
+
+    def list_agents(
+        self,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int | None = 50,
+        ascending: bool = False,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        match_all_tags: bool = False,
+        query_text: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One page. Cursors that name no agent are ignored; a limit of 0 or less means no limit."""
+        with self._lock:
+            ordered = self._ordered(ascending)
+            ids = [agent.id for agent in ordered]
+            if after is not None and after in ids:
+                ordered = ordered[ids.index(after) + 1 :]
+            if before is not None:
+                positions = [agent.id for agent in ordered]
+                if before in positions:
+                    ordered = ordered[: positions.index(before)]
+            if name is not None:
+                ordered = [agent for agent in ordered if agent.name == name]
+            if query_text:
+                ordered = [agent for agent in ordered if query_text.lower() in agent.name.lower()]
+            if tags:
+                wanted = set(tags)
+                ordered = [
+                    agent
+                    for agent in ordered
+                    if (wanted <= set(agent.tags) if match_all_tags else wanted & set(agent.tags))
+                ]
+            if limit is not None and limit > 0:
+                ordered = ordered[:limit]
+            return [agent.to_json() for agent in ordered]
+
+    def list_messages(
+        self, agent_id: str, *, after: str | None = None, before: str | None = None, limit: int = 10
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` messages (after/before the cursor messages), oldest first."""
+        with self._lock:
+            messages = list(self.get(agent_id).messages)
+            ids = [message["id"] for message in messages]
+            if after is not None and after in ids:
+                last = len(ids) - 1 - ids[::-1].index(after)
+                messages = messages[last + 1 :]
+                ids = ids[last + 1 :]
+            if before is not None and before in ids:
+                messages = messages[: ids.index(before)]
+            if limit > 0:
+                messages = messages[-limit:]
+            return copy.deepcopy(messages)
+
+    # -- changes
+
+    def create(
+        self,
+        name: str | None = None,
+        *,
+        agent_id: str | None = None,
+        created_at: str | None = None,
+        tags: Sequence[str] | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        messages: Sequence[dict[str, Any]] | None = None,
+    ) -> Agent:
+        with self._lock:
+            moment = self._clock()
+            self._sequence += 1
+            if agent_id is not None:
+                self.check_id(agent_id)
+                if agent_id in self.agents:
+                    raise LettaError(409, f"Agent {agent_id} already exists")
+            new_id = agent_id or f"agent-{self._uuid()}"
+            # Letta names unnamed agents itself (adjective-noun); a stable stand-in does here.
+            agent_name = name if name is not None else f"agent-{self._sequence}"
+            stamp = created_at or _stamp(moment)
+            if messages is None:
+                history = self._initial_messages(agent_name, moment)
+            else:
+                history = []
+                for message in messages:
+                    filled = copy.deepcopy(dict(message))
+                    filled.setdefault("id", self._message_id())
+                    filled.setdefault("date", _message_date(moment))
+                    history.append(filled)
+            agent = Agent(
+                id=new_id,
+                name=agent_name,
+                created_at=stamp,
+                sequence=self._sequence,
+                updated_at=datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f"),
+                tags=list(tags or []),
+                description=description,
+                metadata=copy.deepcopy(metadata),
+                system=f"You are {agent_name}.",
+                messages=history,
+            )
+            self.agents[new_id] = agent
+            return agent
+
+    def modify(self, agent_id: str, changes: dict[str, Any]) -> Agent:
+        with self._lock:
+            agent = self.get(agent_id)
+            if changes.get("name") is not None:
+                agent.name = str(changes["name"])
+            if "description" in changes:
+                agent.description = changes["description"]
+            if changes.get("tags") is not None:
+                agent.tags = list(changes["tags"])
+            if changes.get("system") is not None:
+                agent.system = str(changes["system"])
+            if "metadata" in changes:
+                agent.metadata = copy.deepcopy(changes["metadata"])
+            agent.updated_at = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+            return agent
+
+    def delete(self, agent_id: str) -> Agent:
+        with self._lock:
+            self.check_id(agent_id)
+            agent = self.agents.pop(agent_id, None)
+            if agent is None:
+                raise LettaError(404, f"Agent agent_id={agent_id} not found for user_id={USER_ID}.")
+            return agent
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {"id": a.id, "name": a.name, "created_at": a.created_at, "messages": len(a.messages)}
+                for a in self._ordered(ascending=True)
+            ]

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from tests.support import TIMEOUT
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for one test; every call through it is bounded by TIMEOUT."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        yield session

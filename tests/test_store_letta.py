@@ -1,0 +1,65 @@
+"""The Letta state store on its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from mockgen.store.errors import LettaError
+from mockgen.store.letta import LettaStore
+
+
+def _ids(page: list[dict[str, object]]) -> list[object]:
+    return [agent["id"] for agent in page]
+
+
+def test_newest_first_with_cursors() -> None:
+    store = LettaStore(seed=3, clock=iter(range(1_795_000_000, 1_795_000_100)).__next__)
+    a, b, c = (store.create(name).id for name in ("a", "b", "c"))
+    assert _ids(store.list_agents()) == [c, b, a]
+    assert _ids(store.list_agents(ascending=True)) == [a, b, c]
+    assert _ids(store.list_agents(after=c, limit=1)) == [b]
+    assert _ids(store.list_agents(before=a)) == [c, b]
+    assert _ids(store.list_agents(after=c, before=a)) == [b]
+    assert _ids(store.list_agents(limit=0)) == [c, b, a]
+    assert [agent["created_at"] for agent in store.list_agents(ascending=True)] == [
+        "2026-11-18T11:06:40",
+        "2026-11-18T11:06:41",
+        "2026-11-18T11:06:42",
+    ]  # fmt: skip  (1_795_000_000 is 2026-11-18T11:06:40Z; Letta on SQLite keeps seconds, no zone)
+
+
+def test_filters() -> None:
+    store = LettaStore(seed=3)
+    store.create("alpha", tags=["x", "y"])
+    store.create("beta", tags=["y"])
+    assert [a["name"] for a in store.list_agents(name="beta")] == ["beta"]
+    assert [a["name"] for a in store.list_agents(tags=["x", "y"], match_all_tags=True)] == ["alpha"]
+    assert [a["name"] for a in store.list_agents(tags=["x", "y"])] == ["beta", "alpha"]
+    assert [a["name"] for a in store.list_agents(query_text="ALP")] == ["alpha"]
+
+
+def test_ids_and_errors() -> None:
+    store = LettaStore(seed=3)
+    with pytest.raises(LettaError) as malformed:
+        store.get("nope")
+    assert malformed.value.status == 400
+    with pytest.raises(LettaError) as missing:
+        store.get("agent-00000000-0000-4000-8000-000000000000")
+    assert missing.value.status == 404
+    agent = store.create("x")
+    assert store.get(agent.id) is agent
+    store.delete(agent.id)
+    with pytest.raises(LettaError):
+        store.delete(agent.id)
+
+
+def test_messages_are_the_newest_oldest_first() -> None:
+    store = LettaStore(seed=3)
+    agent = store.create("talker")
+    everything = store.list_messages(agent.id, limit=100)
+    assert len(everything) == 5
+    assert store.list_messages(agent.id, limit=2) == everything[-2:]
+    assert store.list_messages(agent.id, after=everything[0]["id"], limit=100) == everything[1:]
+    turn = everything[1]["id"]
+    assert everything[2]["id"] == turn  # reasoning and the assistant message share their id
+    assert store.list_messages(agent.id, after=turn, limit=100) == everything[3:]

@@ -1,0 +1,176 @@
+"""The homeserver state store on its own: no HTTP, no Connexion."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mockgen.store.errors import MatrixError, UserInteractiveAuthRequired
+from mockgen.store.matrix import MatrixStore, User
+
+
+@pytest.fixture
+def store() -> MatrixStore:
+    store = MatrixStore("matrix.test", seed=1)
+    store.add_user("admin", "pw", admin=True)
+    store.add_user("alice", "pw")
+    store.add_user("bob", "pw")
+    return store
+
+
+def _user(store: MatrixStore, name: str) -> User:
+    return store.user_by_name(name)
+
+
+def test_registration_needs_the_dummy_stage_and_keeps_the_session(store: MatrixStore) -> None:
+    with pytest.raises(UserInteractiveAuthRequired) as first:
+        store.register({"username": "Carol", "password": "secret"})
+    session = first.value.body["session"]
+    done = store.register({"auth": {"type": "m.login.dummy", "session": session}})
+    assert done["user_id"] == "@carol:matrix.test"
+    again = store.register({"auth": {"type": "m.login.dummy", "session": session}})
+    assert again["user_id"] == done["user_id"]
+    assert store.login(user="CAROL", password="secret")["user_id"] == "@carol:matrix.test"
+
+
+@pytest.mark.parametrize(
+    ("username", "errcode"),
+    [
+        ("alice", "M_USER_IN_USE"),
+        ("bad name", "M_INVALID_USERNAME"),
+        ("12345", "M_INVALID_USERNAME"),
+        ("_x", "M_INVALID_USERNAME"),
+    ],
+)
+def test_username_checks_come_before_the_auth_stage(store: MatrixStore, username: str, errcode: str) -> None:
+    with pytest.raises(MatrixError) as refused:
+        store.register({"username": username, "password": "p"})
+    assert refused.value.errcode == errcode
+
+
+def test_registration_without_username_picks_a_number(store: MatrixStore) -> None:
+    first = store.register({"password": "p", "auth": {"type": "m.login.dummy"}})
+    second = store.register({"password": "p", "auth": {"type": "m.login.dummy"}})
+    assert (first["user_id"], second["user_id"]) == ("@1:matrix.test", "@2:matrix.test")
+
+
+def test_inhibit_login_issues_no_token(store: MatrixStore) -> None:
+    result = store.register(
+        {"username": "quiet", "password": "p", "inhibit_login": True, "auth": {"type": "m.login.dummy"}}
+    )
+    assert result == {"user_id": "@quiet:matrix.test", "home_server": "matrix.test"}
+
+
+def test_tokens_belong_to_devices(store: MatrixStore) -> None:
+    first = store.login(user="alice", password="pw", device_id="PHONE")
+    second = store.login(user="alice", password="pw", device_id="PHONE")
+    assert store.authenticate(second["access_token"])[1] == "PHONE"
+    with pytest.raises(MatrixError) as revoked:
+        store.authenticate(first["access_token"])
+    assert (revoked.value.status, revoked.value.errcode, revoked.value.extra) == (
+        401,
+        "M_UNKNOWN_TOKEN",
+        {"soft_logout": False},
+    )
+
+
+def test_private_room_membership_and_power_levels(store: MatrixStore) -> None:
+    alice, bob, admin = _user(store, "alice"), _user(store, "bob"), _user(store, "admin")
+    room = store.create_room(alice, {"preset": "private_chat", "invite": [bob.user_id]})
+    assert not room.endswith(":matrix.test")
+    assert len(room) == 44
+    with pytest.raises(MatrixError, match="not invited"):
+        store.join(admin, room)
+    assert store.join(bob, room) == room
+    assert store.join(bob, room) == room
+    with pytest.raises(MatrixError, match=r"user_level \(0\) < send_level \(50\)"):
+        store.set_state(bob, room, "m.room.name", "", {"name": "mine"})
+    first = store.set_state(alice, room, "m.room.name", "", {"name": "A"})
+    assert store.set_state(alice, room, "m.room.name", "", {"name": "A"}) == first
+    assert store.set_state(alice, room, "m.room.name", "", {"name": "B"}) != first
+    levels = store.state_event(alice, room, "m.room.power_levels", "")
+    assert levels["users"] == {}
+    assert levels["invite"] == 0
+    assert levels["events"]["m.room.tombstone"] == 150
+
+
+def test_trusted_private_chat_makes_invitees_creators_in_v12(store: MatrixStore) -> None:
+    alice, bob = _user(store, "alice"), _user(store, "bob")
+    room = store.create_room(alice, {"preset": "trusted_private_chat", "invite": [bob.user_id]})
+    assert store.state_event(alice, room, "m.room.create", "")["additional_creators"] == [bob.user_id]
+    store.join(bob, room)
+    assert store.set_state(bob, room, "m.room.name", "", {"name": "ok"}).startswith("$")
+
+
+def test_older_room_versions_list_the_creator(store: MatrixStore) -> None:
+    alice = _user(store, "alice")
+    room = store.create_room(alice, {"room_version": "10"})
+    assert room.endswith(":matrix.test")
+    assert store.state_event(alice, room, "m.room.power_levels", "")["users"] == {alice.user_id: 100}
+    assert store.state_event(alice, room, "m.room.create", "")["creator"] == alice.user_id
+
+
+def test_visibility_other_than_private_selects_public_chat(store: MatrixStore) -> None:
+    alice, bob = _user(store, "alice"), _user(store, "bob")
+    room = store.create_room(alice, {"visibility": "bogus"})
+    assert store.join(bob, room) == room
+
+
+def test_space_children_and_parents(store: MatrixStore) -> None:
+    admin, alice = _user(store, "admin"), _user(store, "alice")
+    space = store.create_room(admin, {"creation_content": {"type": "m.space"}, "name": "Space"})
+    room = store.create_room(alice, {"invite": [admin.user_id]})
+    store.set_state(admin, space, "m.space.child", room, {"via": ["matrix.test"]})
+    store.set_state(alice, room, "m.space.parent", space, {"via": ["matrix.test"], "canonical": True})
+    rooms = {r["room_id"]: r for r in store.snapshot()["rooms"]}
+    assert rooms[space]["is_space"]
+    assert rooms[space]["children"] == [room]
+    assert rooms[room]["parents"] == [space]
+
+
+def test_transaction_ids_are_per_device(store: MatrixStore) -> None:
+    alice = _user(store, "alice")
+    room = store.create_room(alice, {})
+    phone = store.send_event(alice, "PHONE", room, "m.room.message", "t1", {"msgtype": "m.text", "body": "a"})
+    again = store.send_event(
+        alice, "PHONE", room, "m.room.message", "t1", {"msgtype": "m.text", "body": "changed"}
+    )
+    laptop = store.send_event(
+        alice, "LAPTOP", room, "m.room.message", "t1", {"msgtype": "m.text", "body": "a"}
+    )
+    assert phone == again != laptop
+
+
+def test_admin_api(store: MatrixStore) -> None:
+    admin, alice = _user(store, "admin"), _user(store, "alice")
+    status, created = store.admin_put_user(
+        admin, "@dave:matrix.test", {"password": "pw", "displayname": "Dave"}
+    )
+    assert (status, created["name"], created["displayname"]) == (201, "@dave:matrix.test", "Dave")
+    status, _ = store.admin_put_user(admin, "@dave:matrix.test", {"displayname": "D"})
+    assert status == 200
+    assert store.get_displayname("@dave:matrix.test") == "D"
+    with pytest.raises(MatrixError, match="not a server admin"):
+        store.admin_put_user(alice, "@eve:matrix.test", {})
+    store.admin_put_user(admin, "@dave:matrix.test", {"deactivated": True})
+    with pytest.raises(MatrixError, match="Invalid username or password"):
+        store.login(user="dave", password="pw")
+
+
+def test_concurrent_registration_of_one_name_admits_one(store: MatrixStore) -> None:
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        try:
+            store.register({"username": "racer", "password": "p", "auth": {"type": "m.login.dummy"}})
+            outcomes.append("ok")
+        except MatrixError as exc:
+            outcomes.append(exc.errcode)
+
+    threads = [threading.Thread(target=attempt) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(outcomes) == ["M_USER_IN_USE"] * 49 + ["ok"]
