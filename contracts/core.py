@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 from urllib.parse import parse_qs, unquote
 
@@ -395,6 +395,8 @@ class Param:
     item_type: str | None
     scalar_type: str | None
     explode: bool
+    unrouted: bool = False
+    example: Any = None
 
     @property
     def where(self) -> str:
@@ -472,7 +474,12 @@ class NoRoute:
 
 @dataclass(slots=True)
 class RequestCheck:
+    """A checked request. `unrouted`: an `x-unrouted` path parameter is off its schema, so the path names
+    no route at all. Other path parameters are the server's to check: their violations are recorded but
+    marked accepted, and the server answers them in its own words."""
+
     violations: list[Violation] = field(default_factory=list)
+    unrouted: bool = False
     body: Any = None
     body_present: bool = False
     query: dict[str, Any] = field(default_factory=dict)
@@ -581,6 +588,8 @@ class ContractValidator:
                     item_type=items.get("type") if is_array else None,
                     scalar_type=None if is_array else schema.get("type"),
                     explode=bool(raw.get("explode", raw.get("style", "form") == "form")),
+                    unrouted=bool(raw.get("x-unrouted", False)),
+                    example=raw.get("example", schema.get("example")),
                 )
         body: Body | None = None
         if "requestBody" in definition:
@@ -752,7 +761,11 @@ class ContractValidator:
             if location == "path":
                 raw = path_params.get(name)
                 typed, found = self._check_param(operation, param, [raw] if raw is not None else None)
-                result.violations.extend(found)
+                if found and param.unrouted:
+                    result.unrouted = True
+                result.violations.extend(
+                    found if param.unrouted else [replace(v, accepted=True) for v in found]
+                )
                 result.path[name] = typed
             elif location == "query":
                 typed, found = self._check_param(operation, param, query_values.get(name))

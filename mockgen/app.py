@@ -73,5 +73,6 @@ def build_app(service: str, world: World) -> ASGIApp:
         routing,
         world=world,
         dialect=DIALECTS[service],
+        validators=(validator, control_validator),
         validate_responses=world.config.validate,
     )

@@ -5,9 +5,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from contracts.profiles import load_profile
 from tests.support import TIMEOUT
 
 pytest_plugins = ["pytester"]
+load_profile()
 
 
 @pytest.fixture

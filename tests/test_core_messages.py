@@ -85,7 +85,7 @@ def test_union_by_type_narrows_to_the_branch_of_the_instance() -> None:
 
 def test_status_and_errcode_messages() -> None:
     assert _response("matrix", "createRoom", 418, {}) == [
-        "createRoom: response status: expected one of 200, 400, 401, 403, 413, 429, 500, got 418"
+        "createRoom: response status: expected one of 200, 400, 401, 403, 404, 413, 429, 500, got 418"
     ]
     assert _response("matrix", "createRoom", 400, {"errcode": "M_TEAPOT"}) == [
         'createRoom: response body at /errcode: expected one of "M_ROOM_IN_USE", '

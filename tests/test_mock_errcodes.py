@@ -228,6 +228,9 @@ NATURAL: dict[tuple[str, int, str | None], Scenario] = {
     ("login", 400, "M_UNKNOWN"): _login(type="m.login.bogus", user="admin", password="x"),
     ("login", 400, "M_INVALID_PARAM"): _login(type="m.login.password", user="admin"),
     ("login", 403, "M_FORBIDDEN"): _login(type="m.login.password", user="admin", password="wrong"),
+    ("login", 400, "M_MISSING_PARAM"): _login(
+        type="m.login.password", identifier={"user": "admin"}, password="x"
+    ),
     ("login", 403, "M_USER_DEACTIVATED"): _deactivated_login,
     ("register", 400, "M_USER_IN_USE"): _register({"username": "admin", "password": "p"}),
     ("register", 400, "M_INVALID_USERNAME"): _register({"username": "Bad Name!", "password": "p"}),
@@ -273,6 +276,18 @@ NATURAL: dict[tuple[str, int, str | None], Scenario] = {
     ),
     ("setDisplayName", 400, "M_BAD_JSON"): lambda c: c.req(
         "PUT", "/profile/@user:matrix.test/displayname", token=c.user, data=b"7"
+    ),
+    ("setDisplayName", 404, "M_NOT_FOUND"): lambda c: c.req(
+        "PUT", "/profile/@ghost:matrix.test/displayname", token=c.admin, json_body={"displayname": "x"}
+    ),
+    ("getRoomStateEvent", 400, "M_INVALID_PARAM"): lambda c: c.req(
+        "GET", f"/rooms/{c.room}/state/m.room.create", token=c.admin, params={"format": "bogus"}
+    ),
+    ("getRoomStateWithKey", 400, "M_INVALID_PARAM"): lambda c: c.req(
+        "GET",
+        f"/rooms/{c.room}/state/m.room.member/@admin:matrix.test",
+        token=c.admin,
+        params={"format": "bogus"},
     ),
     ("createRoom", 400, "M_ROOM_IN_USE"): _create_public_alias_twice,
     ("createRoom", 400, "M_UNSUPPORTED_ROOM_VERSION"): lambda c: c.req(
@@ -388,8 +403,10 @@ MATRIX_CASES = [case for case in _documented("matrix") if case[1] >= 400 or case
 def test_every_documented_error_is_either_natural_or_declared_fault_only() -> None:
     errors = {case for case in _documented("matrix") if case[1] >= 400}
     # 401s come from state for every authenticated operation: no token, or one never issued.
-    unauthenticated = {case for case in errors if case[1] == 401}
-    natural = {case for case in NATURAL if case[1] >= 400} | unauthenticated
+    # From state for every operation they apply to: 401 without a token or with one never issued, and 404
+    # M_UNRECOGNIZED for a version prefix other than r0 and v3.
+    generic = {case for case in errors if case[1] == 401 or case[2] == "M_UNRECOGNIZED"}
+    natural = {case for case in NATURAL if case[1] >= 400} | generic
     fault_only = {case for case in errors if case[1] in FAULT_ONLY_STATUSES} | FAULT_ONLY
     assert natural <= errors, f"scenarios for undocumented answers: {natural - errors}"
     assert errors - natural - fault_only == set(), "errors with neither a scenario nor a declared fault"
@@ -472,6 +489,9 @@ async def test_matrix_answer(
     elif status == 401:
         token = None if errcode == "M_MISSING_TOKEN" else "syt_never_issued"
         answer = await _valid_request(ctx, operation_id, authenticate=False, token=token)
+    elif errcode == "M_UNRECOGNIZED":
+        ctx.base = f"{ctx.root}/_matrix/client/v2"
+        answer = await _valid_request(ctx, operation_id)
     else:
         fault = matrix_mock.inject(
             operation_id, status=status, body=_fault_body(operation_id, status, errcode)

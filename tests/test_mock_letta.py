@@ -108,6 +108,7 @@ async def test_query_violations_answer_fastapi_422(
     assert [v["location"] for v in entry.violations] == ["query parameter 'limit'"]
 
 
+@pytest.mark.mock_lenient
 async def test_agent_lookup_errors(http: aiohttp.ClientSession, letta_mock: LettaMock) -> None:
     agent = letta_mock.add_agent("solo")
     url = f"{letta_mock.url}/v1/agents"

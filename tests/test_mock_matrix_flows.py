@@ -201,6 +201,7 @@ async def test_space_room_invite_join_and_state(http: aiohttp.ClientSession, mat
     assert rooms[room_id]["members"]["@letta:matrix.test"] == "join"
 
 
+@pytest.mark.mock_lenient
 async def test_invites(http: aiohttp.ClientSession, matrix_mock: MatrixMock) -> None:
     base = f"{matrix_mock.url}/_matrix/client/v3"
     admin = await login(http, matrix_mock.url, "admin", "admin_password")

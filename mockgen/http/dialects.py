@@ -100,7 +100,9 @@ class MatrixDialect(Dialect):
         return self.error(404, "M_UNRECOGNIZED", "Unrecognized request")
 
     def method_not_allowed(self, allowed: Sequence[str]) -> Reply:
-        return self.error(405, "M_UNRECOGNIZED", "Unrecognized request")
+        reply = self.error(405, "M_UNRECOGNIZED", "Unrecognized request")
+        reply.headers["Allow"] = ", ".join(allowed)
+        return reply
 
     def internal_error(self) -> Reply:
         return self.error(500, "M_UNKNOWN", "Internal server error")
@@ -248,7 +250,9 @@ class ControlDialect(Dialect):
         return self.error(404, "no such control route")
 
     def method_not_allowed(self, allowed: Sequence[str]) -> Reply:
-        return self.error(405, f"method not allowed; use {', '.join(allowed)}")
+        reply = self.error(405, f"method not allowed; use {', '.join(allowed)}")
+        reply.headers["Allow"] = ", ".join(allowed)
+        return reply
 
     def internal_error(self) -> Reply:
         return self.error(500, "internal error in the mock")

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from starlette.types import Receive, Scope, Send
 
@@ -85,22 +85,18 @@ class Dispatcher:
         exchange.operation, exchange.validator, exchange.control = operation, validator, control
         check = validator.check_request(
             operation,
-            path_params=scope.get("path_params", {}),
+            path_params={name: unquote(value) for name, value in scope.get("path_params", {}).items()},
             query=query,
             headers=headers,
             body=exchange.body,
             content_type=headers.get("content-type"),
         )
         rejected = check.rejected
-        if any(v.location.startswith("path") for v in rejected):
-            # A path parameter outside its schema (e.g. `/_matrix/client/v2/...`) is no route at all.
-            exchange.operation = exchange.validator = None
-            exchange.violations.append(
-                Violation("request", None, "route", "", "path", "a documented path", f"{method} {path}")
-            )
-            return dialect.not_found()
         exchange.violations.extend(check.violations)
         exchange.request_json = check.body
+        if check.unrouted:
+            # e.g. `/_matrix/client/v2/...`: the server has no such route (the spec documents the 404).
+            return dialect.not_found()
         if not control:
             fault = self.world.faults.take(
                 self.dialect.service,

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.core import ContractValidator, Operation, Violation, parse_json
+from contracts.core import ContractValidator, NoRoute, Operation, Violation, parse_json
 from mockgen.faults import Fault
 from mockgen.http.dialects import Dialect, Reply
 from mockgen.journal import redact
@@ -87,11 +87,18 @@ def _journal_body(raw: bytes, parsed: Any = None) -> Any:
 
 class ExchangeMiddleware:
     def __init__(
-        self, app: ASGIApp, *, world: World, dialect: Dialect, validate_responses: bool = True
+        self,
+        app: ASGIApp,
+        *,
+        world: World,
+        dialect: Dialect,
+        validators: tuple[ContractValidator, ...],
+        validate_responses: bool = True,
     ) -> None:
         self.app = app
         self.world = world
         self.dialect = dialect
+        self.validators = validators
         self.validate_responses = validate_responses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,9 +106,11 @@ class ExchangeMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        path = self.dialect.normalize_path(scope["path"])
-        if path != scope["path"]:
-            scope = {**scope, "path": path, "raw_path": path.encode()}
+        # Route on the path as sent (percent-encoded), like Synapse: an id holding an encoded "/" stays one
+        # path segment. Path parameters are decoded after routing.
+        raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        path = self.dialect.normalize_path(raw.decode("latin-1"))
+        scope = {**scope, "path": path, "raw_path": path.encode("latin-1")}
         body, too_large, disconnected = await self._read_body(receive)
         if disconnected:
             return
@@ -150,17 +159,20 @@ class ExchangeMiddleware:
         try:
             await self.app(scope, no_more_body, capture)
         except HTTPException as exc:
-            # Starlette's router: the path exists, the method does not.
-            allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()]
-            reply = (
-                self.dialect.method_not_allowed(allowed)
-                if exc.status_code == 405
-                else self.dialect.not_found()
-            )
+            # Starlette's router: the path exists, the method does not. The spec says which methods do.
+            reply = self.dialect.not_found()
+            if exc.status_code == 405:
+                allowed = sorted({m for v in self.validators for m in self._allowed(v, scope["path"])})
+                reply = self.dialect.method_not_allowed(allowed)
             await send_reply(capture, reply)
         except Exception:
             log.exception("mock handler failed for %s %s", scope["method"], scope["path"])
             await send_reply(capture, self.dialect.internal_error())
+
+    @staticmethod
+    def _allowed(validator: ContractValidator, path: str) -> tuple[str, ...]:
+        route = validator.find("TRACE", path)
+        return route.allowed if isinstance(route, NoRoute) else ()
 
     @staticmethod
     def _collect(messages: list[Message]) -> tuple[int, dict[str, str], bytes]:

@@ -1,0 +1,250 @@
+"""Hypothesis strategies derived from the specs: valid response bodies for every operation x documented
+status x variant, and valid request bodies, leaning towards the edge cases clients get wrong.
+
+Schemas are first turned from OpenAPI 3.0 into JSON Schema (`to_json_schema`: `nullable` becomes a type
+union, OpenAPI-only keywords go). The keywords our specs use are then compiled once into Hypothesis's own
+strategies (`fixed_dictionaries`, `lists`, `from_regex`, ...); anything outside that subset is handed to
+hypothesis-jsonschema. The split is for speed: hypothesis-jsonschema rebuilds its sub-strategies on every
+draw (~25 ms for a two-field error object here), which a fuzzer drawing several bodies per example cannot
+afford; compiled strategies draw in well under a millisecond.
+
+Every draw is biased towards edge cases but stays valid under the contract (a test checks each one with the
+validator core): free-text strings come as empty, unicode, right-to-left, zero-width and very long text;
+objects carry unknown extra fields where the contract allows them (servers add fields, clients must ignore
+them); optional fields come and go; arrays are empty as often as not."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import string
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
+
+from contracts.core import JSON_MEDIA_TYPE, ContractValidator, validator_for
+
+# Keywords OpenAPI 3.0 adds to JSON Schema that mean nothing to a generator.
+_OPENAPI_ONLY = frozenset({"discriminator", "example", "examples", "externalDocs", "xml", "deprecated"})
+_ANNOTATIONS = frozenset({"title", "description", "default", "$comment"})
+# The keywords `_compile` understands; a schema using anything else goes to hypothesis-jsonschema.
+_COMPILED = frozenset(
+    {"type", "properties", "required", "additionalProperties", "items", "enum", "const", "pattern", "format",
+     "minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems", "allOf", "anyOf", "oneOf"}
+    | _ANNOTATIONS
+)  # fmt: skip
+MAX_ITEMS = 4
+
+EDGE_STRINGS = [
+    "",
+    " ",
+    "Ünïcödé ✓",
+    "שלום עולם",  # right to left
+    "مرحبا بالعالم",
+    "emoji 🤖🦙",
+    "zero\u200bwidth",
+    "\u202eoverride",
+    "line\nbreak",
+    "a" * 300,
+]
+_JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**31), 2**31), st.text(max_size=12))
+_EXTRA_KEYS = st.text(alphabet=string.ascii_lowercase + "_.", min_size=1, max_size=12).map(lambda k: "x_" + k)
+
+
+def to_json_schema(schema: Any, *, side: str = "response") -> Any:
+    """A JSON Schema (draft 7) equivalent of an OpenAPI 3.0 schema.
+
+    `side="response"` drops `writeOnly` properties, `side="request"` drops `readOnly` ones."""
+    if isinstance(schema, list):
+        return [to_json_schema(item, side=side) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    hidden = "writeOnly" if side == "response" else "readOnly"
+    converted: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _OPENAPI_ONLY or key.startswith("x-") or key in ("nullable", "readOnly", "writeOnly"):
+            continue
+        if key == "properties":
+            converted[key] = {
+                name: to_json_schema(sub, side=side)
+                for name, sub in value.items()
+                if not (isinstance(sub, dict) and sub.get(hidden))
+            }
+        elif key in ("allOf", "anyOf", "oneOf", "items", "not", "additionalProperties"):
+            converted[key] = to_json_schema(value, side=side)
+        else:
+            converted[key] = copy.deepcopy(value)
+    if schema.get("nullable"):
+        if "type" in converted:
+            converted["type"] = [converted["type"], "null"]
+            if "enum" in converted and None not in converted["enum"]:
+                converted["enum"] = [*converted["enum"], None]
+        else:
+            converted = {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+def _merge_all_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """Fold `allOf` parts that are plain object schemas into one (what our specs use allOf for)."""
+    merged = {key: value for key, value in schema.items() if key != "allOf"}
+    for raw_part in schema["allOf"]:
+        part = _merge_all_of(raw_part) if "allOf" in raw_part else raw_part
+        for key, value in part.items():
+            if key == "properties":
+                merged.setdefault("properties", {}).update(value)
+            elif key == "required":
+                merged["required"] = sorted({*merged.get("required", []), *value})
+            elif key not in merged:
+                merged[key] = value
+            elif merged[key] != value and key not in _ANNOTATIONS:
+                raise ValueError(f"allOf parts disagree on {key!r}")
+    return merged
+
+
+def _strings(schema: Mapping[str, Any]) -> st.SearchStrategy[str]:
+    low, high = schema.get("minLength", 0), schema.get("maxLength")
+    if "pattern" in schema:
+        # JSON Schema patterns search, they do not anchor: any string containing a match is valid.
+        drawn = st.from_regex(schema["pattern"])
+        return drawn.filter(lambda s: low <= len(s) <= (high if high is not None else len(s)))
+    if schema.get("format") == "date-time":
+        return st.datetimes(timezones=st.just(UTC)).map(lambda moment: moment.isoformat())
+    edges = [text for text in EDGE_STRINGS if low <= len(text) <= (high if high is not None else len(text))]
+    plain = st.text(min_size=low, max_size=min(high, 40) if high is not None else 40)
+    return st.one_of(st.sampled_from(edges), plain) if edges else plain
+
+
+def _objects(schema: Mapping[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    properties: Mapping[str, Any] = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    fixed = st.fixed_dictionaries(
+        {name: _compile(properties.get(name, {})) for name in sorted(required)},
+        optional={name: _compile(sub) for name, sub in properties.items() if name not in required},
+    )
+    extra = schema.get("additionalProperties", True)
+    if extra is False:
+        return fixed
+    values = _JSON_SCALARS if extra is True or extra == {} else _compile(extra)
+    keys = _EXTRA_KEYS if extra is True else st.text(min_size=1, max_size=12)
+    extras = st.dictionaries(keys.filter(lambda k: k not in properties), values, max_size=2)
+    return st.builds(lambda known, unknown: {**unknown, **known}, fixed, extras)
+
+
+def _typed(schema: Mapping[str, Any], kind: str) -> st.SearchStrategy[Any]:
+    if kind == "null":
+        return st.none()
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "integer":
+        return st.integers(min_value=schema.get("minimum"), max_value=schema.get("maximum"))
+    if kind == "number":
+        return st.floats(schema.get("minimum"), schema.get("maximum"), allow_nan=False, allow_infinity=False)
+    if kind == "string":
+        return _strings(schema)
+    if kind == "array":
+        items = _compile(schema.get("items", {}))
+        return st.lists(items, min_size=schema.get("minItems", 0), max_size=schema.get("maxItems", MAX_ITEMS))
+    if kind == "object":
+        return _objects(schema)
+    raise ValueError(f"unknown type {kind!r}")
+
+
+def _compile(schema: Any) -> st.SearchStrategy[Any]:
+    if schema is True or schema == {}:
+        return _JSON_SCALARS
+    if not isinstance(schema, dict) or set(schema) - _COMPILED:
+        return from_schema(schema)
+    if "allOf" in schema:
+        return _compile(_merge_all_of(schema))
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    if "const" in schema:
+        return st.just(schema["const"])
+    for union in ("oneOf", "anyOf"):
+        if union in schema:
+            base = {key: value for key, value in schema.items() if key != union}
+            branches = [
+                _compile(_merge_all_of({"allOf": [base, branch]}) if base else branch)
+                for branch in schema[union]
+            ]
+            return st.one_of(branches)
+    kinds = schema.get("type")
+    if kinds is None:
+        kinds = "object" if "properties" in schema else None
+    if kinds is None:
+        return _JSON_SCALARS
+    if isinstance(kinds, list):
+        return st.one_of([_typed(schema, kind) for kind in kinds])
+    return _typed(schema, kinds)
+
+
+def strategy_for(schema: Any, *, side: str = "response") -> st.SearchStrategy[Any]:
+    """Values valid under an OpenAPI 3.0 schema, edge cases first."""
+    return _compile(to_json_schema(schema, side=side))
+
+
+def _body_schema(media_types: Mapping[str, tuple[Mapping[str, Any], Any]]) -> Mapping[str, Any]:
+    return media_types.get(JSON_MEDIA_TYPE, next(iter(media_types.values())))[0]
+
+
+@functools.cache
+def _responses(service: str, operation_id: str, status: int, variant: str | None) -> st.SearchStrategy[Any]:
+    operation = validator_for(service).operations[operation_id]
+    spec = operation.response(status)
+    if spec is None:
+        raise KeyError(f"{operation_id} documents no {status}")
+    if not spec.media_types:
+        return st.none()
+    schema = _body_schema(spec.media_types)
+    if variant is not None:
+        branches = {str(branch.get("title")): branch for branch in schema.get("oneOf", [])}
+        if variant not in branches:
+            raise KeyError(f"{operation_id} {status} has no variant {variant!r}; it has {sorted(branches)}")
+        schema = branches[variant]
+    return strategy_for(schema)
+
+
+def response_bodies(
+    operation_id: str, status: int, *, service: str | None = None, variant: str | None = None
+) -> st.SearchStrategy[Any]:
+    """Bodies the contract allows for `operation_id` answering `status` (one variant of a union, if asked)."""
+    return _responses(service or service_of(operation_id), operation_id, status, variant)
+
+
+@functools.cache
+def _requests(service: str, operation_id: str) -> st.SearchStrategy[Any]:
+    operation = validator_for(service).operations[operation_id]
+    if operation.body is None:
+        return st.none()
+    return strategy_for(_body_schema(operation.body.media_types), side="request")
+
+
+def request_bodies(operation_id: str, *, service: str | None = None) -> st.SearchStrategy[Any]:
+    """Request bodies the contract allows for `operation_id`."""
+    return _requests(service or service_of(operation_id), operation_id)
+
+
+def service_of(operation_id: str) -> str:
+    for service in ("letta", "matrix", "control"):
+        if operation_id in validator_for(service).operations:
+            return service
+    raise KeyError(f"no operation {operation_id!r} in the specs")
+
+
+def documented_cells(validator: ContractValidator) -> list[tuple[str, int, str | None]]:
+    """Every (operation, status, variant) the contract documents; variant is None for non-union bodies."""
+    cells: list[tuple[str, int, str | None]] = []
+    for operation in validator.iter_operations():
+        for status in operation.documented_statuses:
+            spec = operation.responses[str(status)]
+            variants: list[str | None] = [v.title for v in spec.variants] or [None]
+            cells.extend((operation.operation_id, status, variant) for variant in variants)
+    return cells
+
+
+def encode(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
