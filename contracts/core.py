@@ -30,6 +30,7 @@ from openapi_core.validation.schemas import (
     oas30_write_schema_validators_factory,
 )
 
+from contracts.redaction import SECRET_KEYS, TOKEN_KEYS
 from contracts.specs import SPEC_FILES, Spec, load_resolved
 
 Side = Literal["request", "response"]
@@ -37,7 +38,7 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 JSON_MEDIA_TYPE = "application/json"
 _SHORT = 80
 # Values never repeated in a violation (they end up in logs and journals).
-SECRET_FIELDS = frozenset({"password", "new_password", "access_token", "refresh_token", "token"})
+SECRET_FIELDS = SECRET_KEYS | TOKEN_KEYS
 
 
 def _short(value: Any) -> str:
@@ -470,6 +471,11 @@ class NoRoute:
 
     kind: Literal["path", "method"]
     allowed: tuple[str, ...] = ()
+
+    def violation(self, method: str, path: str) -> Violation:
+        expected = f"one of {', '.join(self.allowed)}" if self.allowed else "a documented path"
+        actual = f"{method.upper()} {path.split('?', 1)[0]}"
+        return Violation("request", None, "route", "", self.kind, expected, actual)
 
 
 @dataclass(slots=True)
@@ -963,22 +969,7 @@ class ContractValidator:
         """Check a recorded (request, response) pair. Header names may have any case."""
         route = self.find(method, path)
         if isinstance(route, NoRoute):
-            what = "method" if route.kind == "method" else "path"
-            expected = f"one of {', '.join(route.allowed)}" if route.allowed else "a documented path"
-            return ExchangeCheck(
-                None,
-                [
-                    Violation(
-                        "request",
-                        None,
-                        "route",
-                        "",
-                        what,
-                        expected,
-                        f"{method.upper()} {path.split('?', 1)[0]}",
-                    )
-                ],
-            )
+            return ExchangeCheck(None, [route.violation(method, path)])
         operation = route.operation
         lowered = {k.lower(): v for k, v in (request_headers or {}).items()}
         request = self.check_request(

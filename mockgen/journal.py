@@ -1,6 +1,5 @@
-"""A bounded record of every exchange the mock served, for assertions and coverage.
-
-Secrets never go in whole: passwords are replaced by `***`, tokens keep a short prefix."""
+"""A bounded record of every exchange the mock served, for assertions and coverage. Bodies go in
+redacted (`contracts.redaction`)."""
 
 from __future__ import annotations
 
@@ -9,31 +8,6 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-SECRET_KEYS = frozenset({"password", "new_password"})
-TOKEN_KEYS = frozenset({"access_token", "refresh_token", "token"})
-TOKEN_PREFIX = 8
-
-
-def redact(value: Any) -> Any:
-    """A copy of a JSON value with passwords masked and tokens shortened."""
-    if isinstance(value, dict):
-        cleaned: dict[str, Any] = {}
-        for key, item in value.items():
-            if key in SECRET_KEYS and isinstance(item, str):
-                cleaned[key] = "***"
-            elif key in TOKEN_KEYS and isinstance(item, str):
-                cleaned[key] = mask_token(item)
-            else:
-                cleaned[key] = redact(item)
-        return cleaned
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
-
-
-def mask_token(token: str) -> str:
-    return token[:TOKEN_PREFIX] + "…" if len(token) > TOKEN_PREFIX else "…"
 
 
 @dataclass

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote
 
 from starlette.types import Receive, Scope, Send
 
-from contracts.core import ContractValidator, NoRoute, Operation, Violation
+from contracts.core import ContractValidator, NoRoute, Operation
 from mockgen.faults import Fault
 from mockgen.http.dialects import DIALECTS, Dialect, Reply
 from mockgen.http.exchange import EXTENSION, Exchange, send_reply
@@ -143,16 +143,16 @@ class Dispatcher:
         query: Mapping[str, list[str]],
     ) -> Reply:
         route = self.validator.find(method, path)
-        kind = route.kind if isinstance(route, NoRoute) else "path"
-        exchange.violations.append(
-            Violation("request", None, "route", "", kind, "a documented route", f"{method} {path}")
-        )
+        if not isinstance(route, NoRoute):
+            # Connexion found no route where the spec has one: only a path Starlette cannot match.
+            route = NoRoute("path")
+        exchange.violations.append(route.violation(method, path))
         if self.dialect.service == "letta":
             # Letta authenticates before it routes: an unknown path without the token is 401, not 404.
             credentials = self.dialect.authenticate(self.world, headers, query, True)
             if isinstance(credentials, Reply):
                 return credentials
-        if isinstance(route, NoRoute) and route.kind == "method":
+        if route.kind == "method":
             return self.dialect.method_not_allowed(route.allowed)
         return self.dialect.not_found()
 

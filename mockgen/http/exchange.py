@@ -18,9 +18,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.core import ContractValidator, NoRoute, Operation, Violation, parse_json
+from contracts.redaction import redact
 from mockgen.faults import Fault
 from mockgen.http.dialects import Dialect, Reply
-from mockgen.journal import redact
 from mockgen.world import World
 
 log = logging.getLogger("mockgen")

@@ -1,0 +1,1 @@
+"""Thin adapters from other tools to the validator core."""
