@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# This machine sets PYTHONDONTWRITEBYTECODE; recompiling ~300 modules in every process costs seconds.
+RUN := env -u PYTHONDONTWRITEBYTECODE
+FUZZ_EXAMPLES ?= 1000
+MATRIX_SPEC ?= ../shared/reference/matrix-spec
 
 .PHONY: install serve test lint fuzz live bench clean
 
@@ -19,7 +23,27 @@ serve: $(STAMP)
 	$(VENV)/bin/mockgen serve --seed examples/demo-seed.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(RUN) $(PY) -m pytest -n 2
+
+# The long jobs. fuzz: the reference bridge against the sweep and FUZZ_EXAMPLES random examples (gated on
+# 100% contract coverage), then the sharded pytest fuzz suite and the long property tests under the
+# Hypothesis `fuzz` profile, the shards' coverage merged and gated too.
+fuzz: $(STAMP)
+	$(RUN) $(VENV)/bin/contracts fuzz --examples $(FUZZ_EXAMPLES) --workers 2 --report reports/fuzz
+	rm -rf reports/fuzz-shards
+	$(RUN) HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 tests_fuzz tests/test_fast_path.py
+	$(VENV)/bin/contracts coverage reports/fuzz-shards --report reports/fuzz-shards
+
+# live: a real Synapse and a real Letta (installed once into ~/.cache), the contract check, the
+# mock-vs-real differential and the bridge against them; then the upstream Matrix spec diff when the
+# reference data sits beside the checkout.
+live: $(STAMP)
+	rm -rf reports/live
+	$(RUN) $(PY) -m pytest tests_live
+	cat reports/live/*.txt
+	@if [ -d $(MATRIX_SPEC) ]; then \
+		$(VENV)/bin/contracts upstream-diff --matrix-spec $(MATRIX_SPEC); \
+	else echo "upstream-diff: no $(MATRIX_SPEC) here, skipped"; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -27,4 +51,4 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .hypothesis reports

@@ -82,19 +82,17 @@ _PORT_CLASH_MARKERS = ("address already in use", "failed to listen on tcp port")
 # --------------------------------------------------------------------------------------------
 
 
-def repo_root() -> Path:
-    """The directory that contains the ``live`` package."""
-    return Path(__file__).resolve().parent.parent
-
-
 def default_cache_dir(cache_dir: Path | None = None) -> Path:
-    """``cache_dir`` if given, else ``$LIVE_CACHE_DIR``, else ``<repo root>/.cache/live``."""
+    """``cache_dir`` if given, else ``$LIVE_CACHE_DIR``, else ``$XDG_CACHE_HOME`` (``~/.cache``)
+    ``/letta-matrix-contracts/live``: outside the checkout, so every clone (CI clones afresh each run) shares
+    the servers' virtualenvs instead of spending minutes installing Letta again."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser().resolve()
     env = os.environ.get("LIVE_CACHE_DIR")
     if env:
         return Path(env).expanduser().resolve()
-    return repo_root() / ".cache" / "live"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser().resolve() / "letta-matrix-contracts" / "live"
 
 
 def python_tag() -> str:

@@ -8,14 +8,16 @@ request here, more than everything else the mock does."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from types import ModuleType
+from typing import Any
 
-from connexion.middleware.main import ConnexionMiddleware
 from connexion.middleware.routing import RoutingMiddleware
 from connexion.resolver import Resolver
-from starlette.types import ASGIApp
+from connexion.spec import OpenAPISpecification
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.core import ContractValidator, validator_for
 from contracts.specs import resolved_copy
@@ -53,6 +55,35 @@ def handlers_for(spec_name: str, validator: ContractValidator) -> dict[str, Hand
     return found
 
 
+class _CheckedSpecification(OpenAPISpecification):  # type: ignore[misc]
+    """Connexion's view of one of our documents, without Connexion's own check of it: openapi-spec-validator
+    checks our documents in the test suite, and Connexion's check (~0.4 s a document, on every app built)
+    was most of the mock's start-up time."""
+
+    @classmethod
+    def _validate_spec(cls, spec: Any) -> None:
+        return None
+
+
+@functools.cache
+def _routing_spec(name: str) -> _CheckedSpecification:
+    """Built once per process; routing only reads it."""
+    return _CheckedSpecification(resolved_copy(name))
+
+
+class _RaiseRoutingErrors:
+    """Connexion's routing under the name Starlette looks for: with `scope["app"]` set, its router raises
+    HTTPException (405 for a known path and another method) instead of answering in plain text, and
+    `ExchangeMiddleware` answers in the service's own dialect. (ConnexionMiddleware sets it, too.)"""
+
+    def __init__(self, routing: RoutingMiddleware) -> None:
+        self.routing = routing
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        await self.routing(scope, receive, send)
+
+
 def build_app(service: str, world: World) -> ASGIApp:
     """The ASGI app of one mocked service (`letta` or `matrix`), control API included."""
     validator = validator_for(service)
@@ -65,12 +96,12 @@ def build_app(service: str, world: World) -> ASGIApp:
         control_validator=control_validator,
         handlers=handlers,
     )
-    routing = ConnexionMiddleware(dispatcher, middlewares=[RoutingMiddleware])
+    routing = RoutingMiddleware(dispatcher)
     resolver = Resolver(function_resolver=handlers.__getitem__)
-    routing.add_api(resolved_copy(service), resolver=resolver)
-    routing.add_api(resolved_copy("control"), resolver=resolver)
+    for name in (service, "control"):
+        routing.add_api(_routing_spec(name), resolver=resolver)
     return ExchangeMiddleware(
-        routing,
+        _RaiseRoutingErrors(routing),
         world=world,
         dialect=DIALECTS[service],
         validators=(validator, control_validator),

@@ -1,0 +1,180 @@
+"""A fuzz plan: the world a target meets (agents, list formats) and the faults it runs into, all drawn from
+the contract. Faults pick a documented (operation, status, variant) cell and answer with a generated body
+for it; success statuses are only faked on read operations (a write that "succeeded" without happening is
+not something a real server does)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from contracts.coverage import Cell
+from contracts.strategies import EDGE_STRINGS, response_bodies
+from mockgen.control import install_fault
+from mockgen.world import World
+
+READ_METHODS = ("GET", "HEAD")
+# Short waits keep a fuzz example fast; the target's own retry bounds decide how long it waits in total.
+LATENCIES_MS = (0, 0, 0, 0, 5, 20)
+RETRY_AFTER_MS = (0, 1, 10, 50)
+# Most faults hit the first call they can: a target may call an operation only once per run.
+AFTER = (0, 0, 0, 1, 2)
+TIMES = (1, 1, 2, 3)
+
+AGENT_NAMES = st.one_of(
+    st.sampled_from([name for name in EDGE_STRINGS if name.strip()]),
+    st.text(min_size=1, max_size=30).filter(lambda s: s.strip() != ""),
+)
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    operation: str
+    status: int | None = None
+    variant: str | None = None
+    body: Any = None
+    has_body: bool = False
+    times: int = 1
+    after: int = 0
+    latency_ms: int = 0
+    drop_connection: bool = False
+    retry_after_ms: int | None = None
+
+    def to_control(self) -> dict[str, Any]:
+        """The fault as the control API takes it."""
+        spec: dict[str, Any] = {"operation": self.operation, "times": self.times, "after": self.after}
+        if self.latency_ms:
+            spec["latency_ms"] = self.latency_ms
+        if self.drop_connection:
+            spec["drop_connection"] = True
+        elif self.retry_after_ms is not None:
+            spec["rate_limit"] = {"retry_after_ms": self.retry_after_ms}
+        elif self.status is not None:
+            spec["status"] = self.status
+            if self.has_body:
+                spec["body"] = self.body
+        return spec
+
+    def describe(self) -> str:
+        if self.drop_connection:
+            what = "drop the connection"
+        elif self.retry_after_ms is not None:
+            what = f"429 retry_after_ms={self.retry_after_ms}"
+        elif self.status is not None:
+            what = f"{self.status}{f' ({self.variant})' if self.variant else ''} {_short(self.body)}"
+        else:
+            what = "answer late"
+        timing = f" after {self.after}" if self.after else ""
+        late = f", +{self.latency_ms} ms" if self.latency_ms and self.status is not None else ""
+        return f"{self.operation}: {what} x{self.times}{timing}{late}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    agents: tuple[str, ...] = ()
+    agents_format: str = "array"
+    messages_format: str = "array"
+    faults: tuple[FaultSpec, ...] = ()
+    # The target first runs once without faults, so the faults meet a target that has state (what it calls
+    # only on later runs, such as checking the space it made, is faulted too).
+    warm: bool = False
+
+    def prepare(self, world: World) -> None:
+        """Reset the world to this plan's starting point (the faults are installed separately)."""
+        world.reset()
+        world.apply_seed({"agents": [{"name": name} for name in self.agents]})
+        world.set_letta_format(self.agents_format, self.messages_format)
+
+    def install_faults(self, world: World) -> None:
+        for fault in self.faults:
+            install_fault(world, fault.to_control())
+
+    def describe(self) -> str:
+        agents = (
+            ", ".join(repr(name if len(name) <= 24 else name[:21] + "...") for name in self.agents) or "none"
+        )
+        lines = [
+            f"agents: {agents}",
+            f"Letta lists: agents {self.agents_format}, messages {self.messages_format}",
+        ]
+        if self.warm:
+            lines.append("the target ran once without faults first")
+        lines += [f"fault: {fault.describe()}" for fault in self.faults] or ["faults: none"]
+        return "\n".join(lines)
+
+
+def _short(body: Any) -> str:
+    text = repr(body)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@st.composite
+def faults(draw: st.DrawFn, cells: Sequence[Cell]) -> FaultSpec:
+    service, operation, status, variant = draw(st.sampled_from(list(cells)))
+    times = draw(st.sampled_from(TIMES))
+    after = draw(st.sampled_from(AFTER))
+    latency = draw(st.sampled_from(LATENCIES_MS))
+    kind = draw(st.sampled_from(("answer", "answer", "answer", "answer", "drop", "late")))
+    if kind == "drop":
+        return FaultSpec(operation, times=times, after=after, drop_connection=True)
+    if kind == "late":
+        return FaultSpec(operation, times=times, after=after, latency_ms=draw(st.sampled_from((5, 20, 50))))
+    if status == 429 and draw(st.booleans()):
+        return FaultSpec(
+            operation, 429, times=times, after=after, retry_after_ms=draw(st.sampled_from(RETRY_AFTER_MS))
+        )
+    body = draw(response_bodies(operation, status, service=service, variant=variant))
+    if status == 429 and isinstance(body, dict) and "retry_after_ms" in body:
+        body = {**body, "retry_after_ms": draw(st.sampled_from(RETRY_AFTER_MS))}
+    return FaultSpec(operation, status, variant, body, body is not None, times, after, latency)
+
+
+def fault_cells(cells: Sequence[Cell], read_operations: frozenset[str]) -> list[Cell]:
+    """The cells a fault may answer with: every error, and success only on read operations."""
+    return [cell for cell in cells if cell[2] >= 300 or cell[1] in read_operations]
+
+
+def plans(
+    cells: Sequence[Cell], read_operations: frozenset[str], *, max_agents: int = 4, max_faults: int = 4
+) -> st.SearchStrategy[Plan]:
+    """Plans over the given coverage cells (the operations a target calls)."""
+    usable = fault_cells(cells, read_operations)
+    return st.builds(
+        Plan,
+        agents=st.lists(AGENT_NAMES, max_size=max_agents).map(tuple),
+        agents_format=st.sampled_from(("array", "envelope")),
+        messages_format=st.sampled_from(("array", "items")),
+        faults=st.lists(faults(usable), max_size=max_faults).map(tuple) if usable else st.just(()),
+        warm=st.booleans(),
+    )
+
+
+SWEEP_AGENTS = ("sweep one", "sweep two")
+
+
+def sweep_plans(
+    cells: Sequence[Cell], read_operations: frozenset[str], cold_operations: frozenset[str]
+) -> list[Plan]:
+    """The plans every fuzz run starts with, before any random one: each list format once, then each
+    documented error of each operation the target calls, answered once with the spec's example (a target
+    that has run before meets the errors of what it calls only on later runs, like checking its space).
+    Random plans rarely reach an error that only one call per agent can meet; these make the coverage
+    matrix a floor, not a lottery."""
+    plans = [
+        Plan(agents=SWEEP_AGENTS, agents_format="envelope", messages_format="items"),
+        Plan(agents=SWEEP_AGENTS, agents_format="array", messages_format="array"),
+    ]
+    errors = sorted({(operation, status) for _, operation, status, _ in fault_cells(cells, read_operations)})
+    plans += [
+        Plan(
+            agents=SWEEP_AGENTS,
+            faults=(FaultSpec(operation, status),),
+            warm=operation not in cold_operations,
+        )
+        for operation, status in errors
+        if status >= 300
+    ]
+    return plans

@@ -1,0 +1,126 @@
+"""`contracts fuzz`: run, print a summary a person can read, write the reports, decide the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from contracts.fuzz.parallel import fuzz_parallel
+from contracts.fuzz.runner import FuzzResult, fuzz
+from contracts.fuzz.target import load_target
+
+
+def summary(result: FuzzResult, threshold: float) -> dict[str, Any]:
+    failure = result.failure
+    return {
+        "target": result.target,
+        "examples": result.examples,
+        "sweep_examples": result.swept,
+        "seconds": round(result.seconds, 2),
+        "examples_per_second": round(result.examples_per_second, 1),
+        "seed": result.seed,
+        "operations": result.operations,
+        "coverage": {
+            "cells": len(result.coverage.cells),
+            "exercised": result.coverage.exercised,
+            "ratio": result.coverage.ratio,
+        },
+        "threshold": threshold,
+        "failure": None
+        if failure is None
+        else {
+            "problems": failure.problems,
+            "plan": failure.plan.describe(),
+            "replay": failure.replay_command(result.target),
+            "workdir": str(failure.workdir),
+        },
+    }
+
+
+def failure_text(result: FuzzResult) -> str:
+    failure = result.failure
+    if failure is None:
+        return ""
+    lines = ["FAILED"]
+    for name, problems in failure.problems.items():
+        lines.append(f"  invariant {name}:")
+        lines += [f"    {problem}" for problem in problems[:10]]
+        if len(problems) > 10:
+            lines.append(f"    ... and {len(problems) - 10} more")
+    lines.append("  minimal plan (shrunk):")
+    lines += [f"    {line}" for line in failure.plan.describe().splitlines()]
+    lines.append(f"  seed: {result.seed}")
+    if failure.blob:
+        lines.append(f"  replay: {failure.replay_command(result.target)}")
+    lines.append(f"  the target's files and log (target.log) from that example: {failure.workdir}")
+    return "\n".join(lines)
+
+
+def run_fuzz_command(args: argparse.Namespace) -> int:
+    # as uvicorn does with --app-dir: a target in the user's project imports without being installed
+    sys.path.insert(0, str(args.app_dir.resolve()))
+    try:
+        target = load_target(args.target)
+    except (ImportError, ValueError) as exc:
+        print(f"contracts fuzz: {exc}", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    workers = 1 if args.replay or args.sweep_only else max(1, args.workers)
+    print(
+        f"contracts fuzz: {target.name}, the sweep and {args.examples} random examples, {workers} worker(s),"
+        f" seed {seed}"
+    )
+    if workers > 1:
+        result = fuzz_parallel(
+            target.name, examples=args.examples, workers=workers, seed=seed, time_bound=args.time_bound,
+            progress=not args.quiet, sweep=not args.no_sweep,
+        )  # fmt: skip
+    else:
+        result = fuzz(
+            target,
+            examples=args.examples,
+            seed=seed,
+            replay=args.replay,
+            database=DirectoryBasedExampleDatabase(str(args.database)) if args.database else None,
+            time_bound=args.time_bound,
+            progress=not args.quiet,
+            sweep=not args.no_sweep,
+            sweep_only=args.sweep_only,
+        )
+    coverage = result.coverage
+    print(
+        f"  {result.examples} examples ({result.swept} of them the sweep) in {result.seconds:.1f} s"
+        f" ({result.examples_per_second:.1f}/s)"
+    )
+    print(
+        f"  coverage: {coverage.exercised}/{len(coverage.cells)} cells of {len(result.operations)} operations"
+        f" ({coverage.ratio:.1%}; threshold {args.threshold:.0%})"
+    )
+    if args.report:
+        markdown, _ = coverage.write(args.report)
+        Path(args.report, "fuzz.json").write_text(
+            json.dumps(summary(result, args.threshold), indent=2), encoding="utf-8"
+        )
+        print(f"  report: {markdown}")
+    code = 0
+    if result.failure is not None:
+        print(failure_text(result))
+        if args.report:
+            Path(args.report, "failure.txt").write_text(failure_text(result) + "\n", encoding="utf-8")
+        code = 1
+    elif args.replay:
+        print("  the replayed example passed")
+    else:
+        print("  invariants: all held")
+    if not args.replay and coverage.ratio < args.threshold:
+        print("  coverage below the threshold; never exercised:")
+        for service, operation, status, variant in coverage.missing():
+            print(f"    {service} {operation} {status}{f' ({variant})' if variant else ''}")
+        code = 1
+    return code

@@ -1,0 +1,56 @@
+"""OpenAPI 3.0 schemas as plain JSON Schema (draft 4), for the tools that speak only JSON Schema: the
+generator (hypothesis-jsonschema) and the validator core's compiled fast path (jsonschema-rs).
+
+The conversion keeps openapi-schema-validator's OAS 3.0.3 reading: `nullable: true` only widens the
+`type` of the same schema object (an `enum` without null still refuses null, and a schema without a type
+gains nothing); OpenAPI-only keywords and `x-` extensions go; `side="response"` drops `writeOnly`
+properties and `side="request"` drops `readOnly` ones."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# Keywords OpenAPI 3.0 adds to JSON Schema that mean nothing to a JSON Schema tool.
+OPENAPI_ONLY = frozenset({"discriminator", "example", "examples", "externalDocs", "xml", "deprecated"})
+_SUBSCHEMAS = frozenset({"allOf", "anyOf", "oneOf", "items", "not", "additionalProperties"})
+
+
+def to_json_schema(schema: Any, *, side: str = "response") -> Any:
+    if isinstance(schema, list):
+        return [to_json_schema(item, side=side) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    hidden = "writeOnly" if side == "response" else "readOnly"
+    converted: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in OPENAPI_ONLY or key.startswith("x-") or key in ("nullable", "readOnly", "writeOnly"):
+            continue
+        if key == "properties":
+            converted[key] = {
+                name: to_json_schema(sub, side=side)
+                for name, sub in value.items()
+                if not (isinstance(sub, dict) and sub.get(hidden))
+            }
+        elif key in _SUBSCHEMAS:
+            converted[key] = to_json_schema(value, side=side)
+        else:
+            converted[key] = copy.deepcopy(value)
+    if schema.get("nullable") is True and "type" in converted:
+        converted["type"] = [converted["type"], "null"]
+    return converted
+
+
+def uses_keyword(schema: Any, keywords: frozenset[str]) -> bool:
+    """Whether any of `keywords` appears anywhere in `schema` (as a keyword, not a property name)."""
+    if isinstance(schema, list):
+        return any(uses_keyword(item, keywords) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    for key, value in schema.items():
+        if key == "properties":
+            if any(uses_keyword(sub, keywords) for sub in value.values()):
+                return True
+        elif key in keywords or (key in _SUBSCHEMAS and uses_keyword(value, keywords)):
+            return True
+    return False

@@ -1,0 +1,48 @@
+"""Tiny fuzz targets for the fuzzer's own tests: one that copes, one with a planted bug."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from contracts.fuzz import fuzz_target
+from mockgen.world import DEFAULT_LETTA_TOKEN
+
+TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+async def _pages(letta_url: str, *, buggy: bool) -> list[Any]:
+    """Every agent, page by page; gives up quietly on any error answer or dropped connection."""
+    agents: list[Any] = []
+    headers = {"Authorization": f"Bearer {DEFAULT_LETTA_TOKEN}"}
+    after: str | None = None
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        for _ in range(20):
+            params = {"limit": "2", **({"after": after} if after else {})}
+            try:
+                async with session.get(f"{letta_url}/v1/agents/", params=params, headers=headers) as response:
+                    if response.status != 200:
+                        return agents
+                    body = await response.json()
+            except aiohttp.ClientError:
+                return agents
+            # The planted bug: the envelope's list is under "data", not "agents".
+            envelope_key = "agents" if buggy else "data"
+            page = body if isinstance(body, list) else body[envelope_key]
+            if not page:
+                return agents
+            agents.extend(page)
+            after = page[-1]["id"]
+    return agents
+
+
+@fuzz_target()
+async def lists_agents(letta_url: str, matrix_url: str, workdir: Path) -> None:
+    await _pages(letta_url, buggy=False)
+
+
+@fuzz_target()
+async def crashes_on_envelope(letta_url: str, matrix_url: str, workdir: Path) -> None:
+    await _pages(letta_url, buggy=True)

@@ -1,0 +1,156 @@
+"""Drift detection without live servers: the corpus against the mock, a deliberately wrong contract, the
+served-OpenAPI diff and the upstream diff on small synthetic documents."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from contracts.core import ContractValidator, validator_for
+from contracts.differential import agreement, compare
+from contracts.live import check, is_loopback
+from contracts.served import compare_served
+from contracts.specs import resolved_copy
+from contracts.upstream import compare as compare_upstream
+from mockgen.pytest_plugin import LettaMock, MatrixMock
+
+pytestmark = pytest.mark.mock_lenient  # the corpus sends invalid requests on purpose
+
+
+async def test_the_corpus_meets_the_contract_on_the_mock(
+    matrix_mock: MatrixMock, letta_mock: LettaMock
+) -> None:
+    admin = matrix_mock.world.matrix.login(user="admin", password="admin_password")["access_token"]
+    report = await check(
+        {"matrix": matrix_mock.url, "letta": letta_mock.url},
+        letta_token=letta_mock.token,
+        matrix_admin_token=admin,
+    )
+    assert report.drift == []
+    assert [o.step.name for o in report.unexpected] == []
+    assert report.skipped == []
+    assert report.served is None
+    assert report.served_note
+    assert "serves no /openapi.json" in report.served_note
+    operations = {v.operation for v in report.verdicts}
+    documented = {op.operation_id for s in ("matrix", "letta") for op in validator_for(s).iter_operations()}
+    assert documented - operations == {"createAgentRedirect"}  # what a client never needs to call
+
+
+async def test_a_wrong_contract_is_reported_with_its_location(matrix_mock: MatrixMock) -> None:
+    wrong = resolved_copy("matrix")
+    schema = wrong["paths"]["/_matrix/client/{version}/createRoom"]["post"]["responses"]["200"]["content"][
+        "application/json"
+    ]["schema"]
+    schema["required"] = [*schema["required"], "room_alias"]
+    report = await check(
+        {"matrix": matrix_mock.url}, validators={"matrix": ContractValidator(wrong, name="wrong")}
+    )
+    drifted = {verdict.operation: verdict for verdict in report.drift}
+    # the response object is shared, so operations answering with it drift too
+    assert set(drifted) == {"createRoom", "joinRoom", "joinRoomById"}
+    verdict = drifted["createRoom"]
+    assert verdict.result == "schema mismatch"
+    assert (
+        "createRoom: response body at /room_alias: expected property 'room_alias', got nothing (missing)"
+        in (verdict.problems[0])
+    )
+
+
+def test_differential_comparison() -> None:
+    from contracts.scenario import Outcome, Step
+
+    step = Step("s", "matrix", "GET", "/x")
+    ok = Outcome(step, 200, None, (), {}, None, [])
+    other = Outcome(step, 403, "M_FORBIDDEN", (), {}, None, [])
+    assert [str(d) for d in compare([ok], [other])] == ["'s': status differs (mock 200, real 403)"]
+    assert agreement([ok, ok], [ok, other]) == 0.5
+
+
+def test_only_loopback_unless_allowed() -> None:
+    assert is_loopback("http://127.0.0.1:8008")
+    assert is_loopback("http://[::1]:8008")
+    assert is_loopback("http://localhost:8283")
+    assert not is_loopback("http://10.0.0.5:8008")
+    assert not is_loopback("https://matrix.example.org")
+
+
+def _served_from_ours() -> dict[str, Any]:
+    """A stand-in for Letta's /openapi.json: our own document minus what FastAPI does not list."""
+    served = resolved_copy("letta")
+    del served["paths"]["/v1/agents"]
+    for parameter in served["paths"]["/v1/agents/"]["get"]["parameters"]:
+        parameter.pop("x-not-in-server-openapi", None)
+    return served
+
+
+def test_served_document_diff() -> None:
+    letta = validator_for("letta")
+    assert compare_served(letta, _served_from_ours()).drift == []
+    served = _served_from_ours()
+    messages = served["paths"]["/v1/agents/{agent_id}/messages"]["get"]
+    messages["parameters"] = [p for p in messages["parameters"] if p["name"] != "after"]
+    agent = served["paths"]["/v1/agents/{agent_id}"]["get"]["responses"]["200"]["content"][
+        "application/json"
+    ]["schema"]
+    del agent["properties"]["name"]
+    drift = [str(finding) for finding in compare_served(letta, served).drift]
+    # the Agent schema is one object in the served document, so every operation answering with it drifts
+    assert drift == [
+        "DRIFT listAgents: 200 body (bare array) /name: we require it; the server's schema has no such field",
+        "DRIFT createAgent: 200 body /name: we require it; the server's schema has no such field",
+        "DRIFT retrieveAgent: 200 body /name: we require it; the server's schema has no such field",
+        "DRIFT modifyAgent: 200 body /name: we require it; the server's schema has no such field",
+        "DRIFT listMessages: query parameter 'after': not taken by the server",
+    ]
+
+
+UPSTREAM_LOGIN = {
+    "openapi": "3.1.0",
+    "info": {"title": "login", "version": "1"},
+    "servers": [{"url": "{basePath}", "variables": {"basePath": {"default": "/_matrix/client/v3"}}}],
+    "paths": {
+        "/login": {
+            "post": {
+                "operationId": "login",
+                "responses": {
+                    "200": {
+                        "description": "ok",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "definitions/login_response.yaml"},
+                                "examples": {"broken": {"$ref": "../missing/example.yaml"}},
+                            }
+                        },
+                    }
+                },
+            }
+        }
+    },
+}
+
+
+def test_upstream_diff_reports_missing_operations_and_weaker_required_fields(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "api" / "client-server"
+    (folder / "definitions").mkdir(parents=True)
+    (folder / "login.yaml").write_text(yaml.safe_dump(UPSTREAM_LOGIN))
+    (folder / "definitions" / "login_response.yaml").write_text(
+        yaml.safe_dump({"type": "object", "required": ["user_id", "access_token", "device_id"]})
+    )
+    ours = resolved_copy("matrix")
+    paths = {path: item for path, item in ours["paths"].items() if path.endswith("/login")}
+    ours = {**ours, "paths": paths}
+    weaker = copy.deepcopy(ours)
+    weaker["paths"]["/_matrix/client/{version}/login"]["post"]["responses"]["200"]["content"][
+        "application/json"
+    ]["schema"]["required"] = ["user_id", "access_token"]
+    report = compare_upstream(ContractValidator(weaker, name="weaker"), tmp_path)
+    assert report.matched == {"login": "login"}
+    assert [(f.operation, f.kind, f.location) for f in report.drift] == [
+        ("getLoginFlows", "missing-upstream", "GET /_matrix/client/{version}/login"),
+        ("login", "required-field", "200 response body /device_id"),
+    ]

@@ -1,0 +1,296 @@
+"""The fuzzer on two tiny targets (tests/fuzz_targets.py): a planted bug is caught, shrunk and replayed;
+a target that copes passes with full coverage; the invariants and the stateful machine judge rightly."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from contracts.cli import main as contracts_main
+from contracts.fuzz.invariants import INVARIANTS, Observation, Run, check_all
+from contracts.fuzz.plan import SWEEP_AGENTS, FaultSpec, Plan
+from contracts.fuzz.runner import FuzzSession, InvariantBroken, fuzz
+from contracts.fuzz.stateful import run_stateful
+from contracts.fuzz.target import Target, fuzz_target, load_target
+
+BROKEN = "tests.fuzz_targets:crashes_on_envelope"
+COPES = "tests.fuzz_targets:lists_agents"
+
+
+def test_the_sweep_catches_a_broken_target_first_and_replays_it() -> None:
+    result = fuzz(load_target(BROKEN), examples=30, seed=1, progress=False)
+    assert result.failure is not None
+    assert result.failure.swept
+    assert result.failure.plan == Plan(agents=SWEEP_AGENTS, agents_format="envelope", messages_format="items")
+    assert result.failure.replay_command(BROKEN) == f"contracts fuzz --target {BROKEN} --sweep-only"
+    replayed = fuzz(load_target(BROKEN), examples=30, sweep_only=True, progress=False)
+    assert replayed.failure is not None
+    assert replayed.failure.plan == result.failure.plan
+
+
+def test_random_examples_catch_a_broken_target_and_shrink_it_to_a_minimal_plan() -> None:
+    result = fuzz(load_target(BROKEN), examples=30, seed=1, progress=False, sweep=False)
+    assert result.failure is not None
+    # The minimal world that shows the bug: no agents, no faults, the envelope list format.
+    assert result.failure.plan == Plan(agents=(), agents_format="envelope")
+    assert result.failure.problems == {
+        "no-unhandled-exception": [
+            "with faults, the target raised builtins.KeyError: 'agents'",
+            "without faults, the target raised builtins.KeyError: 'agents'",
+        ]
+    }
+    assert result.failure.blob
+    replayed = fuzz(load_target(BROKEN), examples=1, replay=result.failure.blob, progress=False)
+    assert replayed.failure is not None
+    assert replayed.failure.plan == result.failure.plan
+
+
+@pytest.fixture
+def restored_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # `contracts fuzz --app-dir` prepends to it
+
+
+@pytest.mark.usefixtures("restored_sys_path")
+def test_the_cli_prints_a_replay_command_that_reproduces_the_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = [
+        "--target",
+        BROKEN,
+        "--examples",
+        "30",
+        "--seed",
+        "1",
+        "--no-sweep",
+        "--report",
+        str(tmp_path),
+    ]
+    code = contracts_main(["fuzz", "--quiet", *arguments])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "invariant no-unhandled-exception:" in out
+    assert "Letta lists: agents envelope" in out
+    [command] = re.findall(r"replay: (contracts fuzz .*)", out)
+    assert (tmp_path / "failure.txt").read_text().startswith("FAILED")
+    report = json.loads((tmp_path / "fuzz.json").read_text())
+    assert report["failure"]["replay"] == command
+    assert report["seed"] == 1
+
+    assert contracts_main(shlex.split(command)[1:]) == 1
+    replay_out = capsys.readouterr().out
+    assert "without faults, the target raised builtins.KeyError: 'agents'" in replay_out
+
+
+@pytest.mark.usefixtures("restored_sys_path")
+def test_a_target_that_copes_passes_with_full_coverage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = contracts_main(
+        ["fuzz", "--target", COPES, "--examples", "60", "--seed", "1", "--quiet", "--report", str(tmp_path)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "invariants: all held" in out
+    coverage = json.loads((tmp_path / "coverage.json").read_text())
+    assert coverage["ratio"] == 1.0
+    cells = {(row["operation"], row["status"], row["variant"]) for row in coverage["matrix"]}
+    assert {
+        ("listAgents", 200, "bare array"),
+        ("listAgents", 200, "envelope"),
+        ("listAgents", 401, None),
+    } <= cells
+    assert all(row["hits"] > 0 for row in coverage["matrix"])
+    markdown = (tmp_path / "coverage.md").read_text()
+    assert f"**{len(cells)} of {len(cells)} cells exercised (100%).**" in markdown
+
+
+@pytest.mark.usefixtures("restored_sys_path")
+def test_coverage_below_the_threshold_fails_and_names_what_was_missed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = contracts_main(
+        ["fuzz", "--target", COPES, "--examples", "1", "--seed", "1", "--quiet", "--no-sweep"]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "invariants: all held" in out
+    assert "coverage below the threshold; never exercised:" in out
+    assert "letta listAgents 500" in out
+
+
+def test_an_unknown_target_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert contracts_main(["fuzz", "--target", "tests.fuzz_targets"]) == 2
+    assert "a target is named module:callable" in capsys.readouterr().err
+    assert contracts_main(["fuzz", "--target", "tests.fuzz_targets:nothing_here"]) == 2
+    assert "has no callable 'nothing_here'" in capsys.readouterr().err
+
+
+async def _nothing(letta_url: str, matrix_url: str, workdir: Path) -> None:
+    return None
+
+
+def _observation(
+    *,
+    target: Target | None = None,
+    faulted: Run | None = None,
+    clean: Run | None = None,
+    journal: list[dict[str, object]] | None = None,
+    rooms: list[dict[str, str]] | None = None,
+) -> Observation:
+    return Observation(
+        target=target or Target("t", _nothing),
+        plan=Plan(),
+        workdir=Path("/nonexistent"),
+        faulted=faulted or Run(0.1),
+        clean=clean or Run(0.1),
+        journal=journal or [],
+        snapshot={"rooms": rooms or []},
+        time_bound=1.0,
+        core_users=frozenset({"@admin:mock"}),
+    )
+
+
+def test_every_registered_invariant_holds_for_a_quiet_run() -> None:
+    assert check_all(_observation()) == {}
+    assert set(INVARIANTS) >= {
+        "no-unhandled-exception",
+        "requests-follow-contract",
+        "mock-answers-follow-contract",
+        "state-loadable",
+        "state-keeps-entries",
+        "converged-after-clean-run",
+        "no-duplicate-rooms",
+        "within-time-bound",
+    }
+
+
+class Refused(Exception):
+    pass
+
+
+def test_expected_exceptions_are_allowed_only_while_faults_are_installed() -> None:
+    target = Target("t", _nothing, expected_exceptions=(Refused,))
+    assert check_all(_observation(target=target, faulted=Run(0.1, error=Refused("no")))) == {}
+    found = check_all(_observation(target=target, clean=Run(0.1, error=Refused("no"))))
+    assert found == {
+        "no-unhandled-exception": ["without faults, the target raised tests.test_fuzz.Refused: no"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("observation", "expected"),
+    [
+        pytest.param(
+            _observation(clean=Run(1.5)),
+            {"within-time-bound": ["the clean run took 1.5 s (bound 1 s)"]},
+            id="time-bound",
+        ),
+        pytest.param(
+            _observation(faulted=Run(0.1, state={"a": 1, "b": 2}), clean=Run(0.1, state={"a": 1})),
+            {"state-keeps-entries": ["the clean run lost persisted entries: b"]},
+            id="lost-entry",
+        ),
+        pytest.param(
+            _observation(faulted=Run(0.1, state_error="JSONDecodeError: Expecting value")),
+            {
+                "state-loadable": [
+                    "after the faulted run the persisted state did not load: JSONDecodeError: Expecting value"
+                ]
+            },
+            id="unloadable",
+        ),
+        pytest.param(
+            _observation(
+                rooms=[{"creator": "@a:mock"}, {"creator": "@a:mock"}, {"creator": "@admin:mock"}] * 1
+            ),
+            {"no-duplicate-rooms": ["@a:mock created 2 rooms"]},
+            id="duplicate-rooms",
+        ),
+        pytest.param(
+            _observation(
+                journal=[
+                    {
+                        "method": "POST",
+                        "path": "/_matrix/client/v3/createRoom",
+                        "status": 400,
+                        "violations": [
+                            {"side": "request", "message": "createRoom: request body at /preset: ..."}
+                        ],
+                    }
+                ]
+            ),
+            {
+                "requests-follow-contract": [
+                    "POST /_matrix/client/v3/createRoom: createRoom: request body at /preset: ..."
+                ]
+            },
+            id="bad-request",
+        ),
+    ],
+)
+def test_each_invariant_names_what_broke(observation: Observation, expected: dict[str, list[str]]) -> None:
+    assert check_all(observation) == expected
+
+
+def test_converged_is_asked_only_after_a_clean_run_that_did_not_raise() -> None:
+    @fuzz_target(check_converged=lambda snapshot, workdir: ["agent x has no room"])
+    async def target(letta_url: str, matrix_url: str, workdir: Path) -> None:
+        return None
+
+    declared = Target("t", target, check_converged=target.check_converged)  # type: ignore[attr-defined]
+    assert check_all(_observation(target=declared)) == {"converged-after-clean-run": ["agent x has no room"]}
+    assert "converged-after-clean-run" not in check_all(
+        _observation(target=declared, clean=Run(0.1, error=RuntimeError("boom")))
+    )
+
+
+def test_a_fault_plan_reads_as_a_person_would_write_it() -> None:
+    plan = Plan(
+        agents=("Ada",),
+        agents_format="envelope",
+        faults=(
+            FaultSpec("listAgents", 500, None, {"detail": "boom"}, True, times=2, after=1),
+            FaultSpec("createRoom", drop_connection=True),
+            FaultSpec("register", 429, retry_after_ms=10),
+        ),
+    )
+    assert plan.describe().splitlines() == [
+        "agents: 'Ada'",
+        "Letta lists: agents envelope, messages array",
+        "fault: listAgents: 500 {'detail': 'boom'} x2 after 1",
+        "fault: createRoom: drop the connection x1",
+        "fault: register: 429 retry_after_ms=10 x1",
+    ]
+
+
+@pytest.fixture(scope="module")
+def copes_session() -> Iterator[FuzzSession]:
+    with FuzzSession(load_target(COPES), time_bound=10) as session:
+        yield session
+
+
+STATEFUL = settings(
+    max_examples=4, stateful_step_count=8, deadline=None, derandomize=True, database=None,
+    suppress_health_check=list(HealthCheck),
+)  # fmt: skip
+
+
+def test_the_stateful_machine_runs_a_target_that_copes(copes_session: FuzzSession) -> None:
+    syncs_before = copes_session.world.journal.last_seq
+    run_stateful(copes_session, STATEFUL)
+    assert copes_session.world.journal.last_seq > syncs_before  # the machine did drive the target
+
+
+def test_the_stateful_machine_catches_the_planted_bug() -> None:
+    with (
+        FuzzSession(load_target(BROKEN), time_bound=10) as session,
+        pytest.raises(InvariantBroken, match="KeyError: 'agents'"),
+    ):
+        run_stateful(session, settings(STATEFUL, max_examples=10, stateful_step_count=5))

@@ -1,0 +1,78 @@
+"""Real servers for the live suite (`make live`): a Synapse and a Letta 0.11.7, installed into cached
+virtualenvs, started on 127.0.0.1 for the session and stopped by PID (see `live/`). Servers already
+running can be given instead, by URL and credentials in the environment:
+`CONTRACTS_LIVE_MATRIX` + `CONTRACTS_LIVE_MATRIX_ADMIN_TOKEN`, `CONTRACTS_LIVE_LETTA` +
+`CONTRACTS_LIVE_LETTA_TOKEN`. Reports are written to `reports/live/` for a person to read."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from contracts.profiles import load_profile
+from live.letta import LettaInfo, LettaServer, create_agent
+from live.synapse import SynapseServer
+
+load_profile()
+
+REPORTS = Path(__file__).resolve().parent.parent / "reports" / "live"
+SEEDED_AGENTS = ("live agent one", "live agent two", "Ünïcödé agent ✓")
+
+
+@dataclass(frozen=True)
+class Homeserver:
+    url: str
+    admin_token: str
+    admin_user: str | None = None  # the localpart, when the suite started the server itself
+    admin_password: str | None = None
+    server_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Letta:
+    url: str
+    token: str
+    started_here: bool
+
+
+@pytest.fixture(scope="session")
+def reports() -> Path:
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    return REPORTS
+
+
+@pytest.fixture(scope="session")
+def synapse() -> Iterator[Homeserver]:
+    url = os.environ.get("CONTRACTS_LIVE_MATRIX")
+    if url:
+        yield Homeserver(url, os.environ["CONTRACTS_LIVE_MATRIX_ADMIN_TOKEN"])
+        return
+    with SynapseServer() as info:
+        yield Homeserver(
+            info.url,
+            info.admin_token,
+            admin_user=info.admin_user_id.split(":", 1)[0].lstrip("@"),
+            admin_password=info.admin_password,
+            server_name=info.server_name,
+        )
+
+
+@pytest.fixture(scope="session")
+def letta() -> Iterator[Letta]:
+    url = os.environ.get("CONTRACTS_LIVE_LETTA")
+    if url:
+        yield Letta(url, os.environ["CONTRACTS_LIVE_LETTA_TOKEN"], started_here=False)
+        return
+    with LettaServer() as info:
+        asyncio.run(_seed(info))
+        yield Letta(info.url, info.token, started_here=True)
+
+
+async def _seed(info: LettaInfo) -> None:
+    for name in SEEDED_AGENTS:
+        await create_agent(info, name)
