@@ -1,11 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from contracts.profiles import load_profile
+from tests.bridge_support import Sleeps
 from tests.support import TIMEOUT
 
 pytest_plugins = ["pytester"]
@@ -17,3 +21,20 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session for one test; every call through it is bounded by TIMEOUT."""
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
         yield session
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    """Where a bridge keeps its mapping: in memory (tmpfs) when the machine has one. The bridge fsyncs
+    the file (and its directory) several times a sync; on a disk that is most of a small test's time."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path / "bridge"
+        return
+    with tempfile.TemporaryDirectory(dir=shm, prefix="bridge-test-") as directory:
+        yield Path(directory) / "bridge"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -127,6 +128,67 @@ def test_space_children_and_parents(store: MatrixStore) -> None:
     assert rooms[space]["is_space"]
     assert rooms[space]["children"] == [room]
     assert rooms[room]["parents"] == [space]
+
+
+@pytest.mark.parametrize(
+    ("content", "counts"),
+    [
+        ({"via": ["matrix.test"]}, True),
+        ({"via": ["matrix.test", "other.test"], "suggested": True}, True),
+        ({}, False),  # how a link is removed
+        ({"suggested": True}, False),
+        ({"via": []}, False),
+        ({"via": "matrix.test"}, False),
+        ({"via": ["matrix.test", 5]}, False),
+    ],
+)
+def test_a_space_link_counts_only_with_servers_to_join_through(
+    store: MatrixStore, content: dict[str, Any], counts: bool
+) -> None:
+    admin = _user(store, "admin")
+    space = store.create_room(admin, {"creation_content": {"type": "m.space"}})
+    room = store.create_room(admin, {})
+    store.set_state(admin, space, "m.space.child", room, content)
+    store.set_state(admin, room, "m.space.parent", space, content)
+    rooms = {r["room_id"]: r for r in store.snapshot()["rooms"]}
+    assert rooms[space]["children"] == ([room] if counts else [])
+    assert rooms[room]["parents"] == ([space] if counts else [])
+
+
+def test_who_left_reads_the_state_as_it_was_when_they_left(store: MatrixStore) -> None:
+    alice, bob = _user(store, "alice"), _user(store, "bob")
+    room = store.create_room(alice, {"name": "Before", "invite": [bob.user_id]})
+    store.join(bob, room)
+    store.leave(bob, room)
+    store.set_state(alice, room, "m.room.name", "", {"name": "After"})
+    store.set_state(alice, room, "m.room.topic", "", {"topic": "new"})
+    assert store.state_event(bob, room, "m.room.name", "") == {"name": "Before"}
+    assert store.state_event(bob, room, "m.room.member", bob.user_id)["membership"] == "leave"
+    with pytest.raises(MatrixError) as missing:
+        store.state_event(bob, room, "m.room.topic", "")  # set after bob left
+    assert (missing.value.status, missing.value.errcode) == (404, "M_NOT_FOUND")
+    names = [e["content"]["name"] for e in store.room_state(bob, room) if e["type"] == "m.room.name"]
+    assert names == ["Before"]
+    assert store.state_event(alice, room, "m.room.name", "") == {"name": "After"}
+    # Leaving is not membership: bob may read but no longer act.
+    with pytest.raises(MatrixError, match="not in room"):
+        store.set_state(bob, room, "m.room.name", "", {"name": "mine"})
+    assert room not in store.joined_rooms(bob)
+
+
+@pytest.mark.parametrize("how", ["never", "invited", "unknown room"])
+def test_who_never_was_in_the_room_reads_nothing(store: MatrixStore, how: str) -> None:
+    alice, bob = _user(store, "alice"), _user(store, "bob")
+    room = store.create_room(alice, {"invite": [bob.user_id] if how == "invited" else []})
+    target = "!unknown" if how == "unknown room" else room
+    for read in (
+        lambda: store.state_event(bob, target, "m.room.create", ""),
+        lambda: store.room_state(bob, target),
+    ):
+        with pytest.raises(MatrixError) as refused:
+            read()
+        assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
+        assert "room previews are disabled" in refused.value.error
 
 
 def test_transaction_ids_are_per_device(store: MatrixStore) -> None:

@@ -63,6 +63,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _valid_via(via: Any) -> bool:
+    return isinstance(via, list) and bool(via) and all(isinstance(server, str) for server in via)
+
+
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -146,6 +150,26 @@ class Room:
         event = self.state.get((event_type, state_key))
         return event.content if event else {}
 
+    def state_after(self, event_id: str) -> dict[tuple[str, str], Event]:
+        """The state as it was right after the state event `event_id` (every state event is in the
+        timeline, in order)."""
+        state: dict[tuple[str, str], Event] = {}
+        for event in self.timeline:
+            if event.state_key is not None:
+                state[(event.type, event.state_key)] = event
+                if event.event_id == event_id:
+                    return state
+        raise KeyError(event_id)
+
+    def links(self, event_type: str) -> list[str]:
+        """The state keys of the valid `m.space.child` or `m.space.parent` events: the spec ignores one
+        without a non-empty `via` list of server names (which is also how a link is removed)."""
+        return [
+            key
+            for (kind, key), event in self.state.items()
+            if kind == event_type and _valid_via(event.content.get("via"))
+        ]
+
     @property
     def join_rule(self) -> str:
         return str(self.content("m.room.join_rules").get("join_rule", "invite"))
@@ -196,6 +220,9 @@ class MatrixStore:
         self.users: dict[str, User] = {}
         self.tokens: dict[str, tuple[str, str]] = {}
         self.rooms: dict[str, Room] = {}
+        # user id -> the rooms they have joined (in join order): joined_rooms and profile changes would
+        # otherwise walk every room.
+        self._joined: dict[str, dict[str, None]] = {}
         self.aliases: dict[str, str] = {}
         self._uia_sessions: dict[str, dict[str, Any]] = {}
         self._txns: dict[tuple[str, str, str, str, str], str] = {}
@@ -207,7 +234,7 @@ class MatrixStore:
         return int(self._clock() * 1000)
 
     def _random_letters(self, n: int, alphabet: str = string.ascii_letters) -> str:
-        return "".join(self._rng.choice(alphabet) for _ in range(n))
+        return "".join(self._rng.choices(alphabet, k=n))
 
     def _opaque(self) -> str:
         return _b64(self._rng.randbytes(32))
@@ -429,7 +456,8 @@ class MatrixStore:
     def _set_displayname(self, target: User, displayname: str | None) -> None:
         # An empty name clears it; like Synapse, every room the user is in gets a refreshed member event.
         target.displayname = displayname or None
-        for room in self.rooms.values():
+        for room_id in list(self._joined.get(target.user_id, ())):
+            room = self.rooms[room_id]
             if room.membership(target.user_id) == "join":
                 content = dict(room.content("m.room.member", target.user_id))
                 content.pop("displayname", None)
@@ -453,12 +481,27 @@ class MatrixStore:
             return "!" + self._opaque()
         return f"!{self._random_letters(18)}:{self.server_name}"
 
-    def _room_for_member(self, requester: User, room_id: str, *, previews: bool = False) -> Room:
+    def _room_for_member(self, requester: User, room_id: str) -> Room:
         room = self.rooms.get(room_id)
         if room is None or room.membership(requester.user_id) != "join":
-            suffix = ", and room previews are disabled" if previews else ""
-            raise MatrixError(403, "M_FORBIDDEN", f"User {requester.user_id} not in room {room_id}{suffix}")
+            raise MatrixError(403, "M_FORBIDDEN", f"User {requester.user_id} not in room {room_id}")
         return room
+
+    def _readable_state(self, requester: User, room_id: str) -> dict[tuple[str, str], Event]:
+        """The state `requester` may read: the current state for a member, the state right after their
+        leave for one who left (the spec's rule; Synapse's too, for any "leave", a kick or a refused invite
+        included), nothing for anyone else."""
+        room = self.rooms.get(room_id)
+        membership = room.membership(requester.user_id) if room is not None else None
+        if room is not None and membership == "join":
+            return room.state
+        if room is not None and membership == "leave":
+            return room.state_after(room.state[("m.room.member", requester.user_id)].event_id)
+        raise MatrixError(
+            403,
+            "M_FORBIDDEN",
+            f"User {requester.user_id} not in room {room_id}, and room previews are disabled",
+        )
 
     @staticmethod
     def _check_size(
@@ -505,6 +548,12 @@ class MatrixStore:
         )
         room.state[(event_type, state_key)] = event
         room.timeline.append(event)
+        if event_type == "m.room.member":
+            joined = self._joined.setdefault(state_key, {})
+            if content.get("membership") == "join":
+                joined[room.room_id] = None
+            else:
+                joined.pop(room.room_id, None)
         return event.event_id
 
     def _member_content(self, user_id: str, membership: str, **extra: Any) -> dict[str, Any]:
@@ -740,26 +789,21 @@ class MatrixStore:
 
     def joined_rooms(self, requester: User) -> list[str]:
         with self._lock:
-            return [
-                room_id
-                for room_id, room in self.rooms.items()
-                if room.membership(requester.user_id) == "join"
-            ]
+            return list(self._joined.get(requester.user_id, ()))
 
     # -- state
 
     def room_state(self, requester: User, room_id: str) -> list[dict[str, Any]]:
         with self._lock:
-            room = self._room_for_member(requester, room_id, previews=True)
+            state = self._readable_state(requester, room_id)
             now = self.now_ms()
-            return [event.client_format(now) for event in room.state.values()]
+            return [event.client_format(now) for event in state.values()]
 
     def state_event(
         self, requester: User, room_id: str, event_type: str, state_key: str, *, as_event: bool = False
     ) -> dict[str, Any]:
         with self._lock:
-            room = self._room_for_member(requester, room_id, previews=True)
-            event = room.state.get((event_type, state_key))
+            event = self._readable_state(requester, room_id).get((event_type, state_key))
             if event is None:
                 raise MatrixError(404, "M_NOT_FOUND", "Event not found.")
             if as_event:
@@ -1008,16 +1052,8 @@ class MatrixStore:
                         "name": room.content("m.room.name").get("name"),
                         "join_rule": room.join_rule,
                         "members": members,
-                        "children": [
-                            key
-                            for (kind, key) in room.state
-                            if kind == "m.space.child" and room.state[(kind, key)].content
-                        ],
-                        "parents": [
-                            key
-                            for (kind, key) in room.state
-                            if kind == "m.space.parent" and room.state[(kind, key)].content
-                        ],
+                        "children": room.links("m.space.child"),
+                        "parents": room.links("m.space.parent"),
                     }
                 )
             return {"server_name": self.server_name, "users": users, "rooms": rooms}
