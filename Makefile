@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 RUN := env -u PYTHONDONTWRITEBYTECODE
 FUZZ_EXAMPLES ?= 1000
 MATRIX_SPEC ?= ../shared/reference/matrix-spec
+PRISM := .cache/prism/node_modules/.bin/prism
+PRISM_VERSION := 5.14.2
 
 .PHONY: install serve test lint fuzz live bench clean
 
@@ -44,6 +46,16 @@ live: $(STAMP)
 	@if [ -d $(MATRIX_SPEC) ]; then \
 		$(VENV)/bin/contracts upstream-diff --matrix-spec $(MATRIX_SPEC); \
 	else echo "upstream-diff: no $(MATRIX_SPEC) here, skipped"; fi
+
+# bench: wrk drives the load (from Debian's packages when missing); Prism comes from npm.
+bench: $(STAMP) $(PRISM)
+	@command -v wrk >/dev/null || apt-get install -y -q wrk || \
+		{ echo "make bench needs wrk: apt-get install wrk"; exit 1; }
+	$(RUN) $(PY) -m bench
+
+$(PRISM):
+	mkdir -p .cache/prism
+	cd .cache/prism && npm install --no-audit --no-fund --loglevel=error @stoplight/prism-cli@$(PRISM_VERSION)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -76,9 +76,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every call (json.loads with options builds a new one each time).
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_json(body: bytes) -> Any:
     """Strict JSON: UTF-8 only and no NaN/Infinity (what Synapse and FastAPI accept)."""
-    return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    return _STRICT_JSON.decode(body.decode("utf-8"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -719,6 +719,15 @@ LETTA: list[Step] = [
         body={"name": 123},
         expect=422,
     ),
+    Step(
+        "create with a name outside Letta's alphabet",
+        "letta",
+        "POST",
+        f"{L}/",
+        token="letta_token",
+        body={"name": "{prefix} Ünïcödé ✓", "model": "letta/letta-free", "embedding": "letta/letta-free"},
+        expect=422,
+    ),
     Step("list", "letta", "GET", f"{L}/", token="letta_token", expect=200),
     Step("list one", "letta", "GET", f"{L}/", token="letta_token", params={"limit": "1"}, expect=200),
     Step(
@@ -777,6 +786,15 @@ LETTA: list[Step] = [
         f"{L}/{{agent_one}}",
         token="letta_token",
         body={"name": "{prefix}-renamed"},
+        expect=200,
+    ),
+    Step(
+        "rename to a name creation refuses",
+        "letta",
+        "PATCH",
+        f"{L}/{{agent_two}}",
+        token="letta_token",
+        body={"name": "{prefix} שלום Ünïcödé ✓"},
         expect=200,
     ),
     Step(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from contracts.profiles import load_profile
@@ -21,7 +22,9 @@ from live.synapse import SynapseServer
 load_profile()
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports" / "live"
-SEEDED_AGENTS = ("live agent one", "live agent two", "Ünïcödé agent ✓")
+SEEDED_AGENTS = ("live agent one", "live agent two", "live agent three")
+# Letta 0.11.7 refuses such a name on creation but not on a rename, so agents can carry it.
+RENAMED_TO = "Ünïcödé agent ✓ שלום"
 
 
 @dataclass(frozen=True)
@@ -74,5 +77,11 @@ def letta() -> Iterator[Letta]:
 
 
 async def _seed(info: LettaInfo) -> None:
-    for name in SEEDED_AGENTS:
-        await create_agent(info, name)
+    agents = [await create_agent(info, name) for name in SEEDED_AGENTS]
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+        session.patch(
+            f"{info.url}/v1/agents/{agents[-1]['id']}", json={"name": RENAMED_TO}, headers=info.headers
+        ) as answer,
+    ):
+        answer.raise_for_status()

@@ -93,7 +93,6 @@ class Dispatcher:
         )
         rejected = check.rejected
         exchange.violations.extend(check.violations)
-        exchange.request_json = check.body
         if check.unrouted:
             # e.g. `/_matrix/client/v2/...`: the server has no such route (the spec documents the 404).
             return dialect.not_found()

@@ -12,20 +12,17 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.core import ContractValidator, NoRoute, Operation, Violation, parse_json
-from contracts.redaction import redact
+from contracts.core import ContractValidator, NoRoute, Operation, Violation
 from mockgen.faults import Fault
 from mockgen.http.dialects import Dialect, Reply
 from mockgen.world import World
 
 log = logging.getLogger("mockgen")
 EXTENSION = "mockgen"
-JOURNAL_BODY_LIMIT = 16 * 1024
 
 
 @dataclass
@@ -37,7 +34,6 @@ class Exchange:
     operation: Operation | None = None
     validator: ContractValidator | None = None
     control: bool = False
-    request_json: Any = None
     user: str | None = None
     fault: Fault | None = None
     drop: bool = False
@@ -70,19 +66,6 @@ def _close_connection(send: Send) -> bool:
         return False
     transport.close()
     return True
-
-
-def _journal_body(raw: bytes, parsed: Any = None) -> Any:
-    if not raw:
-        return None
-    if len(raw) > JOURNAL_BODY_LIMIT:
-        return {"_truncated": True, "bytes": len(raw)}
-    if parsed is not None:
-        return redact(parsed)
-    try:
-        return redact(parse_json(raw))
-    except ValueError:
-        return {"_raw": raw[:200].decode("utf-8", "replace")}
 
 
 class ExchangeMiddleware:
@@ -221,9 +204,9 @@ class ExchangeMiddleware:
             path=scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"),
             user=exchange.user,
-            request_body=_journal_body(exchange.body, exchange.request_json),
+            request_raw=exchange.body,
             status=status,
-            response_body=_journal_body(response_body),
+            response_raw=response_body,
             duration_ms=(time.perf_counter() - started) * 1000,
             fault=exchange.fault.id if exchange.fault else None,
             variant=variant,
