@@ -77,9 +77,8 @@ def half_made_room(matrix_mock: MatrixMock, agent_id: str) -> str:
 
 
 # Every shape of the last page at the default page size of 50: none, short, full (a bare array then needs
-# one more, empty, page), and a short one after full ones. 100 and 250 agents are paged in
-# test_bridge_clients.py; at the Matrix end they would only repeat these at 10 ms an agent.
-@pytest.mark.parametrize("count", [0, 1, 50, 101])
+# one more, empty, page), full twice, a short one after full ones, and five pages.
+@pytest.mark.parametrize("count", [0, 1, 50, 100, 101, 250])
 @pytest.mark.parametrize("fmt", ["array", "envelope"])
 async def test_sync_converges_for_both_list_formats(
     letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, count: int, fmt: str

@@ -82,23 +82,21 @@ def no_unhandled_exception(obs: Observation) -> list[str]:
     return problems
 
 
+def _violations(obs: Observation, side: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(journal entry, violation) for every violation on `side` (request or response)."""
+    return [(entry, v) for entry in obs.journal for v in entry["violations"] if v["side"] == side]
+
+
 @invariant("requests-follow-contract")
 def requests_follow_contract(obs: Observation) -> list[str]:
-    return [
-        f"{entry['method']} {entry['path']}: {violation['message']}"
-        for entry in obs.journal
-        for violation in entry["violations"]
-        if violation["side"] == "request"
-    ]
+    return [f"{e['method']} {e['path']}: {v['message']}" for e, v in _violations(obs, "request")]
 
 
 @invariant("mock-answers-follow-contract")
 def mock_answers_follow_contract(obs: Observation) -> list[str]:
     return [
-        f"mock bug: {entry['method']} {entry['path']} -> {entry['status']}: {violation['message']}"
-        for entry in obs.journal
-        for violation in entry["violations"]
-        if violation["side"] == "response"
+        f"mock bug: {e['method']} {e['path']} -> {e['status']}: {v['message']}"
+        for e, v in _violations(obs, "response")
     ]
 
 
