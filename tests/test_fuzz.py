@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.database import InMemoryExampleDatabase
 
 from contracts.cli import main as contracts_main
 from contracts.fuzz.invariants import INVARIANTS, Observation, Run, check_all
@@ -50,6 +51,31 @@ def test_random_examples_catch_a_broken_target_and_shrink_it_to_a_minimal_plan()
     replayed = fuzz(load_target(BROKEN), examples=1, replay=result.failure.blob, progress=False)
     assert replayed.failure is not None
     assert replayed.failure.plan == result.failure.plan
+
+
+@pytest.mark.usefixtures("restored_sys_path")
+def test_the_example_database_keeps_a_failure_and_replays_it_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = ["--database", str(tmp_path / "examples")]
+    arguments = ["fuzz", "--target", BROKEN, "--no-sweep", "--quiet", *database]
+    assert contracts_main([*arguments, "--examples", "30"]) == 1
+    assert "example database" in capsys.readouterr().out
+    # Alone, a single example is the simplest plan (bare array lists), which passes; with the database,
+    # the failure it kept runs first.
+    assert contracts_main([*arguments, "--examples", "1"]) == 1
+    assert "Letta lists: agents envelope" in capsys.readouterr().out
+    # Filed under the target's name: another target finds nothing of it.
+    assert contracts_main(["fuzz", "--target", COPES, "--no-sweep", "--quiet", "--examples", "1",
+                           "--threshold", "0", *database]) == 0  # fmt: skip
+
+
+def test_a_seed_and_a_database_are_refused_together(capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = ["fuzz", "--target", COPES, "--seed", "1", "--database", "examples"]
+    assert contracts_main(arguments) == 2
+    assert "--seed and --database exclude each other" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="exclude each other"):
+        fuzz(load_target(COPES), examples=1, seed=1, database=InMemoryExampleDatabase(), progress=False)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Fuzzing on several processes: each worker runs its own mock servers and its share of the examples
-(seed + worker number); coverage is merged, the first failure found is reported."""
+(seed + worker number, or unseeded over a shared example database); coverage is merged, the first failure
+found is reported."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
+
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from contracts.coverage import Coverage
 from contracts.fuzz.runner import Failure, FuzzResult, Progress, fuzz
@@ -33,9 +36,10 @@ def _tick(_: object) -> None:
 class _Share:
     target: str
     examples: int
-    seed: int
+    seed: int | None
     time_bound: float
     sweep: bool  # one worker runs the sweep, which is the same everywhere
+    database: str | None  # a directory database is safe to share between processes
 
 
 def _run_share(share: _Share) -> dict[str, Any]:
@@ -47,6 +51,7 @@ def _run_share(share: _Share) -> dict[str, Any]:
         progress=False,
         on_example=_tick,
         sweep=share.sweep,
+        database=DirectoryBasedExampleDatabase(share.database) if share.database else None,
     )
     failure = result.failure
     return {
@@ -72,16 +77,24 @@ def fuzz_parallel(
     *,
     examples: int,
     workers: int,
-    seed: int,
+    seed: int | None,
     time_bound: float,
     progress: bool,
     sweep: bool = True,
+    database: str | None = None,
 ) -> FuzzResult:
+    if seed is not None and database is not None:
+        raise ValueError("a seed and an example database exclude each other (a seeded run ignores it)")
     context = multiprocessing.get_context("spawn")
     counter: Synchronized[int] = context.Value("i", 0)
     shares = [
         _Share(
-            target, examples // workers + (1 if n < examples % workers else 0), seed + n, time_bound, n == 0
+            target,
+            examples // workers + (1 if n < examples % workers else 0),
+            None if seed is None else seed + n,
+            time_bound,
+            sweep and n == 0,
+            database,
         )
         for n in range(workers)
     ]

@@ -55,7 +55,8 @@ def failure_text(result: FuzzResult) -> str:
             lines.append(f"    ... and {len(problems) - 10} more")
     lines.append("  minimal plan (shrunk):")
     lines += [f"    {line}" for line in failure.plan.describe().splitlines()]
-    lines.append(f"  seed: {result.seed}")
+    if result.seed is not None:
+        lines.append(f"  seed: {result.seed}")
     if failure.blob:
         lines.append(f"  replay: {failure.replay_command(result.target)}")
     lines.append(f"  the target's files and log (target.log) from that example: {failure.workdir}")
@@ -70,16 +71,23 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
     except (ImportError, ValueError) as exc:
         print(f"contracts fuzz: {exc}", file=sys.stderr)
         return 2
-    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    if args.seed is not None and args.database:
+        print("contracts fuzz: --seed and --database exclude each other (a seeded run ignores the database)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    # Without a database every run is seeded, so a clean run can be repeated too, not only a failing one.
+    seed = args.seed if args.seed is not None or args.database else random.randrange(2**32)
     workers = 1 if args.replay or args.sweep_only else max(1, args.workers)
+    source = f"seed {seed}" if seed is not None else f"example database {args.database}"
     print(
         f"contracts fuzz: {target.name}, the sweep and {args.examples} random examples, {workers} worker(s),"
-        f" seed {seed}"
+        f" {source}"
     )
     if workers > 1:
         result = fuzz_parallel(
             target.name, examples=args.examples, workers=workers, seed=seed, time_bound=args.time_bound,
             progress=not args.quiet, sweep=not args.no_sweep,
+            database=str(args.database) if args.database else None,
         )  # fmt: skip
     else:
         result = fuzz(

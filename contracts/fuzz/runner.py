@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +40,29 @@ class InvariantBroken(AssertionError):
     def __init__(self, problems: dict[str, list[str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{name}: {'; '.join(found)}" for name, found in problems.items()))
+
+
+class TargetDatabase(ExampleDatabase):
+    """An example database seen through one target's name. Every fuzz run's test function is the same
+    function, so Hypothesis would file every target's failures under one key; a database shared between
+    targets would replay one target's failing choices as another's plans."""
+
+    def __init__(self, inner: ExampleDatabase, target: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.prefix = target.encode() + b":"
+
+    def save(self, key: bytes, value: bytes) -> None:
+        self.inner.save(self.prefix + key, value)
+
+    def fetch(self, key: bytes) -> Iterable[bytes]:
+        return self.inner.fetch(self.prefix + key)
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        self.inner.delete(self.prefix + key, value)
+
+    def move(self, src: bytes, dest: bytes, value: bytes) -> None:
+        self.inner.move(self.prefix + src, self.prefix + dest, value)
 
 
 class CapturedLog(logging.Handler):
@@ -251,7 +274,12 @@ def fuzz_in(
     sweep_only: bool = False,
 ) -> FuzzResult:
     """Run the sweep (`sweep_plans`) and `examples` random examples in `session`; or replay one blob; or,
-    with `sweep_only`, the sweep alone. The result counts this call's examples and coverage only."""
+    with `sweep_only`, the sweep alone. The result counts this call's examples and coverage only.
+
+    A `seed` makes the run repeatable; a `database` replays the failures it holds before generating and
+    keeps new ones. They exclude each other: Hypothesis ignores the database of a seeded test."""
+    if seed is not None and database is not None:
+        raise ValueError("a seed and an example database exclude each other (a seeded run ignores it)")
     hits_before, examples_before = dict(session.coverage.cells), session.examples
     strategy = plans(list(session.coverage.cells), session.read_operations)
     swept = session.sweep() if (sweep or sweep_only) and replay is None else []
@@ -261,7 +289,7 @@ def fuzz_in(
 
     @settings(
         max_examples=max(examples, 1),
-        database=database,
+        database=TargetDatabase(database, session.target.name) if database is not None else None,
         deadline=None,
         print_blob=True,
         derandomize=False,

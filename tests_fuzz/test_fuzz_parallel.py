@@ -1,0 +1,38 @@
+"""`contracts fuzz --workers N`: the examples are shared out over worker processes, each with its own mock;
+the sweep runs once, coverage is merged and a worker's failure comes back with its replay blob."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from contracts.fuzz.parallel import fuzz_parallel
+
+COPES = "tests.fuzz_targets:lists_agents"
+BUGGY = "tests.fuzz_targets:crashes_on_envelope"
+
+
+def test_workers_share_the_examples_and_merge_coverage() -> None:
+    result = fuzz_parallel(COPES, examples=7, workers=2, seed=5, time_bound=20.0, progress=False, sweep=False)
+    assert result.failure is None
+    assert (result.examples, result.swept) == (7, 0)
+    assert result.operations == ["listAgents"]
+    assert result.coverage.exercised > 0
+
+
+def test_the_sweep_runs_once_over_all_workers() -> None:
+    result = fuzz_parallel(COPES, examples=4, workers=2, seed=5, time_bound=20.0, progress=False)
+    assert result.failure is None
+    assert result.swept > 0
+    assert result.examples == 4 + result.swept
+
+
+def test_a_failure_in_a_worker_comes_back_and_is_saved_in_the_database(tmp_path: Path) -> None:
+    database = tmp_path / "examples"
+    result = fuzz_parallel(
+        BUGGY, examples=40, workers=2, seed=None, time_bound=20.0, progress=False, sweep=False,
+        database=str(database),
+    )  # fmt: skip
+    assert result.failure is not None
+    assert result.failure.blob
+    assert result.failure.plan.agents_format == "envelope"
+    assert any(path.is_file() for path in database.rglob("*"))
