@@ -17,6 +17,7 @@ from typing import Any
 from connexion.middleware.routing import RoutingMiddleware
 from connexion.resolver import Resolver
 from connexion.spec import OpenAPISpecification
+from starlette.routing import Mount, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.core import ContractValidator, validator_for
@@ -84,6 +85,17 @@ class _RaiseRoutingErrors:
         await self.routing(scope, receive, send)
 
 
+def _without_slash_redirects(router: Router) -> None:
+    """Turn off Starlette's trailing-slash redirect in Connexion's routers (the outer one, each API's, and the
+    APIs chained as defaults): Synapse answers `/joined_rooms/` with 404, and Letta authenticates before it
+    redirects, which `Dispatcher` does itself."""
+    router.redirect_slashes = False
+    inner = [route.app for route in router.routes if isinstance(route, Mount)]
+    for app in [*inner, router.default]:
+        if isinstance(app, Router):
+            _without_slash_redirects(app)
+
+
 def build_app(service: str, world: World) -> ASGIApp:
     """The ASGI app of one mocked service (`letta` or `matrix`), control API included."""
     validator = validator_for(service)
@@ -100,6 +112,7 @@ def build_app(service: str, world: World) -> ASGIApp:
     resolver = Resolver(function_resolver=handlers.__getitem__)
     for name in (service, "control"):
         routing.add_api(_routing_spec(name), resolver=resolver)
+    _without_slash_redirects(routing.router)
     return ExchangeMiddleware(
         _RaiseRoutingErrors(routing),
         world=world,

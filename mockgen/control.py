@@ -3,11 +3,12 @@ the pytest plugin both call these)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from contracts.core import ContractValidator, validator_for
+from contracts.core import ContractValidator, Operation, validator_for
 from mockgen.faults import Fault
-from mockgen.store.errors import ControlError
+from mockgen.store.errors import ControlError, LettaError
 from mockgen.world import World
 
 SERVICES = ("letta", "matrix")
@@ -15,6 +16,12 @@ FAULT_KEYS = frozenset(
     {"operation", "path", "method", "service", "status", "body", "headers", "times", "after", "latency_ms",
      "drop_connection", "rate_limit"}
 )  # fmt: skip
+# The mock frames every answer itself: a fault may not change its length, type or encoding.
+FRAMING_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding"})
+# RFC 9110 field names (tokens); values: visible latin-1, spaces and tabs (no CR, LF or other controls).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_PATH_PARAM = re.compile(r"\{([^}]+)\}")
 
 
 def _service_of(operation_id: str) -> tuple[str, ContractValidator]:
@@ -25,17 +32,63 @@ def _service_of(operation_id: str) -> tuple[str, ContractValidator]:
     raise ControlError(400, f"operation {operation_id!r} is in neither the Letta nor the Matrix spec")
 
 
+def _compiled(path: Any) -> re.Pattern[str]:
+    try:
+        return re.compile(str(path))
+    except re.error as exc:
+        raise ControlError(400, f"fault path {path!r} is not a regular expression: {exc}") from None
+
+
+def _checked_headers(headers: dict[str, Any]) -> dict[str, str]:
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ControlError(400, f"fault header name {name!r} is not an HTTP field name")
+        if name.lower() in FRAMING_HEADERS:
+            raise ControlError(400, f"fault header {name} is the mock's to set")
+        if not _HEADER_VALUE.fullmatch(str(value)):
+            raise ControlError(
+                400, f"fault header {name} value must be latin-1 text without CR, LF or control characters"
+            )
+    return {name: str(value) for name, value in headers.items()}
+
+
+def _sample_paths(operation: Operation) -> list[str]:
+    """The operation's path template, and the template with each enumerated parameter (e.g. the Matrix
+    `{version}`) filled in every way: what a fault's path expression is tried against."""
+    samples = [operation.path]
+    for name in _PATH_PARAM.findall(operation.path):
+        param = operation.params.get(("path", name))
+        values = param.schema.get("enum", []) if param is not None else []
+        samples = [s.replace(f"{{{name}}}", str(v)) for s in samples for v in values] + samples
+    return samples
+
+
+def _operations_for_path(pattern: re.Pattern[str], services: tuple[str, ...], method: Any) -> list[Operation]:
+    """The operations a path fault can hit: those whose path it matches, or, when it matches no template
+    (e.g. it names a concrete room id), every operation of the services."""
+    operations = [
+        operation
+        for service in services
+        for operation in validator_for(service).operations.values()
+        if method is None or operation.method == str(method).upper()
+    ]
+    matched = [op for op in operations if any(pattern.search(path) for path in _sample_paths(op))]
+    return matched or operations
+
+
 def install_fault(world: World, spec: dict[str, Any]) -> Fault:
     """Check a fault against the contract and install it.
 
-    The status must be one the operation documents and the body (when given) must match that status's
-    schema, so an injected fault is always something the real service could answer."""
+    The status must be one the operation documents (for a path fault: one an operation the path can match
+    documents) and the body (when given) must match that status's schema, so an injected fault is always
+    something the real service could answer."""
     unknown = set(spec) - FAULT_KEYS
     if unknown:
         raise ControlError(400, f"unknown fault fields: {', '.join(sorted(unknown))}")
     operation_id = spec.get("operation")
     if operation_id is None and spec.get("path") is None:
         raise ControlError(400, "a fault needs an operation or a path")
+    pattern = _compiled(spec["path"]) if spec.get("path") is not None else None
     rate_limit = spec.get("rate_limit")
     status = spec.get("status")
     if rate_limit is not None:
@@ -46,6 +99,9 @@ def install_fault(world: World, spec: dict[str, Any]) -> Fault:
     latency = int(spec.get("latency_ms", 0))
     if status is None and not drop and not latency:
         raise ControlError(400, "a fault needs a status, rate_limit, drop_connection or latency_ms")
+    if status is None and ("body" in spec or spec.get("headers")):
+        raise ControlError(400, "body and headers need a status (a fault without one answers nothing)")
+    headers = _checked_headers(spec.get("headers") or {})
     service = spec.get("service")
     if operation_id is not None:
         owner, validator = _service_of(str(operation_id))
@@ -69,6 +125,15 @@ def install_fault(world: World, spec: dict[str, Any]) -> Fault:
                     )
             elif not documented.examples and documented.media_types:
                 raise ControlError(400, f"{operation_id} {status} has no example to answer with; give a body")
+    elif status is not None and pattern is not None:
+        services = (str(service),) if service is not None else SERVICES
+        candidates = _operations_for_path(pattern, services, spec.get("method"))
+        if not any(op.response(int(status)) is not None for op in candidates):
+            raise ControlError(
+                400,
+                f"status {status} is not documented for any operation path {spec['path']!r} can match "
+                f"({', '.join(sorted(op.operation_id for op in candidates)) or 'none'})",
+            )
     return world.faults.add(
         operation=operation_id,
         path=spec.get("path"),
@@ -77,7 +142,7 @@ def install_fault(world: World, spec: dict[str, Any]) -> Fault:
         status=None if status is None else int(status),
         body=spec.get("body"),
         has_body="body" in spec,
-        headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
+        headers=headers,
         times=int(spec.get("times", 1)),
         after=int(spec.get("after", 0)),
         latency_ms=latency,
@@ -98,16 +163,19 @@ def journal_page(
 
 
 def rename_agent(world: World, agent_id: str, name: str) -> dict[str, str]:
-    if agent_id not in world.letta.agents:
-        raise ControlError(404, f"no agent {agent_id}")
-    agent = world.letta.modify(agent_id, {"name": name})
-    return {"id": agent.id, "name": agent.name}
+    # The store checks and changes under one lock; a malformed id names no agent either.
+    try:
+        agent = world.letta.modify(agent_id, {"name": name})
+    except LettaError:
+        raise ControlError(404, f"no agent {agent_id}") from None
+    return {"id": agent["id"], "name": agent["name"]}
 
 
 def remove_agent(world: World, agent_id: str) -> dict[str, str]:
-    if agent_id not in world.letta.agents:
-        raise ControlError(404, f"no agent {agent_id}")
-    agent = world.letta.delete(agent_id)
+    try:
+        agent = world.letta.delete(agent_id)
+    except LettaError:
+        raise ControlError(404, f"no agent {agent_id}") from None
     return {"id": agent.id, "name": agent.name}
 
 

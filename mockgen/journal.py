@@ -17,6 +17,9 @@ from contracts.redaction import redact
 
 # Bodies larger than this are journaled as their size only.
 BODY_LIMIT = 16 * 1024
+# Violations kept per entry; the rest are only counted (one hostile request can break the contract in
+# thousands of places, and the journal is read back whole).
+VIOLATION_LIMIT = 20
 
 
 def _kept(raw: bytes) -> bytes | int:
@@ -32,7 +35,7 @@ def _readable(kept: bytes | int) -> Any:
     raw = kept
     try:
         return redact(parse_json(raw))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: `redact` on a body the mock refused as too deep
         return {"_raw": raw[:200].decode("utf-8", "replace")}
 
 
@@ -53,6 +56,7 @@ class Entry:
     fault: int | None
     variant: str | None
     violations: list[dict[str, Any]] = field(default_factory=list)
+    violations_omitted: int = 0
 
     @functools.cached_property
     def request_body(self) -> Any:
@@ -79,6 +83,7 @@ class Entry:
             "fault": self.fault,
             "variant": self.variant,
             "violations": self.violations,
+            "violations_omitted": self.violations_omitted,
         }
 
 
@@ -102,6 +107,9 @@ class Journal:
                 self.dropped += 1
             fields["request_raw"] = _kept(fields["request_raw"])
             fields["response_raw"] = _kept(fields["response_raw"])
+            violations = fields.get("violations", [])
+            fields["violations"] = violations[:VIOLATION_LIMIT]
+            fields["violations_omitted"] = max(0, len(violations) - VIOLATION_LIMIT)
             entry = Entry(seq=self._seq, **fields)
             self._entries.append(entry)
             return entry

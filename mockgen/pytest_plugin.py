@@ -117,15 +117,17 @@ def mock_world(mockgen_servers: MockServers, request: pytest.FixtureRequest) -> 
     yield world
     if request.node.get_closest_marker(LENIENT_MARK) is not None:
         return
+    entries = list(world.journal)
     broken = [
         f"{entry.method} {entry.path} -> {entry.status}: {violation['message']}"
-        for entry in world.journal
+        for entry in entries
         for violation in entry.violations
     ]
-    if broken:
+    total = len(broken) + sum(entry.violations_omitted for entry in entries)
+    if total:
         shown = "\n  ".join(broken[:20])
-        more = f"\n  ... and {len(broken) - 20} more" if len(broken) > 20 else ""
-        pytest.fail(f"{len(broken)} contract violation(s) in this test:\n  {shown}{more}", pytrace=False)
+        more = f"\n  ... and {total - 20} more" if total > 20 else ""
+        pytest.fail(f"{total} contract violation(s) in this test:\n  {shown}{more}", pytrace=False)
 
 
 @pytest.fixture

@@ -7,14 +7,16 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from contracts.core import validator_for
 from mockgen.faults import FaultTable
 from mockgen.journal import Journal
-from mockgen.store.errors import ControlError, MatrixError
+from mockgen.store.errors import ControlError, LettaError, MatrixError
 from mockgen.store.letta import LettaStore
 from mockgen.store.matrix import PRESETS, MatrixStore
 
@@ -62,7 +64,7 @@ class World:
         self.journal = Journal(self.config.journal_capacity)
         self.matrix = self._new_matrix()
         self.letta = LettaStore(seed=self.config.random_seed)
-        self._apply_start_seed()
+        self._apply_start_seed(rehearse=True)
 
     def _new_matrix(self) -> MatrixStore:
         return MatrixStore(
@@ -72,7 +74,8 @@ class World:
             public_base_url=self.config.matrix_public_url,
         )
 
-    def _apply_start_seed(self) -> None:
+    def _apply_start_seed(self, *, rehearse: bool) -> None:
+        """`rehearse`: check the seed first (at start-up; a reset applies the seed that passed then)."""
         seed = copy.deepcopy(self.config.seed)
         seed.setdefault("users", DEFAULT_USERS)
         seed.setdefault(
@@ -81,14 +84,16 @@ class World:
         agents = list(seed.get("agents", []))
         agents.extend({"name": f"demo-agent-{n:03d}"} for n in range(1, self.config.agents + 1))
         seed["agents"] = agents
-        self.apply_seed(seed)
+        if rehearse:
+            self._rehearse(seed)
+        self._apply(seed)
 
     def reset(self) -> None:
         self.faults.clear()
         self.journal.clear()
         self.matrix = self._new_matrix()
         self.letta = LettaStore(seed=self.config.random_seed)
-        self._apply_start_seed()
+        self._apply_start_seed(rehearse=False)
 
     def set_public_url(self, matrix_url: str) -> None:
         """Where the Matrix mock is reachable (login answers carry it as `well_known`)."""
@@ -96,13 +101,10 @@ class World:
         self.matrix.public_base_url = self.config.matrix_public_url
 
     def set_letta_format(self, agents: str | None = None, messages: str | None = None) -> dict[str, str]:
+        _check_formats(agents, messages)
         if agents is not None:
-            if agents not in ("array", "envelope"):
-                raise ControlError(400, f"agents format {agents!r} is not one of array, envelope")
             self.letta.agents_format = agents  # type: ignore[assignment]
         if messages is not None:
-            if messages not in ("array", "items"):
-                raise ControlError(400, f"messages format {messages!r} is not one of array, items")
             self.letta.messages_format = messages  # type: ignore[assignment]
         return self.letta_format()
 
@@ -110,57 +112,33 @@ class World:
         return {"agents": self.letta.agents_format, "messages": self.letta.messages_format}
 
     def apply_seed(self, seed: dict[str, Any]) -> dict[str, Any]:
-        """Add the users, agents and rooms a seed document describes; returns what was added."""
-        added: dict[str, Any] = {"users": [], "agents": [], "rooms": []}
-        for user in seed.get("users", []):
-            added["users"].append(
-                self.matrix.add_user(
-                    str(user["username"]),
-                    str(user["password"]),
-                    admin=bool(user.get("admin", False)),
-                    displayname=user.get("displayname"),
-                )
-            )
-        for agent in seed.get("agents", []):
-            created = self.letta.create(
-                agent.get("name"),
-                agent_id=agent.get("id"),
-                created_at=agent.get("created_at"),
-                tags=agent.get("tags"),
-                messages=agent.get("messages"),
-            )
-            added["agents"].append({"id": created.id, "name": created.name})
-        for room in seed.get("rooms", []):
-            added["rooms"].append(self._seed_room(room))
+        """Add the users, agents and rooms a seed document describes; returns what was added. All or
+        nothing: a seed that fails anywhere fails before it changes anything."""
+        self._rehearse(seed)
+        return self._apply(seed)
+
+    def _rehearse(self, seed: dict[str, Any]) -> None:
+        """Apply the seed to fresh stores holding this world's users and aliases, and check what Letta would
+        serve: every way the seed can fail, without changing the world."""
+        for n, agent in enumerate(seed.get("agents", [])):
+            if agent.get("id") in self.letta.agents:
+                raise ControlError(400, f"seed agents[{n}].id: agent {agent['id']} already exists")
+        formats = seed.get("letta_format") or {}
+        _check_formats(formats.get("agents"), formats.get("messages"))
+        matrix = self._new_matrix()
+        for user in list(self.matrix.users.values()):
+            matrix.add_user(user.localpart, "")
+        matrix.aliases.update(self.matrix.aliases)
+        letta = LettaStore(seed=self.config.random_seed)
+        rehearsed = _seed_into(matrix, letta, seed)
+        _check_messages(letta, [agent["id"] for agent in rehearsed["agents"]], seed)
+
+    def _apply(self, seed: dict[str, Any]) -> dict[str, Any]:
+        added = _seed_into(self.matrix, self.letta, seed)
         formats = seed.get("letta_format")
         if formats:
             self.set_letta_format(formats.get("agents"), formats.get("messages"))
         return added
-
-    def _seed_room(self, room: dict[str, Any]) -> str:
-        try:
-            creator = self.matrix.user_by_name(str(room["creator"]))
-        except KeyError as exc:
-            raise ControlError(400, f"seed room: {exc.args[0]}") from None
-        preset = room.get("preset", "private_chat")
-        if preset not in PRESETS:
-            raise ControlError(400, f"seed room: preset {preset!r} is not one of {', '.join(PRESETS)}")
-        body: dict[str, Any] = {"preset": preset}
-        for key in ("name", "topic"):
-            if key in room:
-                body[key] = room[key]
-        if room.get("space"):
-            body["creation_content"] = {"type": "m.space"}
-        if room.get("alias"):
-            body["room_alias_name"] = room["alias"]
-        try:
-            body["invite"] = [self.matrix.user_by_name(str(name)).user_id for name in room.get("invite", [])]
-            room_id = self.matrix.create_room(creator, body)
-            for name in room.get("join", []):
-                self.matrix.join(self.matrix.user_by_name(str(name)), room_id)
-        except (MatrixError, KeyError) as exc:
-            raise ControlError(400, f"seed room: {exc}") from None
-        return room_id
 
     def snapshot(self) -> dict[str, Any]:
         matrix = self.matrix.snapshot()
@@ -171,3 +149,102 @@ class World:
             "rooms": matrix["rooms"],
             "agents": self.letta.snapshot(),
         }
+
+
+def _seed_into(matrix: MatrixStore, letta: LettaStore, seed: dict[str, Any]) -> dict[str, Any]:
+    added: dict[str, Any] = {"users": [], "agents": [], "rooms": []}
+    for n, user in enumerate(seed.get("users", [])):
+        try:
+            added["users"].append(
+                matrix.add_user(
+                    str(user["username"]),
+                    str(user["password"]),
+                    admin=bool(user.get("admin", False)),
+                    displayname=user.get("displayname"),
+                    check_name=True,
+                )
+            )
+        except MatrixError as exc:
+            raise ControlError(400, f"seed users[{n}].username: {exc.error}") from None
+    for n, agent in enumerate(seed.get("agents", [])):
+        created_at = agent.get("created_at")
+        if created_at is not None and not _is_second_stamp(created_at):
+            raise ControlError(
+                400, f"seed agents[{n}].created_at: {created_at!r} is not like 2026-11-22T07:15:10"
+            )
+        try:
+            created = letta.create(
+                agent.get("name"),
+                agent_id=agent.get("id"),
+                created_at=created_at,
+                tags=agent.get("tags"),
+                messages=agent.get("messages"),
+            )
+        except LettaError as exc:
+            raise ControlError(400, f"seed agents[{n}]: {exc.detail}") from None
+        added["agents"].append({"id": created.id, "name": created.name})
+    for n, room in enumerate(seed.get("rooms", [])):
+        added["rooms"].append(_seed_room(matrix, room, f"seed rooms[{n}]"))
+    return added
+
+
+def _seed_room(matrix: MatrixStore, room: dict[str, Any], where: str) -> str:
+    try:
+        creator = matrix.user_by_name(str(room["creator"]))
+    except KeyError as exc:
+        raise ControlError(400, f"{where}.creator: {exc.args[0]}") from None
+    preset = room.get("preset", "private_chat")
+    if preset not in PRESETS:
+        raise ControlError(400, f"{where}.preset: {preset!r} is not one of {', '.join(PRESETS)}")
+    body: dict[str, Any] = {"preset": preset}
+    for key in ("name", "topic"):
+        if key in room:
+            body[key] = room[key]
+    if room.get("space"):
+        body["creation_content"] = {"type": "m.space"}
+    if room.get("alias"):
+        body["room_alias_name"] = room["alias"]
+    try:
+        body["invite"] = [matrix.user_by_name(str(name)).user_id for name in room.get("invite", [])]
+        room_id = matrix.create_room(creator, body)
+        for name in room.get("join", []):
+            matrix.join(matrix.user_by_name(str(name)), room_id)
+    except MatrixError as exc:
+        raise ControlError(400, f"{where}: {exc.error}") from None
+    except KeyError as exc:
+        raise ControlError(400, f"{where}: {exc.args[0]}") from None
+    return room_id
+
+
+def _check_formats(agents: str | None, messages: str | None) -> None:
+    if agents is not None and agents not in ("array", "envelope"):
+        raise ControlError(400, f"agents format {agents!r} is not one of array, envelope")
+    if messages is not None and messages not in ("array", "items"):
+        raise ControlError(400, f"messages format {messages!r} is not one of array, items")
+
+
+def _is_second_stamp(value: Any) -> bool:
+    """Letta 0.11.7's `created_at`: second precision, no zone (and a real date)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S").isoformat() == value
+    except ValueError:
+        return False
+
+
+def _check_messages(letta: LettaStore, agent_ids: list[str], seed: dict[str, Any]) -> None:
+    """Seeded messages, ids and dates filled in, must be what Letta could serve."""
+    validator = validator_for("letta")
+    operation = validator.operations["listMessages"]
+    for n, (agent_id, agent) in enumerate(zip(agent_ids, seed.get("agents", []), strict=True)):
+        if agent.get("messages") is None:
+            continue
+        problems = validator.check_body(operation, 200, letta.list_messages(agent_id, limit=0))
+        if problems:
+            first = problems[0]
+            raise ControlError(
+                400,
+                f"seed agents[{n}].messages{first.pointer.replace('/', '.')}: "
+                f"expected {first.expected}, got {first.actual}",
+            )

@@ -41,13 +41,13 @@ def test_filters() -> None:
 def test_ids_and_errors() -> None:
     store = LettaStore(seed=3)
     with pytest.raises(LettaError) as malformed:
-        store.get("nope")
+        store.retrieve("nope")
     assert malformed.value.status == 400
     with pytest.raises(LettaError) as missing:
-        store.get("agent-00000000-0000-4000-8000-000000000000")
+        store.retrieve("agent-00000000-0000-4000-8000-000000000000")
     assert missing.value.status == 404
     agent = store.create("x")
-    assert store.get(agent.id) is agent
+    assert store.retrieve(agent.id) == agent.to_json()
     store.delete(agent.id)
     with pytest.raises(LettaError):
         store.delete(agent.id)
@@ -63,3 +63,20 @@ def test_messages_are_the_newest_oldest_first() -> None:
     turn = everything[1]["id"]
     assert everything[2]["id"] == turn  # reasoning and the assistant message share their id
     assert store.list_messages(agent.id, after=turn, limit=100) == everything[3:]
+
+
+def test_agent_id_with_a_trailing_newline_is_malformed() -> None:
+    store = LettaStore(seed=3)
+    agent = store.create("x")
+    with pytest.raises(LettaError) as malformed:
+        store.retrieve(agent.id + "\n")
+    assert malformed.value.status == 400
+
+
+def test_modify_answers_a_snapshot_taken_under_the_lock() -> None:
+    store = LettaStore(seed=3)
+    agent = store.create("x")
+    first = store.modify(agent.id, {"name": "first"})
+    store.modify(agent.id, {"name": "second"})
+    assert first["name"] == "first"
+    assert store.retrieve(agent.id)["name"] == "second"

@@ -236,3 +236,14 @@ def test_concurrent_registration_of_one_name_admits_one(store: MatrixStore) -> N
     for thread in threads:
         thread.join(5)
     assert sorted(outcomes) == ["M_USER_IN_USE"] * 49 + ["ok"]
+
+
+def test_initial_state_may_not_hold_a_create_event(store: MatrixStore) -> None:
+    alice = _user(store, "alice")
+    with pytest.raises(MatrixError) as refused:
+        store.create_room(
+            alice, {"initial_state": [{"type": "m.room.create", "content": {"m.federate": False}}]}
+        )
+    assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
+    assert store.rooms == {}
+    assert store.joined_rooms(alice) == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 from mockgen import control
 from mockgen.http.dialects import Reply
 from mockgen.http.dispatch import Call
-from mockgen.store.errors import LettaError
 
 
 def control_health(call: Call) -> Reply:
@@ -22,17 +21,11 @@ def control_state(call: Call) -> Reply:
 
 
 def control_seed(call: Call) -> Reply:
-    try:
-        return Reply(200, call.world.apply_seed(call.body))
-    except LettaError as exc:
-        return Reply(400, {"error": f"seed agent: {exc.detail}"})
+    return Reply(200, call.world.apply_seed(call.body))
 
 
 def control_add_agent(call: Call) -> Reply:
-    try:
-        return Reply(201, control.add_agent(call.world, call.body))
-    except LettaError as exc:
-        return Reply(400, {"error": exc.detail})
+    return Reply(201, control.add_agent(call.world, call.body))
 
 
 def control_rename_agent(call: Call) -> Reply:

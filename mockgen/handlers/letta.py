@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mockgen.http.dialects import Reply
+from mockgen.http.dialects import LettaDialect, Reply
 from mockgen.http.dispatch import Call
 from mockgen.store.errors import LettaError
 
@@ -16,18 +16,12 @@ def health_check(call: Call) -> Reply:
     return Reply(200, {"version": VERSION, "status": "ok"})
 
 
-def _redirect(call: Call, path: str) -> Reply:
-    host = call.headers.get("host", "localhost")
-    query = call.query_string
-    return Reply(307, None, {"Location": f"http://{host}{path}" + (f"?{query}" if query else "")})
-
-
 def list_agents_redirect(call: Call) -> Reply:
-    return _redirect(call, "/v1/agents/")
+    return LettaDialect.redirect(call.headers, "/v1/agents/", call.query_string)
 
 
 def create_agent_redirect(call: Call) -> Reply:
-    return _redirect(call, "/v1/agents/")
+    return LettaDialect.redirect(call.headers, "/v1/agents/", call.query_string)
 
 
 def list_agents(call: Call) -> Reply:
@@ -62,21 +56,22 @@ def create_agent(call: Call) -> Reply:
         provider = str(model).split("/", 1)[0]
         if provider not in SUPPORTED_PROVIDERS:
             raise LettaError(500, f"Provider {provider} is not supported (supported providers: letta)")
-    agent = call.world.letta.create(
+    store = call.world.letta
+    agent = store.create(
         body.get("name"),
         tags=body.get("tags"),
         description=body.get("description"),
         metadata=body.get("metadata"),
     )
-    return Reply(200, agent.to_json())
+    return Reply(200, store.describe(agent))
 
 
 def retrieve_agent(call: Call) -> Reply:
-    return Reply(200, call.world.letta.get(call.path["agent_id"]).to_json())
+    return Reply(200, call.world.letta.retrieve(call.path["agent_id"]))
 
 
 def modify_agent(call: Call) -> Reply:
-    return Reply(200, call.world.letta.modify(call.path["agent_id"], call.body).to_json())
+    return Reply(200, call.world.letta.modify(call.path["agent_id"], call.body))
 
 
 def delete_agent(call: Call) -> Reply:

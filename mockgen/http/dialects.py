@@ -16,8 +16,14 @@ from mockgen.store.errors import MatrixError
 from mockgen.store.matrix import User
 from mockgen.world import World
 
+CONTROL_PREFIX = "/_mock/"
 _PARAM_LOCATION = re.compile(r"^(query|path|header) parameter '(.+)'$|^header '(.+)'$")
 _STATE_TRAILING_SLASH = re.compile(r"^(/_matrix/client/[^/]+/rooms/[^/]+/state/[^/]+)/$")
+
+
+def is_control_path(path: str) -> bool:
+    """Whether a path belongs to the control API (whose errors are its own `{"error"}` on both servers)."""
+    return path.startswith(CONTROL_PREFIX) or path == CONTROL_PREFIX.rstrip("/")
 
 
 @dataclass
@@ -181,6 +187,13 @@ class LettaDialect(Dialect):
 
     def internal_error(self) -> Reply:
         return self.detail(500, "An internal server error occurred")
+
+    @staticmethod
+    def redirect(headers: Mapping[str, str], path: str, query_string: str) -> Reply:
+        """FastAPI's trailing-slash redirect: 307 to the other spelling, on the host the client used."""
+        host = headers.get("host", "localhost")
+        query = f"?{query_string}" if query_string else ""
+        return Reply(307, None, {"Location": f"http://{host}{path}{query}"})
 
     @staticmethod
     def _item(violation: Violation) -> dict[str, Any]:

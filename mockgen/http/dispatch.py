@@ -11,15 +11,19 @@ from urllib.parse import parse_qs, unquote
 
 from starlette.types import Receive, Scope, Send
 
-from contracts.core import ContractValidator, NoRoute, Operation
+from contracts.core import ContractValidator, NoRoute, Operation, RouteMatch, Violation
 from mockgen.faults import Fault
-from mockgen.http.dialects import DIALECTS, Dialect, Reply
+from mockgen.http.dialects import DIALECTS, Dialect, LettaDialect, Reply, is_control_path
 from mockgen.http.exchange import EXTENSION, Exchange, send_reply
 from mockgen.store.errors import ControlError, LettaError, MatrixError, UserInteractiveAuthRequired
 from mockgen.store.matrix import User
 from mockgen.world import World
 
 ROUTING = "connexion_routing"
+# The deepest JSON body the mock takes. Copying, checking and redacting a document recurse once or twice a
+# level and a server thread has about 1000 frames; deeper bodies are refused like undecodable ones (Python's
+# decoder, Synapse's included, gives up near 1000 levels) instead of failing somewhere later with a 500.
+MAX_JSON_DEPTH = 100
 
 
 @dataclass
@@ -74,10 +78,11 @@ class Dispatcher:
         method: str = scope["method"]
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        query = parse_qs(query_string, keep_blank_values=True)
         operation_id = scope["extensions"].get(ROUTING, {}).get("operation_id")
         if operation_id is None:
-            return self._no_route(exchange, method, path, headers, query)
+            return self._no_route(exchange, method, path, headers, query, query_string)
         control = operation_id in self.control_validator.operations
         validator = self.control_validator if control else self.validator
         dialect = DIALECTS["control"] if control else self.dialect
@@ -91,6 +96,9 @@ class Dispatcher:
             body=exchange.body,
             content_type=headers.get("content-type"),
         )
+        if _nested_deeper_than(check.body, MAX_JSON_DEPTH):
+            # First, so that every dialect answers it as its "not JSON" error.
+            check.violations.insert(0, _too_deep(operation_id))
         rejected = check.rejected
         exchange.violations.extend(check.violations)
         if check.unrouted:
@@ -129,7 +137,7 @@ class Dispatcher:
             user=credentials.user,
             device_id=credentials.device_id,
             token=credentials.token,
-            query_string=scope.get("query_string", b"").decode("latin-1"),
+            query_string=query_string,
         )
         return self._call_handler(operation_id, call)
 
@@ -140,20 +148,31 @@ class Dispatcher:
         path: str,
         headers: Mapping[str, str],
         query: Mapping[str, list[str]],
+        query_string: str,
     ) -> Reply:
-        route = self.validator.find(method, path)
+        control = is_control_path(path)
+        validator = self.control_validator if control else self.validator
+        dialect = DIALECTS["control"] if control else self.dialect
+        route = validator.find(method, path)
         if not isinstance(route, NoRoute):
             # Connexion found no route where the spec has one: only a path Starlette cannot match.
             route = NoRoute("path")
         exchange.violations.append(route.violation(method, path))
-        if self.dialect.service == "letta":
-            # Letta authenticates before it routes: an unknown path without the token is 401, not 404.
-            credentials = self.dialect.authenticate(self.world, headers, query, True)
+        if isinstance(dialect, LettaDialect):
+            # FastAPI redirects to the other spelling of a path that has a route (`/v1/agents/{id}/` to
+            # `/v1/agents/{id}`), but Letta authenticates before it routes: no token is 401, not 404 or 307,
+            # except where the target needs none (`/v1/health`).
+            other = path[:-1] if path.endswith("/") else path + "/"
+            target = self.validator.find(method, other)
+            required = not isinstance(target, RouteMatch) or target.operation.auth_required
+            credentials = dialect.authenticate(self.world, headers, query, required)
             if isinstance(credentials, Reply):
                 return credentials
+            if route.kind == "path" and not (isinstance(target, NoRoute) and target.kind == "path"):
+                return dialect.redirect(headers, other, query_string)
         if route.kind == "method":
-            return self.dialect.method_not_allowed(route.allowed)
-        return self.dialect.not_found()
+            return dialect.method_not_allowed(route.allowed)
+        return dialect.not_found()
 
     async def _fault_reply(self, operation: Operation, fault: Fault) -> Reply | None:
         if fault.latency_ms:
@@ -181,6 +200,30 @@ class Dispatcher:
             return Reply(exc.status, {"detail": exc.detail})
         except ControlError as exc:
             return Reply(exc.status, {"error": exc.error})
+
+
+def _nested_deeper_than(document: Any, limit: int) -> bool:
+    """Whether a JSON document nests more than `limit` arrays/objects deep (counted without recursing)."""
+    pending: list[tuple[Any, int]] = [(document, 1)] if isinstance(document, dict | list) else []
+    while pending:
+        value, depth = pending.pop()
+        if depth > limit:
+            return True
+        items = value.values() if isinstance(value, dict) else value
+        pending.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
+    return False
+
+
+def _too_deep(operation_id: str) -> Violation:
+    return Violation(
+        "request",
+        operation_id,
+        "request body",
+        "",
+        "not-json",
+        f"a JSON document nested at most {MAX_JSON_DEPTH} levels deep",
+        "JSON nested too deeply",
+    )
 
 
 def _documents(operation: Operation, fault: Fault) -> bool:

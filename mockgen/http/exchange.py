@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.core import ContractValidator, NoRoute, Operation, Violation
 from mockgen.faults import Fault
-from mockgen.http.dialects import Dialect, Reply
+from mockgen.http.dialects import DIALECTS, Dialect, Reply, is_control_path
 from mockgen.world import World
 
 log = logging.getLogger("mockgen")
@@ -97,7 +97,10 @@ class ExchangeMiddleware:
         body, too_large, disconnected = await self._read_body(receive)
         if disconnected:
             return
-        exchange = Exchange(service=self.dialect.service, body=body, drop=too_large)
+        # Control requests are not journaled, routed or not.
+        exchange = Exchange(
+            service=self.dialect.service, body=body, drop=too_large, control=is_control_path(path)
+        )
         # One `extensions` dict shared by every copy of the scope the routing layer makes.
         scope.setdefault("extensions", {})[EXTENSION] = exchange
         messages: list[Message] = []
@@ -139,18 +142,20 @@ class ExchangeMiddleware:
         async def no_more_body() -> Message:
             return {"type": "http.request", "body": b"", "more_body": False}
 
+        # The control API answers its own errors in its own words on both servers.
+        dialect = DIALECTS["control"] if is_control_path(scope["path"]) else self.dialect
         try:
             await self.app(scope, no_more_body, capture)
         except HTTPException as exc:
             # Starlette's router: the path exists, the method does not. The spec says which methods do.
-            reply = self.dialect.not_found()
+            reply = dialect.not_found()
             if exc.status_code == 405:
                 allowed = sorted({m for v in self.validators for m in self._allowed(v, scope["path"])})
-                reply = self.dialect.method_not_allowed(allowed)
+                reply = dialect.method_not_allowed(allowed)
             await send_reply(capture, reply)
         except Exception:
             log.exception("mock handler failed for %s %s", scope["method"], scope["path"])
-            await send_reply(capture, self.dialect.internal_error())
+            await send_reply(capture, dialect.internal_error())
 
     @staticmethod
     def _allowed(validator: ContractValidator, path: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from mockgen.store.errors import LettaError
 
-AGENT_ID = re.compile(r"^agent-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+AGENT_ID = re.compile(r"agent-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 USER_ID = "user-00000000-0000-4000-8000-000000000000"
 AgentsFormat = Literal["array", "envelope"]
 MessagesFormat = Literal["array", "items"]
@@ -142,16 +142,27 @@ class LettaStore:
     # -- queries
 
     def check_id(self, agent_id: str) -> None:
-        if not AGENT_ID.match(agent_id):
+        # fullmatch: `$` would let a trailing newline (`%0A`) through as well-formed.
+        if not AGENT_ID.fullmatch(agent_id):
             raise LettaError(400, f"agent_id {agent_id} is not in the valid format 'agent-<uuid4>'")
 
-    def get(self, agent_id: str) -> Agent:
+    def _get(self, agent_id: str) -> Agent:
+        """The live agent: only for use under the lock."""
+        self.check_id(agent_id)
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise LettaError(404, f"Agent with ID {agent_id} not found")
+        return agent
+
+    def retrieve(self, agent_id: str) -> dict[str, Any]:
+        """The agent as served, serialized under the lock (a concurrent change cannot tear it)."""
         with self._lock:
-            self.check_id(agent_id)
-            agent = self.agents.get(agent_id)
-            if agent is None:
-                raise LettaError(404, f"Agent with ID {agent_id} not found")
-            return agent
+            return self._get(agent_id).to_json()
+
+    def describe(self, agent: Agent) -> dict[str, Any]:
+        """`agent.to_json()` under the lock."""
+        with self._lock:
+            return agent.to_json()
 
     def _ordered(self, ascending: bool) -> list[Agent]:
         return sorted(self.agents.values(), key=lambda a: (a.created_at, a.sequence), reverse=not ascending)
@@ -198,7 +209,7 @@ class LettaStore:
     ) -> list[dict[str, Any]]:
         """The newest `limit` messages (after/before the cursor messages), oldest first."""
         with self._lock:
-            messages = list(self.get(agent_id).messages)
+            messages = list(self._get(agent_id).messages)
             ids = [message["id"] for message in messages]
             if after is not None and after in ids:
                 last = len(ids) - 1 - ids[::-1].index(after)
@@ -258,9 +269,10 @@ class LettaStore:
             self.agents[new_id] = agent
             return agent
 
-    def modify(self, agent_id: str, changes: dict[str, Any]) -> Agent:
+    def modify(self, agent_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply `changes`; returns the agent as served, serialized under the lock."""
         with self._lock:
-            agent = self.get(agent_id)
+            agent = self._get(agent_id)
             if changes.get("name") is not None:
                 agent.name = str(changes["name"])
             if "description" in changes:
@@ -272,7 +284,7 @@ class LettaStore:
             if "metadata" in changes:
                 agent.metadata = copy.deepcopy(changes["metadata"])
             agent.updated_at = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-            return agent
+            return agent.to_json()
 
     def delete(self, agent_id: str) -> Agent:
         with self._lock:

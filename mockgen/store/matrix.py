@@ -102,7 +102,6 @@ class Event:
     origin_server_ts: int
     state_key: str | None = None
     replaces_state: str | None = None
-    transaction_id: str | None = None
 
     def client_format(self, now_ms: int) -> dict[str, Any]:
         unsigned: dict[str, Any] = {"age": max(0, now_ms - self.origin_server_ts)}
@@ -138,13 +137,6 @@ class Room:
     def membership(self, user_id: str) -> str | None:
         event = self.state.get(("m.room.member", user_id))
         return str(event.content.get("membership")) if event else None
-
-    def members(self, membership: str = "join") -> list[str]:
-        return [
-            key
-            for (kind, key), ev in self.state.items()
-            if kind == "m.room.member" and ev.content.get("membership") == membership
-        ]
 
     def content(self, event_type: str, state_key: str = "") -> dict[str, Any]:
         event = self.state.get((event_type, state_key))
@@ -289,7 +281,9 @@ class MatrixStore:
 
     # -- registration
 
-    def _check_username(self, localpart: str, assigned_user_id: str | None = None) -> None:
+    def _check_username(
+        self, localpart: str, assigned_user_id: str | None = None, *, existing_ok: bool = False
+    ) -> None:
         if not _LOCALPART_OK.match(localpart):
             raise MatrixError(
                 400, "M_INVALID_USERNAME", "User ID can only contain characters a-z, 0-9, or '=_-./+'"
@@ -301,7 +295,7 @@ class MatrixStore:
         user_id = self.user_id_for(localpart)
         if len(user_id) > 255:
             raise MatrixError(400, "M_INVALID_USERNAME", "User ID may not be longer than 255 characters")
-        if user_id in self.users:
+        if user_id in self.users and not existing_ok:
             if assigned_user_id is None:
                 raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
             if user_id != assigned_user_id:
@@ -685,6 +679,11 @@ class MatrixStore:
                 self._check_content(event_type, content)
             if "name" in body:
                 self._check_content("m.room.name", {"name": body["name"]})
+            if any(event_type == "m.room.create" for event_type, _ in initial_state):
+                # Synapse sends initial_state after the create event, and event auth refuses a create event
+                # with prev_events (auth rule 1.1). Synapse has persisted the room's first events by then;
+                # here nothing is created.
+                raise MatrixError(403, "M_FORBIDDEN", "Create event has prev events")
             room = Room(
                 room_id=self._new_room_id(version),
                 version=version,
@@ -903,7 +902,6 @@ class MatrixStore:
                 type=event_type,
                 content=copy.deepcopy(content),
                 origin_server_ts=self.now_ms(),
-                transaction_id=txn_id,
             )
             room.timeline.append(event)
             self._txns[key] = event.event_id
@@ -1003,11 +1001,20 @@ class MatrixStore:
     # -- seeding and inspection
 
     def add_user(
-        self, localpart: str, password: str, *, admin: bool = False, displayname: str | None = None
+        self,
+        localpart: str,
+        password: str,
+        *,
+        admin: bool = False,
+        displayname: str | None = None,
+        check_name: bool = False,
     ) -> str:
-        """Create an account directly (seed data); an existing one is updated."""
+        """Create an account directly (seed data); an existing one is updated. `check_name`: refuse a name
+        registration would refuse (MatrixError)."""
         with self._lock:
             localpart = localpart.lower()
+            if check_name:
+                self._check_username(localpart, existing_ok=True)
             user = self.users.get(self.user_id_for(localpart))
             if user is None:
                 user = self._create_user(localpart, password, admin=admin, displayname=displayname)
