@@ -126,6 +126,10 @@ def coverage_command(args: argparse.Namespace) -> int:
     """Merge the coverage of fuzz shards (processes, machines); exit 1 below the threshold."""
     from contracts.coverage import Coverage
 
+    missing = [str(path) for path in args.reports if not path.exists()]
+    if missing:
+        print(f"contracts coverage: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
     files = sorted(
         {
             found
@@ -138,7 +142,11 @@ def coverage_command(args: argparse.Namespace) -> int:
         return 2
     merged = Coverage()
     for path in files:
-        merged.merge(Coverage.from_json(json.loads(path.read_text(encoding="utf-8"))))
+        try:
+            merged.merge(Coverage.from_json(json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"contracts coverage: {path} is not a coverage report ({exc!r})", file=sys.stderr)
+            return 2
     print(
         f"contracts coverage: {len(files)} report(s),"
         f" {merged.exercised}/{len(merged.cells)} cells ({merged.ratio:.1%})"
@@ -146,6 +154,9 @@ def coverage_command(args: argparse.Namespace) -> int:
     if args.report:
         markdown, _ = merged.write(args.report)
         print(f"  report: {markdown}")
+    if not merged.cells and args.threshold > 0:
+        print("  nothing to cover: the reports hold no cells (no documented operation was called)")
+        return 1
     if merged.ratio < args.threshold:
         print(f"  below the threshold {args.threshold:.0%}; never exercised:")
         for service, operation, status, variant in merged.missing():
@@ -212,9 +223,22 @@ def _live_bases(args: argparse.Namespace, name: str) -> dict[str, str] | None:
     return bases
 
 
+def _http_failure(exc: BaseException) -> str:
+    """One line for a server that could not be talked to (aiohttp's messages span lines)."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientResponseError):
+        text = f"{exc.request_info.real_url} answered {exc.status} {exc.message}"
+    else:
+        text = str(exc) or "no answer in time"
+    return f"a server could not be talked to ({type(exc).__name__}): {' '.join(text.split())}"
+
+
 @command("check", _check_args)
 def check_command(args: argparse.Namespace) -> int:
     """Run the scenario corpus against live servers; report drift from the contract per operation."""
+    import aiohttp
+
     from contracts.live import run_check
 
     bases = _live_bases(args, "check")
@@ -222,8 +246,8 @@ def check_command(args: argparse.Namespace) -> int:
         return 2
     try:
         report = run_check(bases, letta_token=args.letta_token, matrix_admin_token=args.matrix_admin_token)
-    except OSError as exc:
-        print(f"contracts check: {exc}", file=sys.stderr)
+    except (OSError, aiohttp.ClientError) as exc:  # unreachable, or not speaking HTTP
+        print(f"contracts check: {_http_failure(exc)}", file=sys.stderr)
         return 2
     print(report.to_text())
     if args.report:
@@ -237,19 +261,25 @@ def differential_command(args: argparse.Namespace) -> int:
     """Run the scenario corpus on a fresh mock and on live servers; exit 1 where they disagree."""
     import asyncio
 
+    import aiohttp
+
     from contracts.differential import run_differential
 
     bases = _live_bases(args, "differential")
     if bases is None:
         return 2
-    reports = [
-        asyncio.run(
-            run_differential(
-                service, url, letta_token=args.letta_token, matrix_admin_token=args.matrix_admin_token
+    try:
+        reports = [
+            asyncio.run(
+                run_differential(
+                    service, url, letta_token=args.letta_token, matrix_admin_token=args.matrix_admin_token
+                )
             )
-        )
-        for service, url in bases.items()
-    ]
+            for service, url in bases.items()
+        ]
+    except (OSError, aiohttp.ClientError) as exc:  # unreachable, or not speaking HTTP
+        print(f"contracts differential: {_http_failure(exc)}", file=sys.stderr)
+        return 2
     for report in reports:
         print(report.to_text())
     if args.report:

@@ -81,8 +81,12 @@ _STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def parse_json(body: bytes) -> Any:
-    """Strict JSON: UTF-8 only and no NaN/Infinity (what Synapse and FastAPI accept)."""
-    return _STRICT_JSON.decode(body.decode("utf-8"))
+    """Strict JSON: UTF-8 only and no NaN/Infinity (what Synapse and FastAPI accept). Every failure is a
+    ValueError, nesting too deep for the decoder included."""
+    try:
+        return _STRICT_JSON.decode(body.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -982,12 +986,6 @@ class ContractValidator:
             operation=operation.operation_id,
             location="response body",
         )
-
-    def variant_of(self, operation: Operation, status: int, document: Any) -> str | None:
-        spec = operation.response(status)
-        if spec is None:
-            return None
-        return next((v.title for v in spec.variants if first_error(v.validator, document) is None), None)
 
     # -- whole exchanges
 

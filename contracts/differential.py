@@ -3,13 +3,15 @@ status, errcode, and which of the fields the contract requires for that answer c
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from contracts.core import validator_for
 from contracts.live import check
-from contracts.scenario import Outcome
+from contracts.scenario import Outcome, Step
+from contracts.scenarios import LETTA, MATRIX
 from mockgen.server import MockServers
 from mockgen.world import DEFAULT_LETTA_TOKEN, World
 
@@ -87,13 +89,33 @@ class DifferentialReport:
             f"{self.compared - len(self.disagreements)} agree ({self.agreement:.1%})"
         ]
         lines += [f"  {disagreement}" for disagreement in self.disagreements]
+        skipped = Counter(
+            mock.skipped or real.skipped
+            for mock, real in zip(self.mock, self.real, strict=True)
+            if mock.skipped or real.skipped
+        )
+        lines += [f"  note: {count} step(s) not compared: {why}" for why, count in sorted(skipped.items())]
         return "\n".join(lines)
+
+
+def corpus() -> list[Step]:
+    """The scenario corpus, where a Letta step that sends the token needs it: without one it is skipped,
+    rather than sent bare to the real server while the mock gets its own token."""
+    return [
+        *MATRIX,
+        *(
+            replace(step, needs=(*step.needs, "letta_token")) if step.token == "letta_token" else step
+            for step in LETTA
+        ),
+    ]
 
 
 async def run_differential(
     service: str, real_base: str, *, letta_token: str | None = None, matrix_admin_token: str | None = None
 ) -> DifferentialReport:
-    """The corpus of `service` on a fresh in-process mock and on the real server at `real_base`."""
+    """The corpus of `service` on a fresh in-process mock and on the real server at `real_base`. Each side
+    gets its own credentials, or none on both: steps that need a credential not given are skipped on both."""
+    steps = corpus()
     servers = MockServers(World())
     servers.start()
     try:
@@ -101,13 +123,14 @@ async def run_differential(
         mock_admin = servers.world.matrix.login(user="admin", password="admin_password")["access_token"]
         on_mock = await check(
             {service: mock_base},
-            letta_token=DEFAULT_LETTA_TOKEN,
+            letta_token=DEFAULT_LETTA_TOKEN if letta_token else None,
             matrix_admin_token=mock_admin if matrix_admin_token else None,
+            steps=steps,
         )
     finally:
         servers.stop()
     on_real = await check(
-        {service: real_base}, letta_token=letta_token, matrix_admin_token=matrix_admin_token
+        {service: real_base}, letta_token=letta_token, matrix_admin_token=matrix_admin_token, steps=steps
     )
     return DifferentialReport(
         service, on_mock.outcomes, on_real.outcomes, compare(on_mock.outcomes, on_real.outcomes)

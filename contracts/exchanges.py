@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from contracts.core import ContractValidator, ExchangeCheck, Violation
+from contracts.core import ContractValidator, ExchangeCheck, Violation, parse_json
 from contracts.redaction import redact, redact_headers
 
 
@@ -84,7 +84,9 @@ def _side(headers: Mapping[str, str], body: bytes, redacted: bool) -> dict[str, 
     if not body:
         return side
     try:
-        document = json.loads(body)
+        # The validator's strict parser: json.loads would take a BOM, UTF-16 or NaN, and the body
+        # re-encoded from it would hide that the original was malformed.
+        document = parse_json(body)
     except ValueError:
         try:
             side["body_text"] = body.decode("utf-8")
@@ -133,10 +135,14 @@ class FileReport:
 
 
 def validate_file(validator: ContractValidator, path: Path) -> FileReport:
+    """Check every exchange of a recording; ValueError if it holds none (a recording that checks nothing
+    usually means the hook never saw the traffic)."""
     report = FileReport()
     for number, exchange in read_exchanges(path):
         report.checked += 1
         found = exchange.check(validator).violations
         if found:
             report.failures.append((number, exchange, found))
+    if not report.checked:
+        raise ValueError(f"{path} holds no exchanges: nothing to check")
     return report

@@ -178,9 +178,17 @@ async def check(
     )
     served, served_note = None, None
     if "letta" in bases and letta_token:
-        document = await fetch_openapi(bases["letta"], letta_token)
+        # The document is an extra: a proxy that refuses or mangles it must not cost the whole report.
+        try:
+            document = await fetch_openapi(bases["letta"], letta_token)
+        except aiohttp.ClientResponseError as exc:
+            document, why = None, f"answers {exc.status} {exc.message}".rstrip()
+        except ValueError as exc:
+            document, why = None, f"serves a /openapi.json that is not a JSON object ({exc})"
+        else:
+            why = "serves no /openapi.json"
         if document is None:
-            served_note = f"{bases['letta']} serves no /openapi.json; the served-document diff was not run"
+            served_note = f"{bases['letta']} {why}; the served-document diff was not run"
         else:
             served = compare_served((validators or {}).get("letta") or validator_for("letta"), document)
     return CheckReport(bases, prefix, outcomes, verdicts(outcomes), served, served_note)
@@ -188,7 +196,8 @@ async def check(
 
 async def fetch_openapi(base: str, token: str, *, request_timeout: float = 30.0) -> dict[str, Any] | None:
     """The OpenAPI document a Letta server serves (it wants the bearer token for it, too); None if it
-    serves none, as our mock and proxies in front of Letta do."""
+    serves none, as our mock and proxies in front of Letta do. Another error status raises
+    aiohttp.ClientResponseError; a body that is not a JSON object, ValueError."""
     url = f"{base.rstrip('/')}/openapi.json"
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=request_timeout)) as session,
@@ -197,7 +206,9 @@ async def fetch_openapi(base: str, token: str, *, request_timeout: float = 30.0)
         if answer.status == 404:
             return None
         answer.raise_for_status()
-        document: dict[str, Any] = await answer.json()
+        document = await answer.json(content_type=None)
+        if not isinstance(document, dict):
+            raise ValueError(f"a JSON {type(document).__name__}")
         return document
 
 

@@ -114,7 +114,7 @@ def compare_served(ours: ContractValidator, served: Mapping[str, Any]) -> Served
         declared = [*paths[operation.path].get("parameters", []), *served_op.get("parameters", [])]
         served_params = {(p["in"], p["name"]): p for p in (document.deref(p) for p in declared)}
         for (location, name), param in operation.params.items():
-            raw = _raw_param(operation.definition, name) or {}
+            raw = _raw_param(ours.spec["paths"][operation.path], operation.definition, location, name)
             theirs = served_params.get((location, name))
             where = f"{location} parameter '{name}'"
             if theirs is None:
@@ -149,8 +149,12 @@ def compare_served(ours: ContractValidator, served: Mapping[str, Any]) -> Served
     return report
 
 
-def _raw_param(definition: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-    return next((p for p in definition.get("parameters", []) if p.get("name") == name), None)
+def _raw_param(
+    path_item: Mapping[str, Any], definition: Mapping[str, Any], location: str, name: str
+) -> Mapping[str, Any]:
+    """Our declaration of a parameter (its `x-` annotations): the operation's own, else the path item's."""
+    declared = [*definition.get("parameters", []), *path_item.get("parameters", [])]
+    return next((p for p in declared if (p.get("in"), p.get("name")) == (location, name)), {})
 
 
 def _compare_body(op_id: str, ours: Any, theirs: Any, document: _Served, report: ServedReport) -> None:

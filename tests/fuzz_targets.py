@@ -1,4 +1,5 @@
-"""Tiny fuzz targets for the fuzzer's own tests: one that copes, one with a planted bug."""
+"""Tiny fuzz targets for the fuzzer's own tests: one that copes, one with a planted bug, one that fails on
+every documented error, one that calls nothing."""
 
 from __future__ import annotations
 
@@ -46,3 +47,20 @@ async def lists_agents(letta_url: str, matrix_url: str, workdir: Path) -> None:
 @fuzz_target()
 async def crashes_on_envelope(letta_url: str, matrix_url: str, workdir: Path) -> None:
     await _pages(letta_url, buggy=True)
+
+
+@fuzz_target()
+async def raises_on_errors(letta_url: str, matrix_url: str, workdir: Path) -> None:
+    """Lists the agents once and raises on any error answer: every documented error of listAgents fails."""
+    headers = {"Authorization": f"Bearer {DEFAULT_LETTA_TOKEN}"}
+    async with (
+        aiohttp.ClientSession(timeout=TIMEOUT) as session,
+        session.get(f"{letta_url}/v1/agents/", headers=headers) as response,
+    ):
+        if response.status != 200:
+            raise RuntimeError(f"listAgents answered {response.status}")
+
+
+@fuzz_target()
+async def calls_nothing(letta_url: str, matrix_url: str, workdir: Path) -> None:
+    """Exercises nothing, so it has nothing to cover."""

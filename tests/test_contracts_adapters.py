@@ -10,7 +10,8 @@ import pytest
 
 from contracts.adapters.aiohttp_hook import ContractMiddleware, ContractViolationError
 from contracts.cli import main
-from contracts.exchanges import read_exchanges
+from contracts.core import validator_for
+from contracts.exchanges import Exchange, read_exchanges, write_exchange
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 from tests.support import TIMEOUT
 
@@ -60,6 +61,18 @@ async def test_strict_hook_raises_at_once(matrix_mock: MatrixMock, letta_mock: L
     assert len(hook.checked) == 1
 
 
+@pytest.mark.mock_lenient
+async def test_a_base_url_matches_only_at_a_path_boundary(letta_mock: LettaMock) -> None:
+    # The mock's URL without its port's last digit: a string prefix of it, but another server.
+    hook = ContractMiddleware({letta_mock.url[:-1]: "letta", f"{letta_mock.url}/v1/agent": "letta"})
+    async with (
+        aiohttp.ClientSession(middlewares=(hook,), timeout=TIMEOUT) as session,
+        session.get(f"{letta_mock.url}/v1/agents/", headers=letta_mock.headers) as answer,
+    ):
+        assert answer.status == 200
+    assert hook.checked == []
+
+
 def test_validate_recorded_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     recording = tmp_path / "r.jsonl"
     good = {
@@ -86,3 +99,29 @@ def test_validate_recorded_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert json.loads(capsys.readouterr().out)["checked"] == 1
     recording.write_text("{not an exchange}\n")
     assert main(["validate", "--spec", "letta", "--exchanges", str(recording)]) == 2
+
+
+def test_validating_an_empty_recording_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recording = tmp_path / "empty.jsonl"
+    recording.write_text("\n")
+    assert main(["validate", "--spec", "letta", "--exchanges", str(recording)]) == 2
+    assert f"{recording} holds no exchanges: nothing to check" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\xef\xbb\xbf[]", "[]".encode("utf-16"), b"[NaN]"],
+    ids=["utf-8 BOM", "utf-16", "NaN"],
+)
+def test_a_recording_keeps_a_malformed_body_exactly(tmp_path: Path, body: bytes) -> None:
+    recording = tmp_path / "r.jsonl"
+    headers = {"Content-Type": "application/json"}
+    with recording.open("w", encoding="utf-8") as fh:
+        write_exchange(fh, Exchange("GET", "http://h/v1/agents/", {}, b"", 200, headers, body))
+    assert "body" not in json.loads(recording.read_text())["response"]  # not parsed, so not re-encoded
+    [(_, recorded)] = read_exchanges(recording)
+    assert recorded.response_body == body
+    [violation] = [v for v in recorded.check(validator_for("letta")).violations if v.side == "response"]
+    assert violation.message.startswith("listAgents: response body: expected a JSON document")

@@ -4,14 +4,19 @@ served-OpenAPI diff and the upstream diff on small synthetic documents."""
 from __future__ import annotations
 
 import copy
+import socketserver
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 
+from contracts.cli import main
 from contracts.core import ContractValidator, validator_for
-from contracts.differential import agreement, compare
+from contracts.differential import agreement, compare, run_differential
 from contracts.live import check, is_loopback
 from contracts.served import compare_served
 from contracts.specs import resolved_copy
@@ -71,6 +76,63 @@ def test_differential_comparison() -> None:
     assert agreement([ok, ok], [ok, other]) == 0.5
 
 
+async def test_differential_without_a_letta_token_skips_the_same_steps_on_both_sides(
+    letta_mock: LettaMock,
+) -> None:
+    report = await run_differential("letta", letta_mock.url)
+    assert report.disagreements == []
+    skipped = [outcome.step.name for outcome in report.mock if outcome.skipped]
+    assert skipped == [outcome.step.name for outcome in report.real if outcome.skipped]
+    assert "list" in skipped
+    assert report.compared >= 3  # health and the steps that send no token or a wrong one
+    assert f"note: {len(skipped)} step(s) not compared: needs letta_token" in report.to_text()
+
+
+async def _refused(request: web.Request) -> web.Response:
+    return web.Response(status=401)
+
+
+async def test_a_refused_openapi_document_is_a_note_not_a_crash() -> None:
+    app = web.Application()
+    app.router.add_get("/openapi.json", _refused)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        report = await check({"letta": base}, letta_token="t", steps=[])
+    finally:
+        await runner.cleanup()
+    assert report.served is None
+    assert report.served_note == f"{base} answers 401 Unauthorized; the served-document diff was not run"
+
+
+class _NotHttp(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.recv(65536)
+        self.request.sendall(b"NOT HTTP\r\n\r\n")
+
+
+@pytest.fixture
+def not_http() -> Iterator[str]:
+    """The base URL of a server that answers anything with something that is not HTTP."""
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _NotHttp) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+        thread.join()
+
+
+@pytest.mark.parametrize("command", ["check", "differential"])
+def test_a_server_that_does_not_speak_http_is_an_environment_error(
+    command: str, not_http: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--letta", not_http]) == 2
+    err = capsys.readouterr().err
+    assert f"contracts {command}: a server could not be talked to (ClientResponseError): {not_http}/" in err
+
+
 def test_only_loopback_unless_allowed() -> None:
     assert is_loopback("http://127.0.0.1:8008")
     assert is_loopback("http://[::1]:8008")
@@ -107,6 +169,23 @@ def test_served_document_diff() -> None:
         "DRIFT modifyAgent: 200 body /name: we require it; the server's schema has no such field",
         "DRIFT listMessages: query parameter 'after': not taken by the server",
     ]
+
+
+def test_an_acknowledged_path_item_parameter_is_a_note_not_drift() -> None:
+    ours = resolved_copy("letta")
+    item = ours["paths"]["/v1/agents/{agent_id}/messages"]
+    [after] = [p for p in item["get"]["parameters"] if p["name"] == "after"]
+    item["get"]["parameters"].remove(after)
+    item["parameters"].append({**after, "x-not-in-server-openapi": "a newer server's cursor"})
+    served = _served_from_ours()
+    messages = served["paths"]["/v1/agents/{agent_id}/messages"]["get"]
+    messages["parameters"] = [p for p in messages["parameters"] if p["name"] != "after"]
+    report = compare_served(ContractValidator(ours, name="path-item"), served)
+    assert report.drift == []
+    assert (
+        "note  listMessages: query parameter 'after': not taken by the server: a newer server's cursor"
+        in [str(finding) for finding in report.findings]
+    )
 
 
 UPSTREAM_LOGIN = {

@@ -4,9 +4,11 @@ a target that copes passes with full coverage; the invariants and the stateful m
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shlex
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,14 +45,58 @@ def test_random_examples_catch_a_broken_target_and_shrink_it_to_a_minimal_plan()
     assert result.failure.plan == Plan(agents=(), agents_format="envelope")
     assert result.failure.problems == {
         "no-unhandled-exception": [
-            "with faults, the target raised builtins.KeyError: 'agents'",
-            "without faults, the target raised builtins.KeyError: 'agents'",
+            "on its first run (no faults), the target raised builtins.KeyError: 'agents'",
+            "on its second run (no faults), the target raised builtins.KeyError: 'agents'",
         ]
     }
     assert result.failure.blob
     replayed = fuzz(load_target(BROKEN), examples=1, replay=result.failure.blob, progress=False)
     assert replayed.failure is not None
     assert replayed.failure.plan == result.failure.plan
+
+
+def test_several_failing_sweep_plans_report_the_first_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every documented error of listAgents fails: Hypothesis raises them together, as an ExceptionGroup.
+    target = "tests.fuzz_targets:raises_on_errors"
+    code = contracts_main(["fuzz", "--target", target, "--sweep-only", "--quiet", "--report", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "with faults, the target raised builtins.RuntimeError: listAgents answered 401" in out
+    assert "fault: listAgents: 401 None x1" in out
+    assert (tmp_path / "failure.txt").read_text().startswith("FAILED")
+    [workdir] = re.findall(r"from that example: (\S+)", out)
+    assert Path(workdir, "target.log").is_file()
+
+
+def test_a_sweep_failure_prints_its_replay_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert contracts_main(["fuzz", "--target", BROKEN, "--sweep-only", "--quiet"]) == 1
+    assert f"  replay: contracts fuzz --target {BROKEN} --sweep-only" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("options", "banner"),
+    [
+        (["--sweep-only"], "the sweep only, 1 worker(s)"),
+        (["--no-sweep", "--examples", "0"], "0 random examples, 1 worker(s)"),
+        (["--examples", "0"], "the sweep and 0 random examples, 1 worker(s)"),
+    ],
+)
+def test_the_banner_says_what_runs_and_zero_examples_means_none(
+    options: list[str], banner: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = contracts_main(["fuzz", "--target", COPES, "--quiet", "--threshold", "0", "--seed", "1", *options])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"{COPES}, {banner}, seed 1" in out
+    swept = 0 if "--no-sweep" in options else 6  # the two list formats and listAgents' four errors
+    assert f"  {swept} examples ({swept} of them the sweep)" in out
+
+
+def test_a_negative_number_of_examples_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert contracts_main(["fuzz", "--target", COPES, "--examples", "-1"]) == 2
+    assert "--examples must be 0 or more, not -1" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("restored_sys_path")
@@ -111,7 +157,14 @@ def test_the_cli_prints_a_replay_command_that_reproduces_the_failure(
 
     assert contracts_main(shlex.split(command)[1:]) == 1
     replay_out = capsys.readouterr().out
-    assert "without faults, the target raised builtins.KeyError: 'agents'" in replay_out
+    assert "replaying one example, 1 worker(s)" in replay_out
+    assert "on its second run (no faults), the target raised builtins.KeyError: 'agents'" in replay_out
+    # The same example against the fixed target: the replay passes and says so.
+    assert contracts_main(shlex.split(command.replace(BROKEN, COPES))[1:]) == 0
+    assert "the replayed example passed" in capsys.readouterr().out
+    # A blob that makes no plan is a usage error, not a crash.
+    assert contracts_main(["fuzz", "--target", COPES, "--replay", "AXicY2BgAAAABAAB"]) == 2
+    assert "the blob does not replay" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("restored_sys_path")
@@ -151,6 +204,24 @@ def test_coverage_below_the_threshold_fails_and_names_what_was_missed(
     assert "letta listAgents 500" in out
 
 
+def test_nothing_to_cover_fails_the_coverage_gates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = "tests.fuzz_targets:calls_nothing"
+    assert (
+        contracts_main(["fuzz", "--target", target, "--quiet", "--examples", "0", "--report", str(tmp_path)])
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "invariants: all held" in out
+    assert "nothing to cover: the target called no documented operation" in out
+    assert contracts_main(["coverage", str(tmp_path)]) == 1
+    assert "nothing to cover: the reports hold no cells" in capsys.readouterr().out
+    # A shard report that is not there is a mistake in the command, not a shard without coverage.
+    assert contracts_main(["coverage", str(tmp_path), str(tmp_path / "missing")]) == 2
+    assert f"no such file or directory: {tmp_path / 'missing'}" in capsys.readouterr().err
+
+
 def test_an_unknown_target_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert contracts_main(["fuzz", "--target", "tests.fuzz_targets"]) == 2
     assert "a target is named module:callable" in capsys.readouterr().err
@@ -162,8 +233,12 @@ async def _nothing(letta_url: str, matrix_url: str, workdir: Path) -> None:
     return None
 
 
+FAULTED = Plan(faults=(FaultSpec("listAgents", 500),))
+
+
 def _observation(
     *,
+    plan: Plan = FAULTED,
     target: Target | None = None,
     faulted: Run | None = None,
     clean: Run | None = None,
@@ -172,7 +247,7 @@ def _observation(
 ) -> Observation:
     return Observation(
         target=target or Target("t", _nothing),
-        plan=Plan(),
+        plan=plan,
         workdir=Path("/nonexistent"),
         faulted=faulted or Run(0.1),
         clean=clean or Run(0.1),
@@ -208,6 +283,36 @@ def test_expected_exceptions_are_allowed_only_while_faults_are_installed() -> No
     assert found == {
         "no-unhandled-exception": ["without faults, the target raised tests.test_fuzz.Refused: no"]
     }
+
+
+def test_runs_of_a_plan_without_faults_are_named_by_their_order_and_nothing_excuses_them() -> None:
+    target = Target("t", _nothing, expected_exceptions=(Refused,))
+    observation = _observation(plan=Plan(), target=target, faulted=Run(0.1, error=Refused("no")))
+    assert check_all(observation) == {
+        "no-unhandled-exception": [
+            "on its first run (no faults), the target raised tests.test_fuzz.Refused: no"
+        ]
+    }
+    observation.warm = Run(0.1)
+    assert [label for label, _ in observation.runs()] == ["first", "second", "third"]
+
+
+async def _raises(letta_url: str, matrix_url: str, workdir: Path) -> None:
+    raise RuntimeError("no configuration")
+
+
+def test_a_failed_calibration_says_so_and_leaves_nothing_behind() -> None:
+    threads = set(threading.enumerate())
+    session = FuzzSession(Target("t", _raises))
+    with (
+        pytest.raises(InvariantBroken, match=r"on its first run \(no faults\), the target raised builtins"),
+        session,
+    ):
+        pytest.fail("the session started although its calibration failed")
+    assert session.log not in logging.getLogger().handlers
+    assert not [thread for thread in threading.enumerate() if thread not in threads]
+    assert session.loop.is_closed()
+    assert not session.root.exists()
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,12 @@ def test_workers_share_the_examples_and_merge_coverage() -> None:
     assert result.coverage.exercised > 0
 
 
+def test_a_worker_whose_share_is_nothing_runs_nothing() -> None:
+    result = fuzz_parallel(COPES, examples=1, workers=2, seed=5, time_bound=20.0, progress=False, sweep=False)
+    assert result.failure is None
+    assert result.examples == 1
+
+
 def test_the_sweep_runs_once_over_all_workers() -> None:
     result = fuzz_parallel(COPES, examples=4, workers=2, seed=5, time_bound=20.0, progress=False)
     assert result.failure is None

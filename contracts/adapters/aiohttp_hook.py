@@ -55,7 +55,7 @@ class ContractMiddleware:
         self._record: TextIO | None = record.open("a", encoding="utf-8") if record else None
 
     def _validator(self, url: str) -> ContractValidator | None:
-        return next((validator for base, validator in self._services if url.startswith(base)), None)
+        return next((validator for base, validator in self._services if _under(url, base)), None)
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         validator = self._validator(str(request.url))
@@ -93,3 +93,8 @@ class ContractMiddleware:
         if self._record is not None:
             self._record.close()
             self._record = None
+
+
+def _under(url: str, base: str) -> bool:
+    """Is `url` at or below `base`? A path boundary is required: http://h:80 is not a prefix of http://h:8008."""
+    return url.startswith(base) and url[len(base) : len(base) + 1] in ("", "/", "?", "#")

@@ -57,10 +57,21 @@ def failure_text(result: FuzzResult) -> str:
     lines += [f"    {line}" for line in failure.plan.describe().splitlines()]
     if result.seed is not None:
         lines.append(f"  seed: {result.seed}")
-    if failure.blob:
-        lines.append(f"  replay: {failure.replay_command(result.target)}")
+    command = failure.replay_command(result.target)
+    if command:
+        lines.append(f"  replay: {command}")
     lines.append(f"  the target's files and log (target.log) from that example: {failure.workdir}")
     return "\n".join(lines)
+
+
+def _what(args: argparse.Namespace) -> str:
+    """What the run will do, as the options say (a replay wins over the sweep options, as in `fuzz_in`)."""
+    if args.replay:
+        return "replaying one example"
+    if args.sweep_only:
+        return "the sweep only"
+    random_examples = f"{args.examples} random example{'s' * (args.examples != 1)}"
+    return random_examples if args.no_sweep else f"the sweep and {random_examples}"
 
 
 def run_fuzz_command(args: argparse.Namespace) -> int:
@@ -75,32 +86,36 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
         print("contracts fuzz: --seed and --database exclude each other (a seeded run ignores the database)",
               file=sys.stderr)  # fmt: skip
         return 2
+    if args.examples < 0:
+        print(f"contracts fuzz: --examples must be 0 or more, not {args.examples}", file=sys.stderr)
+        return 2
     # Without a database every run is seeded, so a clean run can be repeated too, not only a failing one.
     seed = args.seed if args.seed is not None or args.database else random.randrange(2**32)
     workers = 1 if args.replay or args.sweep_only else max(1, args.workers)
     source = f"seed {seed}" if seed is not None else f"example database {args.database}"
-    print(
-        f"contracts fuzz: {target.name}, the sweep and {args.examples} random examples, {workers} worker(s),"
-        f" {source}"
-    )
-    if workers > 1:
-        result = fuzz_parallel(
-            target.name, examples=args.examples, workers=workers, seed=seed, time_bound=args.time_bound,
-            progress=not args.quiet, sweep=not args.no_sweep,
-            database=str(args.database) if args.database else None,
-        )  # fmt: skip
-    else:
-        result = fuzz(
-            target,
-            examples=args.examples,
-            seed=seed,
-            replay=args.replay,
-            database=DirectoryBasedExampleDatabase(str(args.database)) if args.database else None,
-            time_bound=args.time_bound,
-            progress=not args.quiet,
-            sweep=not args.no_sweep,
-            sweep_only=args.sweep_only,
-        )
+    print(f"contracts fuzz: {target.name}, {_what(args)}, {workers} worker(s), {source}")
+    try:
+        if workers > 1:
+            result = fuzz_parallel(
+                target.name, examples=args.examples, workers=workers, seed=seed, time_bound=args.time_bound,
+                progress=not args.quiet, sweep=not args.no_sweep,
+                database=str(args.database) if args.database else None,
+            )  # fmt: skip
+        else:
+            result = fuzz(
+                target,
+                examples=args.examples,
+                seed=seed,
+                replay=args.replay,
+                database=DirectoryBasedExampleDatabase(str(args.database)) if args.database else None,
+                time_bound=args.time_bound,
+                progress=not args.quiet,
+                sweep=not args.no_sweep,
+                sweep_only=args.sweep_only,
+            )
+    except ValueError as exc:  # the options or the blob do not make a run
+        print(f"contracts fuzz: {exc}", file=sys.stderr)
+        return 2
     coverage = result.coverage
     print(
         f"  {result.examples} examples ({result.swept} of them the sweep) in {result.seconds:.1f} s"
@@ -127,7 +142,10 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
     else:
         print("  invariants: all held")
     if not args.replay and coverage.ratio < args.threshold:
-        print("  coverage below the threshold; never exercised:")
+        if not coverage.cells:
+            print("  nothing to cover: the target called no documented operation")
+        else:
+            print("  coverage below the threshold; never exercised:")
         for service, operation, status, variant in coverage.missing():
             print(f"    {service} {operation} {status}{f' ({variant})' if variant else ''}")
         code = 1

@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
+import unittest
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import hypothesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.database import ExampleDatabase
+from hypothesis.errors import DidNotReproduce, InvalidArgument
 
 from contracts.core import validator_for
 from contracts.coverage import Coverage, operations_called
@@ -81,10 +83,9 @@ class CapturedLog(logging.Handler):
 class FuzzSession:
     """The mock servers (on a background thread) and an event loop for the target, for many examples."""
 
-    def __init__(self, target: Target, *, time_bound: float = 20.0, keep_failures: bool = True) -> None:
+    def __init__(self, target: Target, *, time_bound: float = 20.0) -> None:
         self.target = target
         self.time_bound = time_bound
-        self.keep_failures = keep_failures
         self.servers = MockServers(World(MockConfig()))
         self.world = self.servers.world
         self.core_users = frozenset(self.world.matrix.user_id_for(str(u["username"])) for u in DEFAULT_USERS)
@@ -98,8 +99,14 @@ class FuzzSession:
 
     def __enter__(self) -> FuzzSession:
         logging.getLogger().addHandler(self.log)
-        self.servers.start()
-        self.calibrate()
+        try:
+            self.servers.start()
+            self.calibrate()
+        except BaseException:
+            # `with` calls __exit__ only once __enter__ returned: stop the servers' thread, drop the log
+            # handler and the temporary directory here, or a failed calibration leaks them.
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(
@@ -183,15 +190,6 @@ class FuzzSession:
             core_users=self.core_users,
             warm=warm,
         )
-
-    def check(self, plan: Plan) -> Observation:
-        """Run one example; raise InvariantBroken when an invariant fails."""
-        observation = self.run_example(plan)
-        problems = check_all(observation)
-        if problems:
-            raise InvariantBroken(problems)
-        shutil.rmtree(observation.workdir, ignore_errors=True)
-        return observation
 
 
 @dataclass
@@ -277,15 +275,23 @@ def fuzz_in(
     with `sweep_only`, the sweep alone. The result counts this call's examples and coverage only.
 
     A `seed` makes the run repeatable; a `database` replays the failures it holds before generating and
-    keeps new ones. They exclude each other: Hypothesis ignores the database of a seeded test."""
+    keeps new ones. They exclude each other: Hypothesis ignores the database of a seeded test. A blob that
+    no longer fits the plans (another Hypothesis version, a changed strategy) raises ValueError."""
     if seed is not None and database is not None:
         raise ValueError("a seed and an example database exclude each other (a seeded run ignores it)")
+    if examples < 0:
+        raise ValueError(f"examples must be 0 or more, not {examples}")
     hits_before, examples_before = dict(session.coverage.cells), session.examples
     strategy = plans(list(session.coverage.cells), session.read_operations)
     swept = session.sweep() if (sweep or sweep_only) and replay is None else []
-    phases = (Phase.explicit,) if sweep_only else (Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink)
-    meter = Progress(len(swept) + (0 if sweep_only else examples), enabled=progress)
-    failing: list[tuple[Plan, dict[str, list[str]], Path]] = []
+    examples = 0 if sweep_only else examples
+    phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]
+    if not examples:
+        phases.remove(Phase.generate)  # Hypothesis runs at least one example when it may generate
+    meter = Progress(len(swept) + examples, enabled=progress)
+    # Every failing example, in order, with the exception it raised: Hypothesis may report several at once
+    # (an ExceptionGroup), and the plan of the one reported is looked up by that exception.
+    failing: list[tuple[InvariantBroken, Plan, Path]] = []
 
     @settings(
         max_examples=max(examples, 1),
@@ -306,8 +312,9 @@ def fuzz_in(
         problems = check_all(observation)
         if problems:
             (observation.workdir / "target.log").write_text("\n".join(session.log.lines) + "\n")
-            failing.append((plan, problems, observation.workdir))
-            raise InvariantBroken(problems)
+            broken = InvariantBroken(problems)
+            failing.append((broken, plan, observation.workdir))
+            raise broken
         shutil.rmtree(observation.workdir, ignore_errors=True)
 
     run: Any = example
@@ -318,16 +325,8 @@ def fuzz_in(
     if replay is not None:
         run = hypothesis.reproduce_failure(hypothesis.__version__, replay.encode())(run)
     started = time.perf_counter()
-    failure: Failure | None = None
     try:
-        run()
-    except InvariantBroken as exc:
-        plan, problems, workdir = failing[-1]
-        notes = "\n".join(getattr(exc, "__notes__", []))
-        found = _BLOB.search(notes)
-        failure = Failure(
-            plan, problems, found.group(2) if found else replay, _keep(workdir), swept=plan in swept
-        )
+        failure = _outcome(run, failing, swept, replay, ran=lambda: session.examples > examples_before)
     finally:
         meter.finish()
     coverage = Coverage({cell: hits - hits_before[cell] for cell, hits in session.coverage.cells.items()})
@@ -340,6 +339,52 @@ def fuzz_in(
         operations=session.operations,
         failure=failure,
         swept=len(swept),
+    )
+
+
+def _outcome(
+    run: Callable[[], None],
+    failing: list[tuple[InvariantBroken, Plan, Path]],
+    swept: list[Plan],
+    replay: str | None,
+    *,
+    ran: Callable[[], bool],
+) -> Failure | None:
+    """Run the Hypothesis test; its failure, if any. `ran` tells whether any example ran."""
+    try:
+        run()
+    except (InvariantBroken, BaseExceptionGroup) as exc:
+        return _failure(exc, failing, swept, replay)
+    except unittest.SkipTest:
+        pass  # nothing to run: no sweep, no random examples, nothing in the database
+    except (DidNotReproduce, InvalidArgument) as exc:
+        if replay is None:
+            raise
+        if not ran():  # the blob did not even make a plan
+            raise ValueError(f"the blob does not replay with this target and Hypothesis: {exc}") from None
+        # else the replayed example ran and passed, which Hypothesis reports as an error
+    return None
+
+
+def _failure(
+    found: BaseException,
+    failing: list[tuple[InvariantBroken, Plan, Path]],
+    swept: list[Plan],
+    replay: str | None,
+) -> Failure:
+    """The Failure of the first broken invariant in what Hypothesis raised: one InvariantBroken, or a group
+    of them (several failing sweep plans, distinct failures, a flaky one). Anything else is re-raised."""
+    if isinstance(found, BaseExceptionGroup) and found.split(InvariantBroken)[1] is not None:
+        raise found  # something other than an invariant broke
+    # A random example's blob is in the notes Hypothesis added, to the exception or to a group around it.
+    first, notes = found, list(getattr(found, "__notes__", []))
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+        notes += getattr(first, "__notes__", [])
+    raised, plan, workdir = next(entry for entry in failing if entry[0] is first)
+    blob = _BLOB.search("\n".join(notes))
+    return Failure(
+        plan, raised.problems, blob.group(2) if blob else replay, _keep(workdir), swept=plan in swept
     )
 
 
