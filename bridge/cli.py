@@ -3,8 +3,9 @@
 Every required option falls back to an environment variable (`--letta` to LETTA_URL, ...); prefer the
 environment for the token and passwords, since command lines are visible to every local user.
 
-Exit codes: 0 every agent is in sync; 1 some agents (or the agent listing) failed, the next run retries;
-2 the bridge cannot run as configured (a missing or refused setting, an unreadable mapping file)."""
+Exit codes: 0 every agent is in sync; 1 some agents (or the agent listing) failed, or the listing was
+incomplete, and the next run retries; 2 the bridge cannot run as configured (a missing or refused setting,
+an unreadable mapping file)."""
 
 from __future__ import annotations
 
@@ -142,4 +143,9 @@ async def _sync(bridge: Bridge) -> int:
         return EXIT_FAILED
     for failure in report.failed:
         log.warning("not in sync: agent %s (%s): %s", failure.agent_id, failure.name, failure.reason)
+    if not report.listing_complete:
+        log.warning(
+            "not in sync: Letta's agent listing was incomplete (the page cap, or a repeated cursor); agents "
+            "it missed were neither synced nor marked removed"
+        )
     return EXIT_OK if report.ok else EXIT_FAILED

@@ -1,9 +1,11 @@
 """A small JSON-over-HTTP client: one aiohttp session for its whole life, a timeout on every request, and
 bounded retries with backoff for what is worth retrying.
 
-Retried: 429 (waiting as long as the server asks, within the cap), 5xx, and transport failures (refused or
-lost connections, truncated bodies, timeouts). Everything else is an `ApiError` at once: a 4xx will not
-change by asking again. Sleeping goes through an injectable callable, so tests never wait for real."""
+Retried: 429 (waiting as long as the server asks, within the cap), 5xx but 501 and 505, and transport
+failures (refused or lost connections, truncated bodies, timeouts). Everything else is an `ApiError` at
+once: a 4xx, a 501 (not implemented) or a 505 (HTTP version) will not change by asking again. A TLS
+certificate the client does not trust is a `ConfigurationError`: no retry fixes that either. Sleeping goes
+through an injectable callable, so tests never wait for real."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Any, ClassVar, Self
 
 import aiohttp
 
-from bridge.errors import ApiError, BridgeError, ProtocolError, RetriesExhausted
+from bridge.errors import ApiError, BridgeError, ConfigurationError, ProtocolError, RetriesExhausted
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     aiohttp.ClientPayloadError,
     TimeoutError,
 )
+# 5xx that say the server cannot do this request at all, however often it is asked.
+PERMANENT_5XX = frozenset({501, 505})
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,12 @@ class RetryPolicy:
     max_attempts: int = 5
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
+
+    def __post_init__(self) -> None:
+        # Pauses are capped by `backoff_cap`: at 0 (or NaN) a client looking for a lost request's effect
+        # would never wait, and never stop looking.
+        if not 0 < self.backoff_cap < float("inf"):
+            raise ValueError(f"backoff_cap must be positive and finite, got {self.backoff_cap!r}")
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Seconds before retry number `retry` (1-based): exponential, capped, with "equal jitter" (half
@@ -75,12 +85,12 @@ def retry_after_seconds(response: Response, now: datetime | None = None) -> floa
     header = response.headers.get("Retry-After")
     if header:
         header = header.strip()
-        if header.isdigit():
+        if header.isascii() and header.isdigit():  # str.isdigit alone takes "²", which float() refuses
             asked.append(float(header))
         else:
             try:
                 when = email.utils.parsedate_to_datetime(header)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError):  # ValueError covers dates out of datetime's range too
                 when = None
             if when is not None:
                 if when.tzinfo is None:
@@ -100,12 +110,24 @@ class _Retryable(Exception):
         self.ambiguous = ambiguous
 
 
+def shape(body: Any) -> str:
+    """What an answer looks like, for an error message: its keys, never its values (a Matrix login's
+    answer holds an access token, a Letta agent may hold its tools' secrets)."""
+    if isinstance(body, dict):
+        return f"an object with keys {sorted(map(str, body))}"
+    if isinstance(body, list):
+        return f"an array of {len(body)}"
+    if body is None:
+        return "empty"
+    return "a string (or not JSON)" if isinstance(body, str) else f"a JSON {type(body).__name__}"
+
+
 def _parse_body(raw: bytes) -> Any:
     if not raw:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return raw[:500].decode("utf-8", "replace")
 
 
@@ -198,13 +220,15 @@ class JsonClient:
 
     async def _settle(self, reconcile: Reconcile) -> Response | None:
         """What `reconcile` finds of a request that failed ambiguously, asked at once and then after ever
-        longer pauses until more than `timeout` has passed: a server may still be working on a request its
-        client gave up on, and sending it again before that work is done would make it twice."""
+        longer pauses (none longer than the backoff cap) until more than `timeout` has passed: a server may
+        still be working on a request its client gave up on, and sending it again before that work is done
+        would make it twice."""
         waited, pause = 0.0, self.timeout / 8
         while True:
             found = await reconcile()
             if found is not None or waited > self.timeout:
                 return found
+            pause = min(pause, self.retry.backoff_cap)
             await self._sleep(pause)
             waited += pause
             pause *= 2
@@ -227,6 +251,11 @@ class JsonClient:
             ) as answer:
                 raw = await answer.read()
                 response = Response(answer.status, _parse_body(raw), answer.headers)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise ConfigurationError(
+                f"{self.service} at {self.base_url}: its TLS certificate is not trusted "
+                f"({exc.certificate_error}); give the server a certificate this machine trusts"
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             # Never connected: the request cannot have reached the server.
             raise _Retryable(f"cannot connect: {exc}", None, ambiguous=False) from exc
@@ -243,7 +272,7 @@ class JsonClient:
             return response
         if response.status == 429:
             raise _Retryable(f"429 {self._summary(response)}", retry_after_seconds(response), ambiguous=False)
-        if response.status >= 500:
+        if response.status >= 500 and response.status not in PERMANENT_5XX:
             # The server may have done part or all of the work before failing.
             raise _Retryable(f"{response.status} {self._summary(response)}", None, ambiguous=True)
         raise self.error_for(method, path, response)

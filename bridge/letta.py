@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bridge.errors import BridgeError, ConfigurationError, ProtocolError
-from bridge.http import JsonClient, Response, RetryPolicy, Sleep
+from bridge.http import JsonClient, Response, RetryPolicy, Sleep, shape
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _agent(item: Any) -> Agent:
         or not isinstance(item.get("id"), str)
         or not isinstance(item.get("name"), str)
     ):
-        raise ProtocolError(f"Letta listed an agent without a string id and name: {str(item)[:200]}")
+        raise ProtocolError(f"Letta listed an agent without a string id and name; it is {shape(item)}")
     return Agent(item["id"], item["name"])
 
 
@@ -132,4 +132,6 @@ class LettaClient(JsonClient):
                 raise ProtocolError(f"Letta's agent list cursor is not a string: {cursor!r}")
             # Without a `cursor` key the envelope says nothing about the end: page like a bare array.
             return [_agent(item) for item in body["data"]], cursor, "cursor" in body
-        raise ProtocolError(f"Letta's agent list is neither an array nor {{data, cursor}}: {str(body)[:200]}")
+        raise ProtocolError(
+            f"Letta's agent list is neither an array nor {{data, cursor}}; it is {shape(body)}"
+        )

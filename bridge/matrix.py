@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from bridge.errors import ApiError, ProtocolError, RegistrationError
-from bridge.http import JsonClient, Reconcile, Response
+from bridge.errors import ApiError, ConfigurationError, ProtocolError, RegistrationError
+from bridge.http import JsonClient, Reconcile, Response, shape
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def _segment(value: str) -> str:
 def _string(body: Any, name: str, what: str) -> str:
     value = body.get(name) if isinstance(body, dict) else None
     if not isinstance(value, str):
-        raise ProtocolError(f"Matrix {what} answer has no string {name!r}: {str(body)[:200]}")
+        raise ProtocolError(f"Matrix {what} answer has no string {name!r}; it is {shape(body)}")
     return value
 
 
@@ -131,17 +131,21 @@ class MatrixHomeserver(JsonClient):
 
     @staticmethod
     def _dummy_session(localpart: str, body: Any) -> str:
-        """The UIA session of a registration's 401, if the homeserver offers the m.login.dummy stage."""
+        """The UIA session of a registration's 401, if the homeserver offers the m.login.dummy stage. If it
+        does not, no agent can get a user: a `ConfigurationError`, which stops the run."""
         flows = body.get("flows") if isinstance(body, dict) else None
-        offered = isinstance(flows, list) and any(
-            isinstance(flow, dict) and flow.get("stages") == ["m.login.dummy"] for flow in flows
-        )
-        session = body.get("session") if isinstance(body, dict) else None
-        if not offered or not isinstance(session, str):
-            raise RegistrationError(
-                f"registering {localpart}: the homeserver does not offer open registration "
-                f"(m.login.dummy) with a session; it answered {str(body)[:200]}"
+        flows = flows if isinstance(flows, list) else []
+        if not any(isinstance(flow, dict) and flow.get("stages") == ["m.login.dummy"] for flow in flows):
+            stages = [flow.get("stages") for flow in flows if isinstance(flow, dict)]
+            raise ConfigurationError(
+                "the homeserver does not offer open registration (a flow of m.login.dummy alone), which "
+                f"the bridge needs for its agent users; it offers {stages or 'no flows'}. On Synapse: "
+                "enable_registration and enable_registration_without_verification, with no email, "
+                "captcha, terms or registration token required"
             )
+        session = body.get("session")
+        if not isinstance(session, str):
+            raise ProtocolError(f"registering {localpart}: the 401 offers m.login.dummy but no session")
         return session
 
 
@@ -275,7 +279,7 @@ class MatrixClient:
         path = self._state_path(room_id, event_type, state_key)
         body = (await self._call("GET", path, params=params)).body
         if not isinstance(body, dict):
-            raise ProtocolError(f"Matrix state {event_type} in {room_id} is not an object: {str(body)[:200]}")
+            raise ProtocolError(f"Matrix state {event_type} in {room_id} is not an object but {shape(body)}")
         return body
 
     async def put_state(
@@ -291,14 +295,14 @@ class MatrixClient:
         body = (await self._call("GET", f"{CLIENT}/joined_rooms")).body
         rooms = body.get("joined_rooms") if isinstance(body, dict) else None
         if not isinstance(rooms, list) or not all(isinstance(room, str) for room in rooms):
-            raise ProtocolError(f"Matrix joined_rooms answer is not a list of ids: {str(body)[:200]}")
+            raise ProtocolError(f"Matrix joined_rooms answer is not a list of ids; it is {shape(body)}")
         return rooms
 
     async def admin_get_user(self, user_id: str) -> dict[str, Any]:
         """Synapse admin API: an account (ApiError 404 if there is none). Needs a server admin."""
         body = (await self._call("GET", f"{ADMIN_USERS}/{_segment(user_id)}")).body
         if not isinstance(body, dict):
-            raise ProtocolError(f"Synapse admin user answer is not an object: {str(body)[:200]}")
+            raise ProtocolError(f"Synapse admin user answer is not an object but {shape(body)}")
         return body
 
     async def admin_put_user(self, user_id: str, fields: Mapping[str, Any]) -> bool:

@@ -34,10 +34,13 @@ async def marked_rooms(client: MatrixClient, marks: Mapping[str, str]) -> list[s
     return [room_id for _, room_id in sorted(found)]
 
 
-async def find_one(client: MatrixClient, marks: Mapping[str, str], what: str) -> str | None:
-    """The oldest room carrying `marks`. More than one means a creation was repeated (a server that took
-    longer than the bridge waited): the others are left alone, since they may hold messages already."""
-    found = await marked_rooms(client, marks)
+async def find_one(
+    client: MatrixClient, marks: Mapping[str, str], what: str, *, ignore: str | None = None
+) -> str | None:
+    """The oldest room carrying `marks` (but `ignore`). More than one means a creation was repeated (a
+    server that took longer than the bridge waited): the others are left alone, since they may hold
+    messages already."""
+    found = [room_id for room_id in await marked_rooms(client, marks) if room_id != ignore]
     if len(found) > 1:
         log.warning(
             "found %d rooms marked as %s (%s); keeping the oldest, %s, and leaving the others alone",

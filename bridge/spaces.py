@@ -24,38 +24,51 @@ class SpaceManager:
         self.persister = persister
 
     async def ensure_space(self, admin: MatrixClient, bot: MatrixClient) -> str:
-        """The space's id: the recorded one if the admin is still in it, else a new one (the rooms are
-        then linked to it again by `link`, since their records name the old space)."""
+        """The space's id: the recorded one if the admin is still in it, else the one this bridge made
+        that the admin is in, else a new one (the rooms are then linked to it again by `link`, since their
+        records name the old space)."""
         state = self.state
+        left = None
         if state.space_id is not None and not await self._admin_joined(admin, state.space_id):
             log.warning(
-                "the admin is not in the space %s; creating a new one and adding every room to it",
-                state.space_id,
+                "the admin is not in the space %s; looking for another, or making one", state.space_id
             )
-            state.space_id = None
+            left, state.space_id = state.space_id, None
         if state.space_id is None:
-            marks = {"type": "m.space", SPACE_MARKER: state.bridge_id}
-            others = [bot.user_id] if bot.user_id != admin.user_id else []
-            body = {
-                "name": self.space_name,
-                "preset": "private_chat",
-                "creation_content": marks,
-                "invite": others,
-            }
-            space = await admin.create_room(
-                body, operators=others, find_existing=lambda: find_one(admin, marks, "this bridge's space")
-            )
-            state.space_id = space.room_id
+            # The space's marker is this bridge's id: on disk before any space carries it, or a run that
+            # died before saving the space would leave one the next run (with a new id) cannot recognise.
+            await self.persister.commit()
+            state.space_id = await self._find_or_make(admin, bot, left)
             state.space_joined = ()
             await self.persister.commit()
-            log.info(
-                "%s the space %r: %s", "created" if space.made else "found", self.space_name, space.room_id
-            )
         space_id = state.space_id
         if bot.user_id not in state.space_joined and bot.user_id != admin.user_id:
             await join_or_get_invited(bot, space_id, ready(admin))
             state.space_joined = (*state.space_joined, bot.user_id)
         return space_id
+
+    async def _find_or_make(self, admin: MatrixClient, bot: MatrixClient, left: str | None) -> str:
+        """The space this bridge made and the admin is in (a run that died before saving its id leaves
+        one), never `left` (the admin's own membership there said no); else a new one."""
+        marks = {"type": "m.space", SPACE_MARKER: self.state.bridge_id}
+
+        async def find() -> str | None:
+            return await find_one(admin, marks, "this bridge's space", ignore=left)
+
+        found = await find()
+        if found is not None:
+            log.info("found the space %r again: %s", self.space_name, found)
+            return found
+        others = [bot.user_id] if bot.user_id != admin.user_id else []
+        body = {
+            "name": self.space_name,
+            "preset": "private_chat",
+            "creation_content": marks,
+            "invite": others,
+        }
+        space = await admin.create_room(body, operators=others, find_existing=find)
+        log.info("%s the space %r: %s", "created" if space.made else "found", self.space_name, space.room_id)
+        return space.room_id
 
     @staticmethod
     async def _admin_joined(admin: MatrixClient, space_id: str) -> bool:

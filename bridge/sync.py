@@ -63,7 +63,8 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        """Every agent in sync: none failed, and none missed by an incomplete listing."""
+        return not self.failed and self.listing_complete
 
     def summary(self) -> str:
         text = (

@@ -60,15 +60,24 @@ class UserManager:
     # -- the admin and the bot
 
     async def log_in_admin(self) -> MatrixClient:
+        """The admin's client, once the homeserver has shown `server_name` to be its name: every user id
+        the bridge makes (and records) ends in it, so with another the mapping would name nobody."""
         user = self.config.admin_user
         try:
-            return await self._log_in(user, self.config.admin_password)
+            admin = await self._log_in(user, self.config.admin_password)
         except ApiError as exc:
             raise ConfigurationError(
                 f"the admin user {user} cannot log in to {self.config.matrix_url} ({exc.status} "
                 f"{exc.errcode or ''}); check --admin-user / --admin-password (MATRIX_ADMIN_USER / "
                 "MATRIX_ADMIN_PASSWORD)"
             ) from exc
+        server = admin.user_id.partition(":")[2]
+        if server != self.config.server_name:
+            raise ConfigurationError(
+                f"the homeserver calls the admin {admin.user_id}, so its server name is {server!r}, not "
+                f"{self.config.server_name!r}; set --server-name / MATRIX_SERVER_NAME to {server!r}"
+            )
+        return admin
 
     async def ensure_bot(self, admin: MatrixClient) -> MatrixClient:
         """Log the bot in, creating its account with the admin API first if there is none."""

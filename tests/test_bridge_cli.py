@@ -94,6 +94,17 @@ def test_failed_agents_exit_1_and_the_next_run_fixes_them(
     assert cli(["sync"], env) == EXIT_OK
 
 
+def test_registration_without_the_dummy_flow_exits_2(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    letta_mock.add_agents(2)
+    only_a_token = {"flows": [{"stages": ["m.login.registration_token"]}], "session": "s", "params": {}}
+    matrix_mock.inject("register", status=401, body=only_a_token, times=0)
+    assert cli(["sync"], env) == EXIT_CONFIGURATION
+    assert "does not offer open registration" in caplog.text
+    assert "m.login.registration_token" in caplog.text
+
+
 def test_a_failed_listing_exits_1(letta_mock: LettaMock, env: dict[str, str]) -> None:
     letta_mock.inject("listAgents", status=422)
     assert cli(["sync", "--max-attempts", "1"], env) == EXIT_FAILED

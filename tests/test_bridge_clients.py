@@ -7,17 +7,20 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import unquote
 
+import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.test_utils import TestServer
 
-from bridge import ApiError, ConfigurationError, ProtocolError, RegistrationError, RetriesExhausted
+from bridge import ApiError, ConfigurationError, ProtocolError, RetriesExhausted
 from bridge.http import JsonClient, Response, RetryPolicy, retry_after_seconds
 from bridge.letta import LettaClient
 from bridge.matrix import CreatedRoom, MatrixHomeserver
@@ -70,6 +73,8 @@ def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:
     for n, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 4.0), (12, 4.0)]:
         for _ in range(50):
             assert ceiling / 2 <= retry.backoff(n, rng) <= ceiling
+    with pytest.raises(ValueError, match="backoff_cap"):
+        policy(cap=0.0)  # looking for a lost request's effect would never pause, and never end
 
 
 def test_retry_after_takes_the_longer_of_body_and_header() -> None:
@@ -82,10 +87,20 @@ def test_retry_after_takes_the_longer_of_body_and_header() -> None:
     assert retry_after_seconds(answer({"detail": "Too Many Requests"}, "3")) == 3.0
     assert retry_after_seconds(answer({"errcode": "M_LIMIT_EXCEEDED"})) is None
     assert retry_after_seconds(answer({"retry_after_ms": "soon"}, "later")) is None
+    assert retry_after_seconds(answer(None, "²")) is None  # a digit to str.isdigit, not to float()
     now = datetime(2026, 11, 22, 8, 0, 0, tzinfo=UTC)
     date = format_datetime(now + timedelta(seconds=42), usegmt=True)
     assert retry_after_seconds(answer(None, date), now=now) == 42.0
     assert policy(cap=30.0).server_delay(600.0) == 30.0
+
+
+async def test_looking_for_a_lost_request_pauses_no_longer_than_the_cap(sleeps: Sleeps) -> None:
+    async def never_there() -> None:
+        return None
+
+    client = JsonClient("http://unused.invalid", timeout=4.0, retry=policy(cap=1.0), sleep=sleeps)
+    assert await client._settle(never_there) is None
+    assert sleeps.delays == [0.5, 1.0, 1.0, 1.0, 1.0]  # and still longer than a request may take
 
 
 async def test_a_client_must_be_opened_and_keeps_one_session(letta_mock: LettaMock, sleeps: Sleeps) -> None:
@@ -158,6 +173,39 @@ async def test_4xx_is_not_retried(matrix_mock: MatrixMock, sleeps: Sleeps) -> No
     assert sleeps.delays == []
 
 
+# No contract documents these (so the strict mock will not inject them), but any server may answer them.
+@pytest.mark.parametrize("status", [501, 505])
+async def test_a_5xx_that_asking_again_will_not_change_is_not_retried(
+    fake: Any, sleeps: Sleeps, status: int
+) -> None:
+    app, hits = web.Application(), []
+
+    async def refuse(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.json_response({"detail": "not here"}, status=status)
+
+    app.router.add_get("/x", refuse)
+    async with JsonClient(await fake(app), timeout=TIMEOUT, retry=policy(), sleep=sleeps) as client:
+        with pytest.raises(ApiError) as raised:
+            await client.request("GET", "/x")
+    assert raised.value.status == status
+    assert (len(hits), sleeps.delays) == (1, [])
+
+
+async def test_an_untrusted_certificate_is_a_configuration_error(
+    sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def untrusted(*args: Any, **kwargs: Any) -> None:
+        key = ConnectionKey("matrix.invalid", 443, True, True, None, None, None, None)
+        raise aiohttp.ClientConnectorCertificateError(key, ssl.SSLCertVerificationError("self-signed"))
+
+    monkeypatch.setattr(aiohttp.ClientSession, "_request", untrusted)
+    async with homeserver("https://matrix.invalid", sleeps) as server:
+        with pytest.raises(ConfigurationError, match="TLS certificate is not trusted"):
+            await server.login("admin", "admin_password")
+    assert sleeps.delays == []
+
+
 @pytest.mark.parametrize(("drops", "ours"), [(1, 0), (2, 1), (3, 1)])
 async def test_dropped_connections_on_an_idempotent_request(
     matrix_mock: MatrixMock, sleeps: Sleeps, drops: int, ours: int
@@ -207,11 +255,13 @@ async def test_a_server_that_is_not_there(sleeps: Sleeps) -> None:
     assert raised.value.attempts == 2
 
 
-async def test_a_2xx_without_json_is_a_protocol_error(fake: Any, sleeps: Sleeps) -> None:
+# An HTML page, and JSON nested deeper than the parser goes (a RecursionError, not a ValueError).
+@pytest.mark.parametrize("body", [b"<html>proxy login</html>", b"[" * 100_000])
+async def test_a_2xx_without_json_is_a_protocol_error(fake: Any, sleeps: Sleeps, body: bytes) -> None:
     app = web.Application()
 
     async def html(request: web.Request) -> web.Response:
-        return web.Response(text="<html>proxy login</html>", content_type="text/html")
+        return web.Response(body=body, content_type="text/html")
 
     app.router.add_get("/v1/agents/", html)
     async with letta_client(await fake(app), "t", sleeps) as letta:
@@ -335,8 +385,24 @@ async def test_a_homeserver_without_open_registration(fake: Any, sleeps: Sleeps)
 
     app.router.add_post("/_matrix/client/v3/register", register)
     async with homeserver(await fake(app), sleeps) as server:
-        with pytest.raises(RegistrationError, match="does not offer open registration"):
+        with pytest.raises(ConfigurationError, match="does not offer open registration"):
             await server.register("agent_x", "pw")
+
+
+async def test_an_answer_with_a_token_is_never_quoted_in_an_error(fake: Any, sleeps: Sleeps) -> None:
+    app = web.Application()
+
+    async def login(request: web.Request) -> web.Response:
+        return web.json_response({"user_id": "@a:x", "access_token": "syt_SECRET", "device_id": None})
+
+    app.router.add_post("/_matrix/client/v3/login", login)
+    async with homeserver(await fake(app), sleeps) as server:
+        with pytest.raises(ProtocolError) as raised:
+            await server.login("a", "pw")
+    message = str(raised.value)
+    assert "no string 'device_id'" in message
+    assert "'access_token'" in message  # the keys are named, never their values
+    assert "syt_SECRET" not in message
 
 
 async def test_a_forgotten_token_means_one_new_login(matrix_mock: MatrixMock, sleeps: Sleeps) -> None:

@@ -73,6 +73,11 @@ def test_every_missing_setting_is_named_with_both_ways_to_give_it() -> None:
         ({"letta_url": "letta:8283"}, "http:// or https://"),
         ({"concurrency": 0}, "concurrency must be positive"),
         ({"request_timeout": -1.0}, "request_timeout must be positive"),
+        ({"request_timeout": float("nan")}, "request_timeout must be a finite number"),  # no timeout at all
+        ({"poll_interval": float("inf")}, "poll_interval must be a finite number"),
+        ({"matrix_url": "http://"}, "with a host"),  # would become "http:", refused only by the first request
+        ({"matrix_url": "http://matrix.example:99999"}, "Port out of range"),
+        ({"letta_url": "https://me:hunter2@letta.example"}, "must not contain a user name or password"),
         ({"backoff_base": 5.0, "backoff_cap": 1.0}, "backoff_cap"),
         ({"space_name": " "}, "space_name"),
         ({"bogus": 1}, "unknown settings: bogus"),
@@ -80,8 +85,9 @@ def test_every_missing_setting_is_named_with_both_ways_to_give_it() -> None:
     ],
 )
 def test_bad_settings_are_refused(override: dict[str, Any], complaint: str) -> None:
-    with pytest.raises(ConfigurationError, match=re.escape(complaint)):
+    with pytest.raises(ConfigurationError, match=re.escape(complaint)) as raised:
         BridgeConfig.from_sources(override, ENV)
+    assert "hunter2" not in str(raised.value)
 
 
 def test_the_config_never_shows_its_secrets() -> None:

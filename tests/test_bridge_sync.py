@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from bridge import ApiError, ConfigurationError, SyncReport
+from bridge.matrix import MatrixClient
 from bridge.rooms import ROOM_MARKER
-from bridge.store import MAPPING_FILE, MappingFile
+from bridge.store import MAPPING_FILE, MappingFile, Persister
 from bridge.target import check_converged, convergence_problems, load_state, sync_against
 from bridge.users import agent_localpart
 from mockgen.pytest_plugin import LettaMock, MatrixMock
@@ -213,9 +214,10 @@ async def test_a_room_whose_id_was_lost_is_found_again(
     (agent,) = letta_mock.add_agents(1)
     await run()
     room_id = forget_room(data_dir, agent.id)
+    looked = matrix_mock.calls("getJoinedRooms")
     report = await run()
     assert (report.ok, report.rooms_created) == (True, 0)
-    assert matrix_mock.calls("getJoinedRooms") == 1
+    assert matrix_mock.calls("getJoinedRooms") == looked + 1
     assert mapping(data_dir)["agents"][agent.id]["room_id"] == room_id
     converged(matrix_mock, data_dir)
 
@@ -270,7 +272,7 @@ async def test_a_room_that_never_appears_is_asked_for_again_once_no_request_can_
     assert (report.ok, report.rooms_created) == (True, 1)
     # Looked at once, then after pauses that double, until more than the request timeout had passed.
     assert sleeps.delays == [TIMEOUT / 8, TIMEOUT / 4, TIMEOUT / 2, TIMEOUT]
-    assert matrix_mock.calls("getJoinedRooms") == 5
+    assert matrix_mock.calls("getJoinedRooms") == 1 + 5  # the admin's, for the space, then the agent's
     assert matrix_mock.calls("createRoom") == 3
     converged(matrix_mock, data_dir)
 
@@ -502,4 +504,66 @@ async def test_an_incomplete_listing_marks_nothing_removed(
     await run(page_limit=2)
     report = await run(page_limit=2, max_pages=1)
     assert (report.listing_complete, report.agents_seen, report.removed) == (False, 2, 0)
+    assert not report.ok  # agents it missed are not in sync: the CLI exits 1
     assert all(entry["status"] == "active" for entry in mapping(data_dir)["agents"].values())
+
+
+def spaces_in(matrix_mock: MatrixMock) -> list[str]:
+    return [room["room_id"] for room in matrix_mock.snapshot()["rooms"] if room["is_space"]]
+
+
+async def test_a_space_made_by_a_run_killed_before_saving_it_is_found_again(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run is killed as the space's createRoom answers: nothing more reaches the disk. The next
+    run knows the bridge's id (saved before the space was asked for) and finds the space by it."""
+    letta_mock.add_agents(1)
+    create_room, commit = MatrixClient.create_room, Persister.commit
+    killed = False
+
+    async def create_then_die(self: MatrixClient, *args: Any, **kwargs: Any) -> Any:
+        nonlocal killed
+        await create_room(self, *args, **kwargs)
+        killed = True
+        raise SystemExit("killed")
+
+    async def commit_unless_killed(self: Persister) -> None:
+        if killed:
+            raise SystemExit("killed")
+        await commit(self)
+
+    monkeypatch.setattr(MatrixClient, "create_room", create_then_die)
+    monkeypatch.setattr(Persister, "commit", commit_unless_killed)
+    with pytest.raises(SystemExit):
+        await run()
+    monkeypatch.undo()
+    [space] = spaces_in(matrix_mock)
+    assert mapping(data_dir)["space_id"] is None
+    assert (await run()).ok
+    assert spaces_in(matrix_mock) == [space] == [mapping(data_dir)["space_id"]]
+    converged(matrix_mock, data_dir)
+
+
+async def test_a_space_whose_id_was_lost_is_found_again(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+) -> None:
+    letta_mock.add_agents(1)
+    await run()
+    path = data_dir / MAPPING_FILE
+    saved = json.loads(path.read_text())
+    space, saved["space_id"] = saved["space_id"], None
+    path.write_text(json.dumps(saved))
+    assert (await run()).ok
+    assert spaces_in(matrix_mock) == [space] == [mapping(data_dir)["space_id"]]
+    converged(matrix_mock, data_dir)
+
+
+async def test_a_server_name_the_homeserver_does_not_have_stops_the_run(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run
+) -> None:
+    """Every user id the bridge makes ends in the server name: with the wrong one, the mapping would record
+    users that the homeserver never made (it names them after itself)."""
+    letta_mock.add_agents(1)
+    with pytest.raises(ConfigurationError, match=r"its server name is 'matrix\.test', not 'wrong\.test'"):
+        await run(server_name="wrong.test")
+    assert matrix_mock.calls("register") == 0
