@@ -29,11 +29,12 @@ test: $(STAMP)
 
 # The long jobs. fuzz: the reference bridge against the sweep and FUZZ_EXAMPLES random examples (gated on
 # 100% contract coverage), then the sharded pytest fuzz suite and the long property tests under the
-# Hypothesis `fuzz` profile, the shards' coverage merged and gated too.
+# Hypothesis `fuzz` profile, Schemathesis with its coverage phase, the shards' coverage merged and gated too.
 fuzz: $(STAMP)
 	$(RUN) $(VENV)/bin/contracts fuzz --examples $(FUZZ_EXAMPLES) --workers 2 --report reports/fuzz
 	rm -rf reports/fuzz-shards
 	$(RUN) HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 tests_fuzz tests/test_fast_path.py
+	$(RUN) CONTRACTS_SCHEMATHESIS_COVERAGE=1 $(PY) -m pytest -n 2 tests/test_schemathesis_selfcheck.py
 	$(VENV)/bin/contracts coverage reports/fuzz-shards --report reports/fuzz-shards
 
 # live: a real Synapse and a real Letta (installed once into ~/.cache), the contract check, the

@@ -6,6 +6,7 @@ Schemathesis left the token out on purpose still go without one."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -19,6 +20,11 @@ from mockgen.pytest_plugin import LettaMock, MatrixMock
 
 MATRIX = schemathesis.openapi.from_dict(resolved_copy("matrix"))
 LETTA = schemathesis.openapi.from_dict(resolved_copy("letta"))
+# Schemathesis's coverage phase (boundary and near-miss values of every parameter and field) is built at
+# collection, in every xdist worker, and doubles this file's cost; `make fuzz` turns it on, `make test` runs
+# the examples and fuzzing phases.
+for schema in (MATRIX, LETTA):
+    schema.config.phases.coverage.enabled = os.environ.get("CONTRACTS_SCHEMATHESIS_COVERAGE") == "1"
 # Examples per operation: the profile's (ci: 8, derandomized).
 PER_CASE_STATE = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
