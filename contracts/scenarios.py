@@ -26,6 +26,13 @@ def _register(name: str, localpart: str, token: str, prefix: str = M) -> Step:
     )
 
 
+def _nested(depth: int) -> list[object]:
+    nested: list[object] = []
+    for _ in range(depth - 1):
+        nested = [nested]
+    return nested
+
+
 def _login(name: str, body: dict[str, object], expect: int, prefix: str = M) -> Step:
     return Step(
         name, "matrix", "POST", f"{prefix}/login", body={"type": "m.login.password", **body}, expect=expect
@@ -111,6 +118,16 @@ MATRIX: list[Step] = [
     _login("login with a wrong password", {"user": "{prefix}a", "password": "wrong"}, 403),
     _login("login as nobody", {"user": "{prefix}nobody", "password": PASSWORD}, 403),
     _login("login without a password", {"identifier": {"type": "m.id.user", "user": "{prefix}a"}}, 400),
+    # Deep but decodable JSON is still JSON to Synapse (its decoder stops near 1000 levels); the mock takes
+    # up to 400.
+    Step(
+        "login with a field nested 300 deep",
+        "matrix",
+        "POST",
+        f"{M}/login",
+        body={"type": "m.login.password", "user": "{prefix}a", "password": PASSWORD, "x": _nested(300)},
+        expect=200,
+    ),
     Step(
         "login without a type",
         "matrix",
@@ -604,6 +621,7 @@ MATRIX: list[Step] = [
     ),
     Step("an unknown endpoint", "matrix", "GET", f"{M}/{{prefix}}nope", token="token_a", expect=404),
     Step("a wrong method", "matrix", "GET", f"{M}/createRoom", token="token_a", expect=405),
+    Step("a trailing slash", "matrix", "GET", f"{M}/joined_rooms/", token="token_a", expect=404),
     Step(
         "an unknown version prefix",
         "matrix",
@@ -761,6 +779,17 @@ LETTA: list[Step] = [
     Step("get an unknown agent", "letta", "GET", f"{L}/{GHOST}", token="letta_token", expect=404),
     Step("get a malformed id", "letta", "GET", f"{L}/not-an-id", token="letta_token", expect=400),
     Step("get without a token", "letta", "GET", f"{L}/{{agent_one}}", expect=401),
+    # FastAPI redirects a trailing slash to the route without it, but Letta's auth middleware runs first.
+    Step(
+        "get with a trailing slash",
+        "letta",
+        "GET",
+        f"{L}/{{agent_one}}/",
+        token="letta_token",
+        follow_redirects=False,
+        expect=307,
+    ),
+    Step("get with a trailing slash without a token", "letta", "GET", f"{L}/{{agent_one}}/", expect=401),
     Step("messages", "letta", "GET", f"{L}/{{agent_one}}/messages", token="letta_token", expect=200),
     Step(
         "the last two messages",

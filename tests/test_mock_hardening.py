@@ -41,10 +41,10 @@ async def test_json_nested_too_deep_is_not_json(http: aiohttp.ClientSession, mat
     assert (undecodable.status, undecodable.errcode) == (400, "M_NOT_JSON")
     token = await login(http, matrix_mock.url, "admin", "admin_password")
     # Decodable, but deeper than the mock takes (copies and checks recurse per level).
-    deep = f'{{"creation_content": {{"x": {_nested(400)}}}}}'
+    deep = f'{{"creation_content": {{"x": {_nested(500)}}}}}'
     refused = await call(http, "POST", f"{base}/createRoom", data=deep, token=token)
     assert (refused.status, refused.errcode) == (400, "M_NOT_JSON")
-    at_limit = f'{{"creation_content": {{"x": {_nested(98)}}}}}'  # 100 levels in all
+    at_limit = f'{{"creation_content": {{"x": {_nested(398)}}}}}'  # 400 levels in all
     assert (await call(http, "POST", f"{base}/createRoom", data=at_limit, token=token)).status == 200
     journal = await call(http, "GET", f"{matrix_mock.url}/_mock/journal")
     assert journal.status == 200
@@ -55,7 +55,7 @@ async def test_json_nested_too_deep_is_not_json(http: aiohttp.ClientSession, mat
 async def test_letta_body_nested_too_deep_is_json_invalid(
     http: aiohttp.ClientSession, letta_mock: LettaMock
 ) -> None:
-    body = f'{{"name": "deep", "metadata": {{"x": {_nested(400)}}}}}'
+    body = f'{{"name": "deep", "metadata": {{"x": {_nested(500)}}}}}'
     answer = await call(http, "POST", f"{letta_mock.url}/v1/agents/", data=body, token=letta_mock.token)
     assert answer.status == 422
     assert answer.body["detail"][0]["type"] == "json_invalid"
