@@ -39,6 +39,11 @@ def _login(name: str, body: dict[str, object], expect: int, prefix: str = M) -> 
     )
 
 
+def _member(name: str, token: str, user_id: str, content: dict[str, object], expect: int) -> Step:
+    path = f"{M}/rooms/{{room}}/state/m.room.member/{user_id}"
+    return Step(name, "matrix", "PUT", path, token=token, body=content, expect=expect)
+
+
 MATRIX: list[Step] = [
     Step("versions", "matrix", "GET", "/_matrix/client/versions", expect=200),
     Step("login flows", "matrix", "GET", f"{M}/login", expect=200),
@@ -619,6 +624,22 @@ MATRIX: list[Step] = [
         body={"msgtype": "m.text", "body": "x"},
         expect=403,
     ),
+    # PUT m.room.member is a membership change on Synapse: a per-room name, a kick, a ban.
+    _member(
+        "a per-room display name by member state",
+        "token_b",
+        USER_B,
+        {"membership": "join", "displayname": "B {prefix}"},
+        200,
+    ),
+    _member("kick without the power to", "token_b", USER_A, {"membership": "leave"}, 403),
+    _member("ban without the power to", "token_b", USER_A, {"membership": "ban"}, 403),
+    _member("join for someone else", "token_a", "@{prefix}c:{server_name}", {"membership": "join"}, 403),
+    _member("kick by the creator", "token_a", USER_B, {"membership": "leave", "reason": "bye"}, 200),
+    _member("ban by the creator", "token_a", USER_B, {"membership": "ban"}, 200),
+    Step(
+        "join when banned", "matrix", "POST", f"{M}/rooms/{{room}}/join", token="token_b", body={}, expect=403
+    ),
     Step("an unknown endpoint", "matrix", "GET", f"{M}/{{prefix}}nope", token="token_a", expect=404),
     Step("a wrong method", "matrix", "GET", f"{M}/createRoom", token="token_a", expect=405),
     Step("a trailing slash", "matrix", "GET", f"{M}/joined_rooms/", token="token_a", expect=404),
@@ -667,6 +688,38 @@ MATRIX: list[Step] = [
         body={"displayname": "D2 {prefix}"},
         needs=("admin_token",),
         expect=200,
+    ),
+    Step(
+        "log in as the admin-made user",
+        "matrix",
+        "POST",
+        f"{M}/login",
+        body={"type": "m.login.password", "user": "{prefix}d", "password": PASSWORD},
+        save={"token_d": "access_token"},
+        needs=("admin_token",),
+        expect=200,
+    ),
+    Step(
+        "admin: lock a user",
+        "matrix",
+        "PUT",
+        f"{ADMIN}/@{{prefix}}d:{{server_name}}",
+        token="admin_token",
+        body={"locked": True},
+        needs=("admin_token",),
+        expect=200,
+    ),
+    # A locked account keeps its tokens but every authenticated request is refused (soft logout), and so is
+    # a login with the right password.
+    Step("whoami when locked", "matrix", "GET", f"{M}/account/whoami", token="token_d", expect=401),
+    Step(
+        "log in when locked",
+        "matrix",
+        "POST",
+        f"{M}/login",
+        body={"type": "m.login.password", "user": "{prefix}d", "password": PASSWORD},
+        needs=("admin_token",),
+        expect=401,
     ),
     Step(
         "admin: a user on another server",

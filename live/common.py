@@ -116,7 +116,8 @@ def pins_digest(*parts: str) -> str:
 
 
 def new_secret(nbytes: int = 24) -> str:
-    return secrets.token_urlsafe(nbytes)
+    # Hex, not urlsafe base64: a secret starting with "-" reads as an option on a command line.
+    return secrets.token_hex(nbytes)
 
 
 def redact(secret: str) -> str:

@@ -140,8 +140,10 @@ def reaction(case: Case) -> str:
         return {401: "configuration", 422: "aborted"}.get(status, "recovered")
     if status in (429, 500):
         return "recovered"  # retried
-    if status == 401 and operation != "register":
-        return "recovered"  # the client logs in again (a registration's 401 is its auth dance instead)
+    if status == 401 and operation not in ("register", "login") and errcode != "M_USER_LOCKED":
+        # The client logs in again (a registration's 401 is its auth dance; a locked account stays locked,
+        # so it is the operation's failure like any other).
+        return "recovered"
     if operation in ("login", "adminGetUser", "adminPutUser"):
         if operation == "adminGetUser" and status == 404:
             return "recovered"  # "no such user": the bot is created, as without the fault

@@ -156,6 +156,22 @@ def _join(path: str, body: Any = None, data: bytes | None = None, room: str | No
     return run
 
 
+def _banned(then: Scenario) -> Scenario:
+    """`then` after the admin banned @user from the room (a ban by member state, as Synapse allows)."""
+
+    async def run(c: Ctx) -> Answer:
+        key = "@user:matrix.test"
+        await c.req(
+            "PUT",
+            f"/rooms/{c.room}/state/m.room.member/{key}",
+            token=c.admin,
+            json_body={"membership": "ban"},
+        )
+        return await then(c)
+
+    return run
+
+
 def _invite(
     body: Any = None, *, data: bytes | None = None, token: str = "admin", room: str | None = None
 ) -> Scenario:
@@ -309,12 +325,14 @@ NATURAL: dict[tuple[str, int, str | None], Scenario] = {
     ("joinRoomById", 400, "M_NOT_JSON"): _join("/rooms/{room}/join", data=b"{"),
     ("joinRoomById", 400, "M_BAD_JSON"): _join("/rooms/{room}/join", data=b"[]"),
     ("joinRoomById", 403, "M_FORBIDDEN"): _join("/rooms/{room}/join", {}),
+    ("joinRoomById", 403, "M_BAD_STATE"): _banned(_join("/rooms/{room}/join", {})),
     ("joinRoomById", 404, "M_UNKNOWN"): _join("/rooms/{room}/join", {}, room="!doesnotexist:matrix.test"),
     ("joinRoomById", 413, "M_TOO_LARGE"): _join_with_huge_reason,
     ("joinRoom", 400, "M_UNKNOWN"): _join("/join/{room}", {}, room="garbage"),
     ("joinRoom", 400, "M_NOT_JSON"): _join("/join/{room}", data=b"{"),
     ("joinRoom", 400, "M_BAD_JSON"): _join("/join/{room}", data=b"[]"),
     ("joinRoom", 403, "M_FORBIDDEN"): _join("/join/{room}", {}),
+    ("joinRoom", 403, "M_BAD_STATE"): _banned(_join("/join/{room}", {})),
     ("joinRoom", 404, "M_NOT_FOUND"): _join_alias_missing,
     ("joinRoom", 404, "M_UNKNOWN"): _join("/join/{room}", {}, room="!doesnotexist:matrix.test"),
     ("joinRoom", 413, "M_TOO_LARGE"): _join_alias_huge_reason,
@@ -323,6 +341,7 @@ NATURAL: dict[tuple[str, int, str | None], Scenario] = {
     ("inviteUser", 400, "M_NOT_JSON"): _invite(data=b"{"),
     ("inviteUser", 400, "M_BAD_JSON"): _invite(data=b"[]"),
     ("inviteUser", 403, "M_FORBIDDEN"): _invite_without_power,
+    ("inviteUser", 403, "M_BAD_STATE"): _banned(_invite({"user_id": "@user:matrix.test"})),
     ("inviteUser", 413, "M_TOO_LARGE"): _invite({"user_id": "@letta:matrix.test", "reason": BIG}),
     ("getRoomState", 403, "M_FORBIDDEN"): _admin_not_member_state,
     ("getRoomStateEvent", 403, "M_FORBIDDEN"): _state_get("m.room.create", token="user"),
@@ -346,6 +365,15 @@ NATURAL: dict[tuple[str, int, str | None], Scenario] = {
     ),
     ("setRoomStateWithKey", 403, "M_FORBIDDEN"): _state_put(
         "org.example", {"v": 1}, key="@admin:matrix.test"
+    ),
+    ("setRoomStateWithKey", 403, "M_BAD_STATE"): _banned(
+        _state_put("m.room.member", {"membership": "join"}, key="@user:matrix.test", token="outsider")
+    ),
+    ("setRoomStateWithKey", 404, "M_UNKNOWN"): lambda c: c.req(
+        "PUT",
+        "/rooms/!gone:matrix.test/state/m.room.member/@user:matrix.test",
+        token=c.user,
+        json_body={"membership": "leave"},
     ),
     ("setRoomStateWithKey", 413, "M_TOO_LARGE"): _state_put("m.space.child", {"via": [BIG]}, key="!x"),
     ("sendMessage", 400, "M_UNKNOWN"): _send({}),
@@ -402,9 +430,8 @@ MATRIX_CASES = [case for case in _documented("matrix") if case[1] >= 400 or case
 
 def test_every_documented_error_is_either_natural_or_declared_fault_only() -> None:
     errors = {case for case in _documented("matrix") if case[1] >= 400}
-    # 401s come from state for every authenticated operation: no token, or one never issued.
-    # From state for every operation they apply to: 401 without a token or with one never issued, and 404
-    # M_UNRECOGNIZED for a version prefix other than r0 and v3.
+    # From state for every operation they apply to: 401 without a token, with one never issued or with a
+    # locked account's, and 404 M_UNRECOGNIZED for a version prefix other than r0 and v3.
     generic = {case for case in errors if case[1] == 401 or case[2] == "M_UNRECOGNIZED"}
     natural = {case for case in NATURAL if case[1] >= 400} | generic
     fault_only = {case for case in errors if case[1] in FAULT_ONLY_STATUSES} | FAULT_ONLY
@@ -486,6 +513,12 @@ async def test_matrix_answer(
     scenario = NATURAL.get(case)
     if scenario is not None:
         answer = await scenario(ctx)
+    elif errcode == "M_USER_LOCKED":
+        # The admin locks its own account: its token, and a login with its right password, are refused.
+        admin_url = f"{ctx.root}/_synapse/admin/v2/users/@admin:matrix.test"
+        locked = await call(http, "PUT", admin_url, token=ctx.admin, json_body={"locked": True})
+        assert locked.status == 200, locked.body
+        answer = await _valid_request(ctx, operation_id)
     elif status == 401:
         token = None if errcode == "M_MISSING_TOKEN" else "syt_never_issued"
         answer = await _valid_request(ctx, operation_id, authenticate=False, token=token)

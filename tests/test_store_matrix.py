@@ -247,3 +247,44 @@ def test_initial_state_may_not_hold_a_create_event(store: MatrixStore) -> None:
     assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
     assert store.rooms == {}
     assert store.joined_rooms(alice) == []
+
+
+def test_member_state_is_a_membership_change_as_on_synapse(store: MatrixStore) -> None:
+    alice, bob = _user(store, "alice"), _user(store, "bob")
+    room = store.create_room(alice, {"invite": [bob.user_id]})
+    store.join(bob, room)
+
+    def put(who: User, target: User, content: dict[str, Any]) -> str:
+        return store.set_state(who, room, "m.room.member", target.user_id, content)
+
+    renamed = put(bob, bob, {"membership": "join", "displayname": "Bobby"})
+    assert put(bob, bob, {"membership": "join", "displayname": "Bobby"}) == renamed  # identical: same event
+    assert put(bob, bob, {"membership": "join"}) != renamed  # the profile's name again: a new event
+    for content, message in (
+        ({"membership": "leave"}, "You cannot kick user"),
+        ({"membership": "ban"}, "ban"),
+    ):
+        with pytest.raises(MatrixError, match=message):
+            put(bob, alice, content)
+    put(alice, bob, {"membership": "leave", "reason": "bye"})
+    assert store.state_event(alice, room, "m.room.member", bob.user_id) == {
+        "membership": "leave",
+        "reason": "bye",
+    }
+    put(alice, bob, {"membership": "ban"})
+    with pytest.raises(MatrixError) as banned:
+        store.join(bob, room)
+    assert (banned.value.status, banned.value.errcode) == (403, "M_BAD_STATE")
+
+
+def test_a_locked_account_is_refused_with_soft_logout(store: MatrixStore) -> None:
+    token = store.login(user="bob", password="pw")["access_token"]
+    store.admin_put_user(_user(store, "admin"), "@bob:matrix.test", {"locked": True})
+    for attempt in (lambda: store.authenticate(token), lambda: store.login(user="bob", password="pw")):
+        with pytest.raises(MatrixError) as locked:
+            attempt()
+        assert locked.value.body() == {
+            "errcode": "M_USER_LOCKED",
+            "error": "User account has been locked",
+            "soft_logout": True,
+        }

@@ -42,7 +42,7 @@ def test_contracts_check_passes_against_synapse(
     synapse: Homeserver, reports: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = _check(
-        reports, "synapse", ["--matrix", synapse.url, "--matrix-admin-token", synapse.admin_token], capsys
+        reports, "synapse", ["--matrix", synapse.url, f"--matrix-admin-token={synapse.admin_token}"], capsys
     )
     assert report["drift"] is False
     assert report["skipped"] == []
@@ -53,7 +53,7 @@ def test_contracts_check_passes_against_synapse(
 def test_contracts_check_passes_against_letta(
     letta: Letta, reports: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = _check(reports, "letta", ["--letta", letta.url, "--letta-token", letta.token], capsys)
+    report = _check(reports, "letta", ["--letta", letta.url, f"--letta-token={letta.token}"], capsys)
     assert report["drift"] is False
     assert {op["result"] for op in report["operations"]} == {"ok"}
     # Letta serves its own OpenAPI document; ours was compared with it, operation by operation

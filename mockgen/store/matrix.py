@@ -25,6 +25,8 @@ from mockgen.store.errors import MatrixError, UserInteractiveAuthRequired
 DEFAULT_ROOM_VERSION = "12"
 SUPPORTED_ROOM_VERSIONS = tuple(str(n) for n in range(1, 13))
 MAX_DISPLAYNAME = 256
+MAX_AVATAR_URL = 1000
+MEMBERSHIPS = ("invite", "join", "knock", "leave", "ban")
 MAX_EVENT_BYTES = 65536
 # Synapse's `contains_invalid_mxid_characters`: what a localpart may hold.
 _LOCALPART_OK = re.compile(r"^[a-z0-9=_\-./+]*$")
@@ -65,6 +67,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def _valid_via(via: Any) -> bool:
     return isinstance(via, list) and bool(via) and all(isinstance(server, str) for server in via)
+
+
+def _forbidden(message: str) -> MatrixError:
+    return MatrixError(403, "M_FORBIDDEN", message)
+
+
+def _locked() -> MatrixError:
+    return MatrixError(401, "M_USER_LOCKED", "User account has been locked", soft_logout=True)
 
 
 def _b64(raw: bytes) -> str:
@@ -256,7 +266,10 @@ class MatrixStore:
             owner = self.tokens.get(token)
             if owner is None or self.users[owner[0]].deactivated:
                 raise MatrixError(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.", soft_logout=False)
-            return self.users[owner[0]], owner[1]
+            user = self.users[owner[0]]
+            if user.locked:
+                raise _locked()
+            return user, owner[1]
 
     def _issue_device(self, user: User, device_id: str | None, display_name: str | None) -> tuple[str, str]:
         device_id = device_id or self._random_letters(10, string.ascii_uppercase)
@@ -422,6 +435,9 @@ class MatrixStore:
                 raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
             if account.deactivated:
                 raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
+            if account.locked:
+                # Only after the password: a wrong one is the usual 403.
+                raise _locked()
             issued_device, token = self._issue_device(account, device_id, initial_device_display_name)
             result: dict[str, Any] = {
                 "user_id": account.user_id,
@@ -734,57 +750,105 @@ class MatrixStore:
     def join(self, requester: User, room_id: str, reason: str | None = None) -> str:
         """POST /rooms/{roomId}/join (use `resolve_room` first for /join/{roomIdOrAlias})."""
         with self._lock:
-            room = self.rooms.get(room_id)
-            if room is None:
+            content = {"reason": reason} if reason is not None else {}
+            self._update_membership(requester, room_id, requester.user_id, "join", content)
+            return room_id
+
+    def leave(self, requester: User, room_id: str) -> None:
+        with self._lock:
+            self._update_membership(requester, room_id, requester.user_id, "leave", {})
+
+    def invite(self, requester: User, room_id: str, target: str, reason: str | None = None) -> None:
+        with self._lock:
+            self._parse_user_id(target)
+            content = {"reason": reason} if reason is not None else {}
+            self._update_membership(requester, room_id, target, "invite", content)
+
+    @staticmethod
+    def _parse_user_id(user_id: str) -> None:
+        """Synapse's UserID.from_string."""
+        if not user_id.startswith("@"):
+            raise MatrixError(400, "M_INVALID_PARAM", "Expected UserID string to start with '@'")
+        if not _USER_ID.match(user_id):
+            raise MatrixError(400, "M_INVALID_PARAM", "Expected UserID of the form '@localname:domain'")
+
+    def _update_membership(
+        self, requester: User, room_id: str, target: str, membership: str, content: dict[str, Any]
+    ) -> str:
+        """Synapse's update_membership, which every membership change goes through (the join, invite and
+        leave endpoints and PUT state m.room.member alike), then the event auth rules for membership."""
+        if len(content.get("displayname") or "") > MAX_DISPLAYNAME:
+            raise MatrixError(400, "M_BAD_JSON", f"Displayname is too long (max {MAX_DISPLAYNAME})")
+        if len(content.get("avatar_url") or "") > MAX_AVATAR_URL:
+            raise MatrixError(400, "M_BAD_JSON", f"Avatar URL is too long (max {MAX_AVATAR_URL})")
+        if membership not in MEMBERSHIPS:
+            raise MatrixError(400, "M_UNKNOWN", "Invalid membership key")
+        content = {**copy.deepcopy(content), "membership": membership}
+        profile = self.users.get(target)
+        name = profile.displayname if profile is not None else None
+        if membership in ("join", "invite", "knock") and "displayname" not in content and name is not None:
+            # Synapse fills in the target's profile where the content has none (the mock has no avatars).
+            content["displayname"] = name
+        room = self.rooms.get(room_id)
+        if room is None:
+            if membership == "join":
                 raise MatrixError(
                     404,
                     "M_UNKNOWN",
                     "Can't join remote room because no servers that are in the room have been provided.",
                 )
-            membership = room.membership(requester.user_id)
-            if membership == "join":
-                return room_id
-            if membership != "invite" and room.join_rule != "public":
-                raise MatrixError(403, "M_FORBIDDEN", "You are not invited to this room.")
-            extra = {"reason": reason} if reason is not None else {}
-            content = self._member_content(requester.user_id, "join", **extra)
-            self._send_state(room, requester.user_id, "m.room.member", requester.user_id, content)
-            return room_id
+            if membership == "leave":
+                raise MatrixError(404, "M_UNKNOWN", "Not a known room")
+            raise MatrixError(403, "M_FORBIDDEN", "Unknown room")
+        current = room.state.get(("m.room.member", target))
+        was = room.membership(target)
+        if was == "ban" and membership not in ("ban", "leave"):
+            raise MatrixError(403, "M_BAD_STATE", f"Cannot {membership} user who was banned")
+        if current is not None and current.sender == requester.user_id and current.content == content:
+            # A duplicate: Synapse answers with the current event before any permission check.
+            return current.event_id
+        self._check_membership_auth(room, requester.user_id, target, membership, was)
+        return self._send_state(room, requester.user_id, "m.room.member", target, content)
 
-    def leave(self, requester: User, room_id: str) -> None:
-        with self._lock:
-            room = self.rooms.get(room_id)
-            if room is None or room.membership(requester.user_id) not in ("join", "invite"):
-                raise MatrixError(403, "M_FORBIDDEN", f"User {requester.user_id} not in room {room_id}")
-            self._send_state(
-                room,
-                requester.user_id,
-                "m.room.member",
-                requester.user_id,
-                self._member_content(requester.user_id, "leave"),
-            )
-
-    def invite(self, requester: User, room_id: str, target: str, reason: str | None = None) -> None:
-        with self._lock:
-            if not target.startswith("@"):
-                raise MatrixError(400, "M_INVALID_PARAM", "Expected UserID string to start with '@'")
-            if not _USER_ID.match(target):
-                raise MatrixError(400, "M_INVALID_PARAM", "Expected UserID of the form '@localname:domain'")
-            room = self.rooms.get(room_id)
-            if room is None:
-                raise MatrixError(403, "M_FORBIDDEN", "Unknown room")
-            if room.membership(requester.user_id) != "join":
-                raise MatrixError(403, "M_FORBIDDEN", f"{requester.user_id} not in room {room_id}.")
-            current = room.membership(target)
-            if current == "join":
-                raise MatrixError(403, "M_FORBIDDEN", f"{target} is already in the room.")
-            if room.power_level(requester.user_id) < room.level_for("invite", 0):
-                raise MatrixError(403, "M_FORBIDDEN", "You don't have permission to invite users")
-            if current == "invite":
-                return
-            extra = {"reason": reason} if reason is not None else {}
-            content = self._member_content(target, "invite", **extra)
-            self._send_state(room, requester.user_id, "m.room.member", target, content)
+    @staticmethod
+    def _check_membership_auth(
+        room: Room, sender: str, target: str, membership: str, was: str | None
+    ) -> None:
+        """The event auth rules for m.room.member (Synapse's _is_membership_change_allowed)."""
+        caller = room.membership(sender)
+        if membership not in ("join", "knock"):
+            rejecting = caller in ("invite", "knock") and membership == "leave" and target == sender
+            if caller != "join" and not rejecting:
+                raise _forbidden(f"{sender} not in room {room.room_id}.")
+        user_level, target_level = room.power_level(sender), room.power_level(target)
+        if membership == "invite":
+            if was == "join":
+                raise _forbidden(f"{target} is already in the room.")
+            if user_level < room.level_for("invite", 0):
+                raise _forbidden("You don't have permission to invite users")
+        elif membership == "join":
+            if target != sender:
+                raise _forbidden("Cannot force another user to join.")
+            if room.join_rule != "public" and caller not in ("join", "invite"):
+                raise _forbidden("You are not invited to this room.")
+        elif membership == "leave":
+            if was == "ban" and user_level < room.level_for("ban", 50):
+                raise _forbidden(f"You cannot unban user {target}.")
+            if target != sender and (user_level < room.level_for("kick", 50) or user_level <= target_level):
+                raise _forbidden(f"You cannot kick user {target}.")
+        elif membership == "ban":
+            if user_level < room.level_for("ban", 50):
+                raise _forbidden("You don't have permission to ban")
+            if user_level <= target_level:
+                raise _forbidden("You don't have permission to ban this user")
+        elif room.join_rule not in ("knock", "knock_restricted"):
+            raise _forbidden("You don't have permission to knock")
+        elif target != sender:
+            raise _forbidden("You cannot knock for other users")
+        elif was == "join":
+            raise _forbidden("You cannot knock on a room you are already in")
+        elif was == "invite":
+            raise _forbidden("You are already invited to this room")
 
     def joined_rooms(self, requester: User) -> list[str]:
         with self._lock:
@@ -859,21 +923,13 @@ class MatrixStore:
     def _membership_via_state(
         self, requester: User, room_id: str, state_key: str, content: dict[str, Any]
     ) -> str:
-        """PUT state m.room.member: Synapse routes it to the membership actions."""
+        """PUT state m.room.member: Synapse routes it to update_membership, so a "leave" for someone else is
+        a kick and "ban" a ban, each with its own power level."""
         membership = content.get("membership")
         if not isinstance(membership, str):
             raise MatrixError(400, "M_UNKNOWN", "Invalid membership (must be a string)")
-        if not _USER_ID.match(state_key):
-            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user_id: {state_key}")
-        if membership == "join" and state_key == requester.user_id:
-            self.join(requester, room_id)
-        elif membership == "invite":
-            self.invite(requester, room_id, state_key)
-        elif membership == "leave" and state_key == requester.user_id:
-            self.leave(requester, room_id)
-        else:
-            raise MatrixError(400, "M_UNKNOWN", "Invalid membership key")
-        return self.rooms[room_id].state[("m.room.member", state_key)].event_id
+        self._parse_user_id(state_key)
+        return self._update_membership(requester, room_id, state_key, membership, content)
 
     def send_event(
         self,
