@@ -40,6 +40,11 @@ EXCLUDED: dict[str, list[Any]] = {
     # Any string is a room version to the schema; a server answers 400 M_UNSUPPORTED_ROOM_VERSION to one it
     # does not support, as it answers an alias that is taken or malformed (M_ROOM_IN_USE, M_INVALID_PARAM).
     "createRoom": [positive_data_acceptance],
+    # Event content is free-form to the schema, but from room version 6 a server refuses what is not canonical
+    # JSON (floats, integers beyond 2**53 - 1) with 400 M_BAD_JSON.
+    "sendMessage": [positive_data_acceptance],
+    "setRoomState": [positive_data_acceptance],
+    "setRoomStateWithKey": [positive_data_acceptance],
     # Letta 0.11.7 answers 500 to a create without a usable model; the mock does the same.
     "createAgent": [not_a_server_error],
 }

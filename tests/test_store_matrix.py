@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -202,6 +203,42 @@ def test_transaction_ids_are_per_device(store: MatrixStore) -> None:
         alice, "LAPTOP", room, "m.room.message", "t1", {"msgtype": "m.text", "body": "a"}
     )
     assert phone == again != laptop
+
+
+BIG = 2**53  # one past canonical JSON's largest integer
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ({"n": BIG}, "JSON integer out of range"),
+        ({"a": [{"n": -BIG}]}, "JSON integer out of range"),
+        ({"f": 1.0}, "Bad JSON value: float"),
+    ],
+)
+def test_events_must_be_canonical_json_from_room_version_6(
+    store: MatrixStore, content: dict[str, Any], error: str
+) -> None:
+    alice = _user(store, "alice")
+    room = store.create_room(alice, {})
+    message = {"msgtype": "m.text", "body": "x", **content}
+    member = {"membership": "join", **content}
+    attempts: list[Callable[[], object]] = [
+        lambda: store.send_event(alice, "D", room, "m.room.message", "t", message),
+        lambda: store.set_state(alice, room, "x.y", "", content),
+        lambda: store.set_state(alice, room, "m.room.member", alice.user_id, member),
+        lambda: store.create_room(alice, {"creation_content": content}),
+        lambda: store.create_room(alice, {"initial_state": [{"type": "x.y", "content": content}]}),
+    ]
+    for attempt in attempts:
+        with pytest.raises(MatrixError) as refused:
+            attempt()
+        answer = (refused.value.status, refused.value.errcode, refused.value.error)
+        assert answer == (400, "M_BAD_JSON", error)
+    # At the edge of the range, and in a room version before 6, the same content is fine.
+    edge = {"msgtype": "m.text", "body": "x", "n": BIG - 1, "m": -(BIG - 1)}
+    assert store.send_event(alice, "D", room, "m.room.message", "edge", edge)
+    assert store.create_room(alice, {"room_version": "5", "creation_content": content})
 
 
 def test_admin_api(store: MatrixStore) -> None:

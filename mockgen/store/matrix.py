@@ -28,6 +28,9 @@ MAX_DISPLAYNAME = 256
 MAX_AVATAR_URL = 1000
 MEMBERSHIPS = ("invite", "join", "knock", "leave", "ban")
 MAX_EVENT_BYTES = 65536
+# Room versions whose events must be canonical JSON (Synapse's `strict_canonicaljson`): 6 and later.
+CANONICAL_JSON_VERSIONS = frozenset(SUPPORTED_ROOM_VERSIONS) - {"1", "2", "3", "4", "5"}
+CANONICAL_JSON_MAX_INT = 2**53 - 1
 # Synapse's `contains_invalid_mxid_characters`: what a localpart may hold.
 _LOCALPART_OK = re.compile(r"^[a-z0-9=_\-./+]*$")
 _USER_ID = re.compile(r"^@([^:]+):(.+)$")
@@ -199,6 +202,24 @@ class Room:
 
     def level_for(self, action: str, default: int) -> int:
         return int(self.content("m.room.power_levels").get(action, default))
+
+
+def check_canonical_json(version: str, *documents: Any) -> None:
+    """Synapse's `validate_canonicaljson` in the room versions that require it: integers within
+    +-(2**53 - 1) and no floats anywhere in the content (walked without recursion: bodies may nest deep)."""
+    if version not in CANONICAL_JSON_VERSIONS:
+        return
+    pending = list(reversed(documents))
+    while pending:
+        value = pending.pop()
+        if isinstance(value, float):
+            raise MatrixError(400, "M_BAD_JSON", "Bad JSON value: float")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > CANONICAL_JSON_MAX_INT:
+            raise MatrixError(400, "M_BAD_JSON", "JSON integer out of range")
+        if isinstance(value, dict):
+            pending.extend(reversed(list(value.values())))
+        elif isinstance(value, list):
+            pending.extend(reversed(value))
 
 
 class MatrixStore:
@@ -678,6 +699,12 @@ class MatrixStore:
                 raise MatrixError(
                     400, "M_UNSUPPORTED_ROOM_VERSION", "Your homeserver does not support this room version"
                 )
+            check_canonical_json(
+                version,
+                body.get("creation_content"),
+                body.get("power_level_content_override"),
+                [entry.get("content") for entry in body.get("initial_state", [])],
+            )
             alias = self._check_alias(str(body["room_alias_name"])) if body.get("room_alias_name") else None
             invites = self._validate_user_ids(body.get("invite", []))
             # Synapse only checks `visibility == "private"`: anything else picks the public preset.
@@ -800,6 +827,7 @@ class MatrixStore:
             if membership == "leave":
                 raise MatrixError(404, "M_UNKNOWN", "Not a known room")
             raise MatrixError(403, "M_FORBIDDEN", "Unknown room")
+        check_canonical_json(room.version, content)
         current = room.state.get(("m.room.member", target))
         was = room.membership(target)
         if was == "ban" and membership not in ("ban", "leave"):
@@ -910,6 +938,7 @@ class MatrixStore:
                 if isinstance(version, str) and version not in SUPPORTED_ROOM_VERSIONS:
                     raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", version)
                 raise MatrixError(400, "M_INVALID_PARAM", "Cannot resend m.room.create event")
+            check_canonical_json(room.version, content)
             self._check_content(event_type, content)
             current = room.state.get((event_type, state_key))
             if current is not None and current.content == content and current.sender == requester.user_id:
@@ -948,6 +977,7 @@ class MatrixStore:
             room = self._room_for_member(requester, room_id)
             if event_type in STATE_ONLY:
                 raise MatrixError(400, "M_UNKNOWN", f"'{event_type}' must be state events")
+            check_canonical_json(room.version, content)
             self._check_content(event_type, content)
             self._check_send_level(room, requester.user_id, event_type, is_state=False)
             self._check_size(event_type, None, content, room_id, requester.user_id)
