@@ -14,15 +14,18 @@ PASSWORD = "pw-{prefix}"
 USER_A, USER_B = "@{prefix}a:{server_name}", "@{prefix}b:{server_name}"
 
 
-def _register(name: str, localpart: str, token: str, prefix: str = M) -> Step:
+def _register(
+    name: str, localpart: str, token: str | None = None, prefix: str = M, expect: int = 200
+) -> Step:
+    """A registration with the dummy stage; `token` names the variable that keeps the new access token."""
     return Step(
         name,
         "matrix",
         "POST",
         f"{prefix}/register",
         body={"username": localpart, "password": PASSWORD, "auth": {"type": "m.login.dummy"}},
-        save={token: "access_token"},
-        expect=200,
+        save={token: "access_token"} if token else {},
+        expect=expect,
     )
 
 
@@ -33,9 +36,25 @@ def _nested(depth: int) -> list[object]:
     return nested
 
 
-def _login(name: str, body: dict[str, object], expect: int, prefix: str = M) -> Step:
+def _login(
+    name: str,
+    body: dict[str, object],
+    expect: int,
+    prefix: str = M,
+    *,
+    save: dict[str, str] | None = None,
+    needs: tuple[str, ...] = (),
+) -> Step:
+    """A password login (`body` may override the type), keeping its token in `save`'s variable if given."""
     return Step(
-        name, "matrix", "POST", f"{prefix}/login", body={"type": "m.login.password", **body}, expect=expect
+        name,
+        "matrix",
+        "POST",
+        f"{prefix}/login",
+        body={"type": "m.login.password", **body},
+        save=save or {},
+        needs=needs,
+        expect=expect,
     )
 
 
@@ -82,30 +101,9 @@ MATRIX: list[Step] = [
         params={"username": "{prefix}a"},
         expect=400,
     ),
-    Step(
-        "register a taken username",
-        "matrix",
-        "POST",
-        f"{M}/register",
-        body={"username": "{prefix}a", "password": PASSWORD, "auth": {"type": "m.login.dummy"}},
-        expect=400,
-    ),
-    Step(
-        "register an invalid username",
-        "matrix",
-        "POST",
-        f"{M}/register",
-        body={"username": "Bad Name!", "password": PASSWORD, "auth": {"type": "m.login.dummy"}},
-        expect=400,
-    ),
-    Step(
-        "register a numeric username",
-        "matrix",
-        "POST",
-        f"{M}/register",
-        body={"username": "31415926", "password": PASSWORD, "auth": {"type": "m.login.dummy"}},
-        expect=400,
-    ),
+    _register("register a taken username", "{prefix}a", expect=400),
+    _register("register an invalid username", "Bad Name!", expect=400),
+    _register("register a numeric username", "31415926", expect=400),
     Step("register malformed JSON", "matrix", "POST", f"{M}/register", raw=b'{"username":', expect=400),
     _register("register b (r0)", "{prefix}b", "token_b", prefix=R0),
     _register("register c", "{prefix}c", "token_c"),
@@ -125,13 +123,10 @@ MATRIX: list[Step] = [
     _login("login without a password", {"identifier": {"type": "m.id.user", "user": "{prefix}a"}}, 400),
     # Deep but decodable JSON is still JSON to Synapse (its decoder stops near 1000 levels); the mock takes
     # up to 400.
-    Step(
+    _login(
         "login with a field nested 300 deep",
-        "matrix",
-        "POST",
-        f"{M}/login",
-        body={"type": "m.login.password", "user": "{prefix}a", "password": PASSWORD, "x": _nested(300)},
-        expect=200,
+        {"user": "{prefix}a", "password": PASSWORD, "x": _nested(300)},
+        200,
     ),
     Step(
         "login without a type",
@@ -141,13 +136,8 @@ MATRIX: list[Step] = [
         body={"user": "{prefix}a", "password": PASSWORD},
         expect=400,
     ),
-    Step(
-        "login of an unknown type",
-        "matrix",
-        "POST",
-        f"{M}/login",
-        body={"type": "m.login.bogus", "user": "{prefix}a", "password": PASSWORD},
-        expect=400,
+    _login(
+        "login of an unknown type", {"type": "m.login.bogus", "user": "{prefix}a", "password": PASSWORD}, 400
     ),
     _login(
         "login with an identifier without type",
@@ -744,15 +734,12 @@ MATRIX: list[Step] = [
         needs=("admin_token",),
         expect=200,
     ),
-    Step(
+    _login(
         "log in as the admin-made user",
-        "matrix",
-        "POST",
-        f"{M}/login",
-        body={"type": "m.login.password", "user": "{prefix}d", "password": PASSWORD},
+        {"user": "{prefix}d", "password": PASSWORD},
+        200,
         save={"token_d": "access_token"},
         needs=("admin_token",),
-        expect=200,
     ),
     Step(
         "admin: lock a user",
@@ -767,15 +754,7 @@ MATRIX: list[Step] = [
     # A locked account keeps its tokens but every authenticated request is refused (soft logout), and so is
     # a login with the right password.
     Step("whoami when locked", "matrix", "GET", f"{M}/account/whoami", token="token_d", expect=401),
-    Step(
-        "log in when locked",
-        "matrix",
-        "POST",
-        f"{M}/login",
-        body={"type": "m.login.password", "user": "{prefix}d", "password": PASSWORD},
-        needs=("admin_token",),
-        expect=401,
-    ),
+    _login("log in when locked", {"user": "{prefix}d", "password": PASSWORD}, 401, needs=("admin_token",)),
     Step(
         "admin: a user on another server",
         "matrix",
