@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from contracts.core import validator_for
 from contracts.exchanges import validate_file
@@ -124,7 +125,7 @@ def _coverage_args(parser: argparse.ArgumentParser) -> None:
 @command("coverage", _coverage_args)
 def coverage_command(args: argparse.Namespace) -> int:
     """Merge the coverage of fuzz shards (processes, machines); exit 1 below the threshold."""
-    from contracts.coverage import Coverage
+    from contracts.coverage import Coverage, describe_cell
 
     missing = [str(path) for path in args.reports if not path.exists()]
     if missing:
@@ -159,8 +160,8 @@ def coverage_command(args: argparse.Namespace) -> int:
         return 1
     if merged.ratio < args.threshold:
         print(f"  below the threshold {args.threshold:.0%}; never exercised:")
-        for service, operation, status, variant in merged.missing():
-            print(f"    {service} {operation} {status}{f' ({variant})' if variant else ''}")
+        for cell in merged.missing():
+            print(f"    {describe_cell(cell)}")
         return 1
     return 0
 
@@ -234,26 +235,38 @@ def _http_failure(exc: BaseException) -> str:
     return f"a server could not be talked to ({type(exc).__name__}): {' '.join(text.split())}"
 
 
-@command("check", _check_args)
-def check_command(args: argparse.Namespace) -> int:
-    """Run the scenario corpus against live servers; report drift from the contract per operation."""
+def _live_command(
+    args: argparse.Namespace, name: str, run: Callable[[dict[str, str]], tuple[str, Any, bool]]
+) -> int:
+    """What `check` and `differential` share: the servers asked for, a server that cannot be talked to as
+    exit 2, the text on stdout, the JSON report; `run(bases)` gives (text, report data, whether it failed)."""
     import aiohttp
 
-    from contracts.live import run_check
-
-    bases = _live_bases(args, "check")
+    bases = _live_bases(args, name)
     if bases is None:
         return 2
     try:
-        report = run_check(bases, letta_token=args.letta_token, matrix_admin_token=args.matrix_admin_token)
+        text, data, failed = run(bases)
     except (OSError, aiohttp.ClientError) as exc:  # unreachable, or not speaking HTTP
-        print(f"contracts check: {_http_failure(exc)}", file=sys.stderr)
+        print(f"contracts {name}: {_http_failure(exc)}", file=sys.stderr)
         return 2
-    print(report.to_text())
+    print(text)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
-    return 1 if report.drifted else 0
+        args.report.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    return 1 if failed else 0
+
+
+@command("check", _check_args)
+def check_command(args: argparse.Namespace) -> int:
+    """Run the scenario corpus against live servers; report drift from the contract per operation."""
+    from contracts.live import run_check
+
+    def run(bases: dict[str, str]) -> tuple[str, Any, bool]:
+        report = run_check(bases, letta_token=args.letta_token, matrix_admin_token=args.matrix_admin_token)
+        return report.to_text(), report.to_json(), report.drifted
+
+    return _live_command(args, "check", run)
 
 
 @command("differential", _check_args)
@@ -261,14 +274,9 @@ def differential_command(args: argparse.Namespace) -> int:
     """Run the scenario corpus on a fresh mock and on live servers; exit 1 where they disagree."""
     import asyncio
 
-    import aiohttp
-
     from contracts.differential import run_differential
 
-    bases = _live_bases(args, "differential")
-    if bases is None:
-        return 2
-    try:
+    def run(bases: dict[str, str]) -> tuple[str, Any, bool]:
         reports = [
             asyncio.run(
                 run_differential(
@@ -277,18 +285,10 @@ def differential_command(args: argparse.Namespace) -> int:
             )
             for service, url in bases.items()
         ]
-    except (OSError, aiohttp.ClientError) as exc:  # unreachable, or not speaking HTTP
-        print(f"contracts differential: {_http_failure(exc)}", file=sys.stderr)
-        return 2
-    for report in reports:
-        print(report.to_text())
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(
-            json.dumps([report.to_json() for report in reports], indent=2, ensure_ascii=False),
-            encoding="utf-8",
-        )
-    return 1 if any(report.disagreements for report in reports) else 0
+        text = "\n".join(report.to_text() for report in reports)
+        return text, [report.to_json() for report in reports], any(report.disagreements for report in reports)
+
+    return _live_command(args, "differential", run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -453,6 +453,13 @@ class Body:
     media_types: Mapping[str, tuple[Mapping[str, Any], SchemaCheck]]
 
 
+def primary_media(
+    media_types: Mapping[str, tuple[Mapping[str, Any], SchemaCheck]],
+) -> tuple[Mapping[str, Any], SchemaCheck]:
+    """The (schema, validator) of a body's JSON media type, else of the first one documented."""
+    return media_types.get(JSON_MEDIA_TYPE) or next(iter(media_types.values()))
+
+
 @dataclass(frozen=True, slots=True)
 class Variant:
     title: str
@@ -474,7 +481,6 @@ class Operation:
     operation_id: str
     method: str  # upper case
     path: str  # the template, e.g. /_matrix/client/{version}/login
-    regex: re.Pattern[str]
     params: Mapping[tuple[str, str], Param]
     body: Body | None
     responses: Mapping[str, ResponseSpec]
@@ -696,7 +702,6 @@ class ContractValidator:
             operation_id=operation_id,
             method=method.upper(),
             path=template,
-            regex=_template_regex(template),
             params=params,
             body=body,
             responses=responses,
@@ -857,9 +862,7 @@ class ContractValidator:
                     accepted=True,
                 )
             )
-        schema, validator = operation.body.media_types.get(JSON_MEDIA_TYPE) or next(
-            iter(operation.body.media_types.values())
-        )
+        schema, validator = primary_media(operation.body.media_types)
         try:
             result.body = parse_json(body)
         except ValueError as exc:
@@ -951,7 +954,7 @@ class ContractValidator:
                     media or "no Content-Type",
                 )
             )
-        schema, validator = spec.media_types.get(JSON_MEDIA_TYPE) or next(iter(spec.media_types.values()))
+        schema, validator = primary_media(spec.media_types)
         try:
             document = parse_json(body)
         except ValueError as exc:
@@ -977,7 +980,7 @@ class ContractValidator:
         spec = operation.response(status)
         if spec is None or not spec.media_types:
             return self.check_response(operation, status=status)[0] if spec is None else []
-        schema, validator = spec.media_types.get(JSON_MEDIA_TYPE) or next(iter(spec.media_types.values()))
+        schema, validator = primary_media(spec.media_types)
         return schema_violations(
             validator,
             schema,

@@ -115,10 +115,7 @@ class Coverage:
         missing = self.missing()
         if missing:
             lines += ["", "## Never exercised", ""]
-            lines += [
-                f"- {service} `{operation}` {status}{f' ({variant})' if variant else ''}"
-                for service, operation, status, variant in missing
-            ]
+            lines += [f"- {describe_cell(cell, code=True)}" for cell in missing]
         return "\n".join(lines) + "\n"
 
     def write(self, directory: Path, name: str = "coverage") -> tuple[Path, Path]:
@@ -127,6 +124,13 @@ class Coverage:
         markdown.write_text(self.to_markdown(), encoding="utf-8")
         data.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
         return markdown, data
+
+
+def describe_cell(cell: Cell, *, code: bool = False) -> str:
+    """`service operation status (variant)`, the operation in backticks for Markdown."""
+    service, operation, status, variant = cell
+    shown = f"`{operation}`" if code else operation
+    return f"{service} {shown} {status}{f' ({variant})' if variant else ''}"
 
 
 def _sort_key(cell: Cell) -> tuple[str, str, int, str]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from contracts.core import validator_for
+from contracts.core import primary_media, validator_for
 from contracts.live import check
 from contracts.scenario import Outcome, Step
 from contracts.scenarios import LETTA, MATRIX
@@ -35,7 +35,7 @@ def required_fields(outcome: Outcome) -> tuple[str, ...]:
     spec = operation.response(outcome.status)
     if spec is None or not spec.media_types:
         return ()
-    schema = spec.media_types.get("application/json", next(iter(spec.media_types.values())))[0]
+    schema = primary_media(spec.media_types)[0]
     return tuple(sorted(name for name in schema.get("required", []) if name in outcome.body))
 
 
@@ -50,14 +50,22 @@ def compare(mock: Sequence[Outcome], real: Sequence[Outcome]) -> list[Disagreeme
             found.append(Disagreement(name, "status", ours.status, theirs.status))
         elif ours.errcode != theirs.errcode:
             found.append(Disagreement(name, "errcode", ours.errcode, theirs.errcode))
-        elif required_fields(ours) != required_fields(theirs):
-            found.append(Disagreement(name, "fields", required_fields(ours), required_fields(theirs)))
+        elif (fields := required_fields(ours)) != (their_fields := required_fields(theirs)):
+            found.append(Disagreement(name, "fields", fields, their_fields))
     return found
 
 
+def compared_steps(mock: Sequence[Outcome], real: Sequence[Outcome]) -> int:
+    """The steps neither side skipped."""
+    return sum(1 for a, b in zip(mock, real, strict=True) if not (a.skipped or b.skipped))
+
+
+def _share_agreeing(disagreements: int, compared: int) -> float:
+    return 1.0 - disagreements / compared if compared else 1.0
+
+
 def agreement(mock: Sequence[Outcome], real: Sequence[Outcome]) -> float:
-    compared = sum(1 for a, b in zip(mock, real, strict=True) if not (a.skipped or b.skipped))
-    return 1.0 - len(compare(mock, real)) / compared if compared else 1.0
+    return _share_agreeing(len(compare(mock, real)), compared_steps(mock, real))
 
 
 @dataclass
@@ -69,11 +77,11 @@ class DifferentialReport:
 
     @property
     def compared(self) -> int:
-        return sum(1 for a, b in zip(self.mock, self.real, strict=True) if not (a.skipped or b.skipped))
+        return compared_steps(self.mock, self.real)
 
     @property
     def agreement(self) -> float:
-        return agreement(self.mock, self.real)
+        return _share_agreeing(len(self.disagreements), self.compared)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.core import ContractValidator
+from contracts.core import ContractValidator, primary_media
 
 
 @dataclass
@@ -160,9 +160,7 @@ def _raw_param(
 def _compare_body(op_id: str, ours: Any, theirs: Any, document: _Served, report: ServedReport) -> None:
     if ours is None or theirs is None or not ours.media_types:
         return
-    our_schema, variant = _ours_object(
-        ours.media_types.get("application/json", next(iter(ours.media_types.values())))[0]
-    )
+    our_schema, variant = _ours_object(primary_media(ours.media_types)[0])
     served_schema = document.object_schema(
         document.deref(theirs).get("content", {}).get("application/json", {}).get("schema")
     )

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
-from contracts.core import JSON_MEDIA_TYPE, ContractValidator, validator_for
+from contracts.core import ContractValidator, primary_media, validator_for
 from contracts.oas import to_json_schema
 
 _ANNOTATIONS = frozenset({"title", "description", "default", "$comment"})
@@ -241,10 +241,6 @@ def strategy_for(schema: Any, *, side: str = "response") -> st.SearchStrategy[An
     return _compile(to_json_schema(schema, side=side))
 
 
-def _body_schema(media_types: Mapping[str, tuple[Mapping[str, Any], Any]]) -> Mapping[str, Any]:
-    return media_types.get(JSON_MEDIA_TYPE, next(iter(media_types.values())))[0]
-
-
 @functools.cache
 def _responses(service: str, operation_id: str, status: int, variant: str | None) -> st.SearchStrategy[Any]:
     operation = validator_for(service).operations[operation_id]
@@ -253,7 +249,7 @@ def _responses(service: str, operation_id: str, status: int, variant: str | None
         raise KeyError(f"{operation_id} documents no {status}")
     if not spec.media_types:
         return st.none()
-    schema = _body_schema(spec.media_types)
+    schema = primary_media(spec.media_types)[0]
     if variant is not None:
         branches = {str(branch.get("title")): branch for branch in schema.get("oneOf", [])}
         if variant not in branches:
@@ -274,7 +270,7 @@ def _requests(service: str, operation_id: str) -> st.SearchStrategy[Any]:
     operation = validator_for(service).operations[operation_id]
     if operation.body is None:
         return st.none()
-    return strategy_for(_body_schema(operation.body.media_types), side="request")
+    return strategy_for(primary_media(operation.body.media_types)[0], side="request")
 
 
 def request_bodies(operation_id: str, *, service: str | None = None) -> st.SearchStrategy[Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from contracts.coverage import describe_cell
 from contracts.fuzz.parallel import fuzz_parallel
 from contracts.fuzz.runner import FuzzResult, fuzz
 from contracts.fuzz.target import load_target
@@ -146,7 +147,7 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
             print("  nothing to cover: the target called no documented operation")
         else:
             print("  coverage below the threshold; never exercised:")
-        for service, operation, status, variant in coverage.missing():
-            print(f"    {service} {operation} {status}{f' ({variant})' if variant else ''}")
+        for cell in coverage.missing():
+            print(f"    {describe_cell(cell)}")
         code = 1
     return code

@@ -123,9 +123,10 @@ class FuzzSession:
         CALIBRATION.prepare(self.world)
         workdir = Path(tempfile.mkdtemp(dir=self.root))
         first = self._call(workdir)
-        self.cold_operations = frozenset(operations_called(entry.to_json() for entry in self.world.journal))
+        first_ended = self.world.journal.last_seq
         second = self._call(workdir)
         journal = [entry.to_json() for entry in self.world.journal]
+        self.cold_operations = frozenset(operations_called(e for e in journal if e["seq"] <= first_ended))
         observation = Observation(
             self.target, CALIBRATION, workdir, first, second, journal, self.world.snapshot(),
             self.time_bound, self.core_users,
