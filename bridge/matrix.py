@@ -217,12 +217,18 @@ class MatrixClient:
         *,
         operators: Sequence[str] = (),
         find_existing: Callable[[], Awaitable[str | None]] | None = None,
+        look_first: bool = False,
     ) -> CreatedRoom:
         """Create a room (a space with `creation_content.type = m.space`) in which `operators` have power
         level 100 from the start.
 
         Creating is not idempotent: if an attempt fails in a way that leaves open whether the room was
-        made, `find_existing` is asked for it before the request is sent again."""
+        made, `find_existing` is asked for it before the request is sent again; with `look_first`, before
+        the first request too (an earlier run may have made the room and died before recording it)."""
+        if look_first and find_existing is not None:
+            existing = await find_existing()
+            if existing is not None:
+                return CreatedRoom(existing, made=False)
         found: list[str] = []
         reconcile = None
         if find_existing is not None:

@@ -82,18 +82,11 @@ class RoomManager:
             return False
         marks = {ROOM_MARKER: record.agent_id}
         what = f"the room of agent {record.agent_id}"
-        if may_exist:
-            found = await find_one(client, marks, what)
-            if found is not None:
-                log.info("found the room %s of agent %s again", found, record.agent_id)
-                self._found(record, found)
-                await self.persister.commit()
-                return False
         body = {
             "name": agent.name,
             "preset": "private_chat",
             "invite": [member for member in members if member != client.user_id],
-            "creation_content": {ROOM_MARKER: record.agent_id},
+            "creation_content": marks,
             # The parent link is part of the room from the start: one request fewer per agent.
             "initial_state": [
                 {
@@ -104,14 +97,14 @@ class RoomManager:
             ],
         }
         room = await client.create_room(
-            body, operators=members, find_existing=lambda: find_one(client, marks, what)
+            body, operators=members, find_existing=lambda: find_one(client, marks, what), look_first=may_exist
         )
         if room.made:
             record.room_id, record.room_name, record.space_parent = room.room_id, agent.name, space_id
             record.space_child, record.joined = None, ()
             log.info("created the room %s for agent %s", room.room_id, record.agent_id)
         else:
-            log.info("found the room %s of agent %s, made by an attempt that failed", room.room_id, agent.id)
+            log.info("found the room %s of agent %s, made by an earlier attempt", room.room_id, agent.id)
             self._found(record, room.room_id)
         # A room made but not recorded would be made again next time: save before going on.
         await self.persister.commit()

@@ -55,10 +55,6 @@ class SpaceManager:
         async def find() -> str | None:
             return await find_one(admin, marks, "this bridge's space", ignore=left)
 
-        found = await find()
-        if found is not None:
-            log.info("found the space %r again: %s", self.space_name, found)
-            return found
         others = [bot.user_id] if bot.user_id != admin.user_id else []
         body = {
             "name": self.space_name,
@@ -66,7 +62,7 @@ class SpaceManager:
             "creation_content": marks,
             "invite": others,
         }
-        space = await admin.create_room(body, operators=others, find_existing=find)
+        space = await admin.create_room(body, operators=others, find_existing=find, look_first=True)
         log.info("%s the space %r: %s", "created" if space.made else "found", self.space_name, space.room_id)
         return space.room_id
 
