@@ -487,14 +487,14 @@ class MatrixStore:
     def _set_displayname(self, target: User, displayname: str | None) -> None:
         # An empty name clears it; like Synapse, every room the user is in gets a refreshed member event.
         target.displayname = displayname or None
+        # `_joined` holds exactly the rooms whose member event says "join" (`_send_state` keeps it so).
         for room_id in list(self._joined.get(target.user_id, ())):
             room = self.rooms[room_id]
-            if room.membership(target.user_id) == "join":
-                content = dict(room.content("m.room.member", target.user_id))
-                content.pop("displayname", None)
-                if target.displayname is not None:
-                    content["displayname"] = target.displayname
-                self._send_state(room, target.user_id, "m.room.member", target.user_id, content)
+            content = dict(room.content("m.room.member", target.user_id))
+            content.pop("displayname", None)
+            if target.displayname is not None:
+                content["displayname"] = target.displayname
+            self._send_state(room, target.user_id, "m.room.member", target.user_id, content)
 
     def set_displayname(self, requester: User, user_id: str, displayname: str) -> None:
         with self._lock:
