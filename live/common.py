@@ -827,10 +827,6 @@ class Watchdog:
         finally:
             os.close(read_end)
 
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
     def release(self, timeout: float = 5.0) -> None:
         """Close our end of the pipe (the server must already be stopped) and reap the watchdog."""
         with contextlib.suppress(OSError):
@@ -922,8 +918,6 @@ class ManagedServer(abc.ABC, Generic[InfoT]):
         cache_dir: Path | None = None,
         detach: bool = False,
         keep_workdir: bool = False,
-        stop_timeout: float = STOP_TIMEOUT,
-        watchdog: bool = True,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"bad port {port}")
@@ -932,8 +926,6 @@ class ManagedServer(abc.ABC, Generic[InfoT]):
         self._cache_dir = cache_dir
         self._detach = detach
         self._keep_workdir = keep_workdir
-        self._stop_timeout = stop_timeout
-        self._watchdog = watchdog
         self._workdir: Path | None = None
         self._owns_workdir = False
         self._running: _Running | None = None
@@ -1021,17 +1013,16 @@ class ManagedServer(abc.ABC, Generic[InfoT]):
         self._running = running = _Running(popen, proc_start_ticks(popen.pid), port)
         if not self._detach:
             register_cleanup(id(self), self.stop)
-            if self._watchdog:
-                try:
-                    running.watchdog = Watchdog(
-                        python,
-                        popen.pid,
-                        running.start_ticks,
-                        self._stop_timeout,
-                        remove_dir=workdir if self._owns_workdir and not self._keep_workdir else None,
-                    )
-                except OSError as exc:  # not fatal: atexit still covers normal exits
-                    log.warning("%s: could not start the watchdog: %s", self.kind, exc)
+            try:
+                running.watchdog = Watchdog(
+                    python,
+                    popen.pid,
+                    running.start_ticks,
+                    STOP_TIMEOUT,
+                    remove_dir=workdir if self._owns_workdir and not self._keep_workdir else None,
+                )
+            except OSError as exc:  # not fatal: atexit still covers normal exits
+                log.warning("%s: could not start the watchdog: %s", self.kind, exc)
         try:
             wait_until_ready(
                 url + self.ready_path,
@@ -1072,7 +1063,7 @@ class ManagedServer(abc.ABC, Generic[InfoT]):
                         running.popen.pid,
                         running.start_ticks,
                         popen=running.popen,
-                        timeout=self._stop_timeout,
+                        timeout=STOP_TIMEOUT,
                         name=self.kind,
                     )
                 finally:

@@ -90,9 +90,6 @@ class LettaInfo:
     pid: int
     token: str  # the bearer password (LETTA_SERVER_PASSWORD)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}

@@ -85,9 +85,6 @@ class SynapseInfo:
     admin_token: str
     registration_shared_secret: str
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
 
 def _requirements_text() -> str:
     return REQUIREMENTS_FILE.read_text()
