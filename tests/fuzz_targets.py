@@ -1,5 +1,5 @@
 """Tiny fuzz targets for the fuzzer's own tests: one that copes, one with a planted bug, one that fails on
-every documented error, one that calls nothing."""
+every documented error, one that calls nothing, one that breaks the contract on the envelope format."""
 
 from __future__ import annotations
 
@@ -64,3 +64,17 @@ async def raises_on_errors(letta_url: str, matrix_url: str, workdir: Path) -> No
 @fuzz_target()
 async def calls_nothing(letta_url: str, matrix_url: str, workdir: Path) -> None:
     """Exercises nothing, so it has nothing to cover."""
+
+
+@fuzz_target()
+async def bad_query_on_envelope(letta_url: str, matrix_url: str, workdir: Path) -> None:
+    """Lists the agents; when they come as an envelope, asks again with a page size that is not an integer,
+    which the contract forbids (and copes with the 422)."""
+    headers = {"Authorization": f"Bearer {DEFAULT_LETTA_TOKEN}"}
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        async with session.get(f"{letta_url}/v1/agents/", headers=headers) as response:
+            body = await response.json()
+        if isinstance(body, dict):
+            params = {"limit": "many"}
+            async with session.get(f"{letta_url}/v1/agents/", params=params, headers=headers) as response:
+                await response.read()

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from contracts.fuzz.parallel import fuzz_parallel
+from contracts.fuzz.runner import fuzz
+from contracts.fuzz.target import load_target
 
 COPES = "tests.fuzz_targets:lists_agents"
 BUGGY = "tests.fuzz_targets:crashes_on_envelope"
@@ -39,6 +41,13 @@ def test_a_failure_in_a_worker_comes_back_and_is_saved_in_the_database(tmp_path:
         database=str(database),
     )  # fmt: skip
     assert result.failure is not None
+    # Shrinking may stop at either minimal world that shows the bug: the envelope format, or the array
+    # format with a fault that serves an envelope; both raise the planted KeyError.
+    problems = result.failure.problems["no-unhandled-exception"]
+    assert problems
+    assert all("KeyError: 'agents'" in problem for problem in problems)
     assert result.failure.blob
-    assert result.failure.plan.agents_format == "envelope"
+    replayed = fuzz(load_target(BUGGY), examples=1, replay=result.failure.blob, progress=False)
+    assert replayed.failure is not None
+    assert replayed.failure.plan == result.failure.plan
     assert any(path.is_file() for path in database.rglob("*"))

@@ -15,6 +15,7 @@ from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     consumes,
+    initialize,
     invariant,
     rule,
     run_state_machine_as_test,
@@ -35,6 +36,8 @@ from contracts.fuzz.runner import FuzzSession, InvariantBroken
 from mockgen.control import install_fault, remove_agent, rename_agent
 
 _IDLE = Run(seconds=0.0)
+AGENTS_FORMATS = st.sampled_from(("array", "envelope"))
+MESSAGES_FORMATS = st.sampled_from(("array", "items"))
 
 
 def machine_for(session: FuzzSession) -> type[RuleBasedStateMachine]:
@@ -51,7 +54,7 @@ def machine_for(session: FuzzSession) -> type[RuleBasedStateMachine]:
             self.workdir = Path(tempfile.mkdtemp(dir=session.root))
             self.faults: list[FaultSpec] = []
             self.state: Mapping[str, Any] | None = None
-            self.since = world.journal.last_seq
+            self.checked = world.journal.last_seq  # exchanges before it were judged already
 
         @rule(target=agents, name=AGENT_NAMES)
         def add_agent(self, name: str) -> str:
@@ -67,10 +70,13 @@ def machine_for(session: FuzzSession) -> type[RuleBasedStateMachine]:
             if agent in world.letta.agents:
                 remove_agent(world, agent)
 
-        @rule(
-            agents_format=st.sampled_from(("array", "envelope")),
-            messages_format=st.sampled_from(("array", "items")),
-        )
+        # Every example starts in a drawn format, so each format is met from the first sync on and not only
+        # when `change_formats` happens to be drawn before a sync.
+        @initialize(agents_format=AGENTS_FORMATS, messages_format=MESSAGES_FORMATS)
+        def start_formats(self, agents_format: str, messages_format: str) -> None:
+            world.set_letta_format(agents_format, messages_format)
+
+        @rule(agents_format=AGENTS_FORMATS, messages_format=MESSAGES_FORMATS)
         def change_formats(self, agents_format: str, messages_format: str) -> None:
             world.set_letta_format(agents_format, messages_format)
 
@@ -94,7 +100,7 @@ def machine_for(session: FuzzSession) -> type[RuleBasedStateMachine]:
                 workdir=self.workdir,
                 faulted=run if faulted else _IDLE,
                 clean=_IDLE if faulted else run,
-                journal=[entry.to_json() for entry in world.journal.entries(since=self.since)],
+                journal=[],  # the exchanges are judged after every step, by exchanges_follow_contract
                 snapshot=world.snapshot(),
                 time_bound=session.time_bound,
                 core_users=session.core_users,
@@ -118,7 +124,10 @@ def machine_for(session: FuzzSession) -> type[RuleBasedStateMachine]:
 
         @invariant()
         def exchanges_follow_contract(self) -> None:
-            journal = [entry.to_json() for entry in world.journal.entries(since=self.since)]
+            entries = world.journal.entries(since=self.checked)
+            if entries:
+                self.checked = entries[-1].seq
+            journal = [entry.to_json() for entry in entries]
             observation = Observation(session.target, Plan(), self.workdir, _IDLE, _IDLE, journal, {}, 0.0)
             found = requests_follow_contract(observation) + mock_answers_follow_contract(observation)
             if found:
