@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.core import parse_json
+from contracts.core import Violation, parse_json
 from contracts.redaction import redact
 
 # Bodies larger than this are journaled as their size only.
@@ -107,8 +107,8 @@ class Journal:
                 self.dropped += 1
             fields["request_raw"] = _kept(fields["request_raw"])
             fields["response_raw"] = _kept(fields["response_raw"])
-            violations = fields.get("violations", [])
-            fields["violations"] = violations[:VIOLATION_LIMIT]
+            violations: list[Violation] = fields.get("violations", [])
+            fields["violations"] = [v.to_dict() for v in violations[:VIOLATION_LIMIT]]
             fields["violations_omitted"] = max(0, len(violations) - VIOLATION_LIMIT)
             entry = Entry(seq=self._seq, **fields)
             self._entries.append(entry)

@@ -64,7 +64,7 @@ class World:
         self.journal = Journal(self.config.journal_capacity)
         self.matrix = self._new_matrix()
         self.letta = LettaStore(seed=self.config.random_seed)
-        self._apply_start_seed(rehearse=True)
+        self._apply_start_seed(check_messages=True)
 
     def _new_matrix(self) -> MatrixStore:
         return MatrixStore(
@@ -74,8 +74,10 @@ class World:
             public_base_url=self.config.matrix_public_url,
         )
 
-    def _apply_start_seed(self, *, rehearse: bool) -> None:
-        """`rehearse`: check the seed first (at start-up; a reset applies the seed that passed then)."""
+    def _apply_start_seed(self, *, check_messages: bool) -> None:
+        """The configured seed, on the empty stores of a start or a reset: no rehearsal, since a seed that
+        fails at start-up fails the start and leaves no world behind. A reset applies the seed that passed
+        then, so only the start checks the seeded messages."""
         seed = copy.deepcopy(self.config.seed)
         seed.setdefault("users", DEFAULT_USERS)
         seed.setdefault(
@@ -84,16 +86,16 @@ class World:
         agents = list(seed.get("agents", []))
         agents.extend({"name": f"demo-agent-{n:03d}"} for n in range(1, self.config.agents + 1))
         seed["agents"] = agents
-        if rehearse:
-            self._rehearse(seed)
-        self._apply(seed)
+        added = self._apply(seed)
+        if check_messages:
+            _check_messages(self.letta, [agent["id"] for agent in added["agents"]], seed)
 
     def reset(self) -> None:
         self.faults.clear()
         self.journal.clear()
         self.matrix = self._new_matrix()
         self.letta = LettaStore(seed=self.config.random_seed)
-        self._apply_start_seed(rehearse=False)
+        self._apply_start_seed(check_messages=False)
 
     def set_public_url(self, matrix_url: str) -> None:
         """Where the Matrix mock is reachable (login answers carry it as `well_known`)."""

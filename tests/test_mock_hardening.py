@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from contracts.core import validator_for
+from contracts.core import Violation, validator_for
 from mockgen import control
 from mockgen.journal import VIOLATION_LIMIT, Journal
 from mockgen.pytest_plugin import LettaMock, MatrixMock
@@ -23,7 +23,7 @@ def _nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-def _record(journal: Journal, request_raw: bytes, violations: list[dict[str, Any]]) -> None:
+def _record(journal: Journal, request_raw: bytes, violations: list[Violation]) -> None:
     journal.record(
         time=0.0, service="matrix", operation="createRoom", method="POST", path="/", query="", user=None,
         request_raw=request_raw, status=400, response_raw=b"", duration_ms=0.0, fault=None, variant=None,
@@ -70,7 +70,7 @@ def test_journal_reads_a_body_too_deep_to_redact() -> None:
 
 def test_journal_keeps_the_first_violations_and_counts_the_rest() -> None:
     journal = Journal()
-    violation = {"side": "request", "operation": "createRoom", "location": "request body", "message": "m"}
+    violation = Violation("request", "createRoom", "request body", "/preset", "enum", "one of ...", "'x'")
     _record(journal, b"{}", [violation] * (VIOLATION_LIMIT + 30))
     [entry] = journal.entries()
     shown = entry.to_json()

@@ -73,6 +73,12 @@ class Dialect:
         raise NotImplementedError
 
     def method_not_allowed(self, allowed: Sequence[str]) -> Reply:
+        reply = self.wrong_method(allowed)
+        reply.headers["Allow"] = ", ".join(allowed)
+        return reply
+
+    def wrong_method(self, allowed: Sequence[str]) -> Reply:
+        """The 405 body; `method_not_allowed` adds the Allow header every service sends with it."""
         raise NotImplementedError
 
     def internal_error(self) -> Reply:
@@ -105,10 +111,8 @@ class MatrixDialect(Dialect):
     def not_found(self) -> Reply:
         return self.error(404, "M_UNRECOGNIZED", "Unrecognized request")
 
-    def method_not_allowed(self, allowed: Sequence[str]) -> Reply:
-        reply = self.error(405, "M_UNRECOGNIZED", "Unrecognized request")
-        reply.headers["Allow"] = ", ".join(allowed)
-        return reply
+    def wrong_method(self, allowed: Sequence[str]) -> Reply:
+        return self.error(405, "M_UNRECOGNIZED", "Unrecognized request")
 
     def internal_error(self) -> Reply:
         return self.error(500, "M_UNKNOWN", "Internal server error")
@@ -182,8 +186,8 @@ class LettaDialect(Dialect):
     def not_found(self) -> Reply:
         return self.detail(404, "Not Found")
 
-    def method_not_allowed(self, allowed: Sequence[str]) -> Reply:
-        return Reply(405, {"detail": "Method Not Allowed"}, {"Allow": ", ".join(allowed)})
+    def wrong_method(self, allowed: Sequence[str]) -> Reply:
+        return self.detail(405, "Method Not Allowed")
 
     def internal_error(self) -> Reply:
         return self.detail(500, "An internal server error occurred")
@@ -262,10 +266,8 @@ class ControlDialect(Dialect):
     def not_found(self) -> Reply:
         return self.error(404, "no such control route")
 
-    def method_not_allowed(self, allowed: Sequence[str]) -> Reply:
-        reply = self.error(405, f"method not allowed; use {', '.join(allowed)}")
-        reply.headers["Allow"] = ", ".join(allowed)
-        return reply
+    def wrong_method(self, allowed: Sequence[str]) -> Reply:
+        return self.error(405, f"method not allowed; use {', '.join(allowed)}")
 
     def internal_error(self) -> Reply:
         return self.error(500, "internal error in the mock")

@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from contracts.core import ContractValidator, NoRoute, Operation, RouteMatch, Violation
 from mockgen.faults import Fault
-from mockgen.http.dialects import DIALECTS, Dialect, LettaDialect, Reply, is_control_path
+from mockgen.http.dialects import Dialect, LettaDialect, Reply
 from mockgen.http.exchange import EXTENSION, Exchange, send_reply
 from mockgen.store.errors import ControlError, LettaError, MatrixError, UserInteractiveAuthRequired
 from mockgen.store.matrix import User
@@ -84,11 +84,10 @@ class Dispatcher:
         operation_id = scope["extensions"].get(ROUTING, {}).get("operation_id")
         if operation_id is None:
             return self._no_route(exchange, method, path, headers, query, query_string)
-        control = operation_id in self.control_validator.operations
+        control, dialect = exchange.control, exchange.dialect
         validator = self.control_validator if control else self.validator
-        dialect = DIALECTS["control"] if control else self.dialect
         operation = validator.operations[operation_id]
-        exchange.operation, exchange.validator, exchange.control = operation, validator, control
+        exchange.operation, exchange.validator = operation, validator
         check = validator.check_request(
             operation,
             path_params={name: unquote(value) for name, value in scope.get("path_params", {}).items()},
@@ -151,9 +150,8 @@ class Dispatcher:
         query: Mapping[str, list[str]],
         query_string: str,
     ) -> Reply:
-        control = is_control_path(path)
-        validator = self.control_validator if control else self.validator
-        dialect = DIALECTS["control"] if control else self.dialect
+        validator = self.control_validator if exchange.control else self.validator
+        dialect = exchange.dialect
         route = validator.find(method, path)
         if not isinstance(route, NoRoute):
             # Connexion found no route where the spec has one: only a path Starlette cannot match.

@@ -31,9 +31,10 @@ class Exchange:
 
     service: str
     body: bytes
+    control: bool  # a control API request: answered in the control dialect, never journaled
+    dialect: Dialect
     operation: Operation | None = None
     validator: ContractValidator | None = None
-    control: bool = False
     user: str | None = None
     fault: Fault | None = None
     drop: bool = False
@@ -97,9 +98,13 @@ class ExchangeMiddleware:
         body, too_large, disconnected = await self._read_body(receive)
         if disconnected:
             return
-        # Control requests are not journaled, routed or not.
+        control = is_control_path(path)
         exchange = Exchange(
-            service=self.dialect.service, body=body, drop=too_large, control=is_control_path(path)
+            service=self.dialect.service,
+            body=body,
+            control=control,
+            dialect=DIALECTS["control"] if control else self.dialect,
+            drop=too_large,
         )
         # One `extensions` dict shared by every copy of the scope the routing layer makes.
         scope.setdefault("extensions", {})[EXTENSION] = exchange
@@ -109,7 +114,7 @@ class ExchangeMiddleware:
             messages.append(message)
 
         if not too_large:
-            await self._call_app(scope, capture)
+            await self._call_app(scope, exchange.dialect, capture)
         if exchange.drop:
             if _close_connection(send):
                 # Let the server notice the closed connection before this request cycle ends.
@@ -138,12 +143,10 @@ class ExchangeMiddleware:
             if not message.get("more_body", False):
                 return b"".join(chunks), False, False
 
-    async def _call_app(self, scope: Scope, capture: Send) -> None:
+    async def _call_app(self, scope: Scope, dialect: Dialect, capture: Send) -> None:
         async def no_more_body() -> Message:
             return {"type": "http.request", "body": b"", "more_body": False}
 
-        # The control API answers its own errors in its own words on both servers.
-        dialect = DIALECTS["control"] if is_control_path(scope["path"]) else self.dialect
         try:
             await self.app(scope, no_more_body, capture)
         except HTTPException as exc:
@@ -215,5 +218,5 @@ class ExchangeMiddleware:
             duration_ms=(time.perf_counter() - started) * 1000,
             fault=exchange.fault.id if exchange.fault else None,
             variant=variant,
-            violations=[v.to_dict() for v in exchange.violations],
+            violations=exchange.violations,
         )

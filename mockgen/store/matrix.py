@@ -155,6 +155,15 @@ class Room:
         event = self.state.get((event_type, state_key))
         return event.content if event else {}
 
+    def duplicate_state(
+        self, sender: str, event_type: str, state_key: str, content: dict[str, Any]
+    ) -> str | None:
+        """The current event's id when `sender` sends the same content again (Synapse answers with it)."""
+        current = self.state.get((event_type, state_key))
+        if current is not None and current.sender == sender and current.content == content:
+            return current.event_id
+        return None
+
     def state_after(self, event_id: str) -> dict[tuple[str, str], Event]:
         """The state as it was right after the state event `event_id` (every state event is in the
         timeline, in order)."""
@@ -563,9 +572,10 @@ class MatrixStore:
     def _send_state(
         self, room: Room, sender: str, event_type: str, state_key: str, content: dict[str, Any]
     ) -> str:
+        duplicate = room.duplicate_state(sender, event_type, state_key, content)
+        if duplicate is not None:
+            return duplicate
         current = room.state.get((event_type, state_key))
-        if current is not None and current.content == content and current.sender == sender:
-            return current.event_id
         self._check_size(event_type, state_key, content, room.room_id, sender)
         event = Event(
             event_id=self._new_event_id(),
@@ -828,13 +838,13 @@ class MatrixStore:
                 raise MatrixError(404, "M_UNKNOWN", "Not a known room")
             raise MatrixError(403, "M_FORBIDDEN", "Unknown room")
         check_canonical_json(room.version, content)
-        current = room.state.get(("m.room.member", target))
         was = room.membership(target)
         if was == "ban" and membership not in ("ban", "leave"):
             raise MatrixError(403, "M_BAD_STATE", f"Cannot {membership} user who was banned")
-        if current is not None and current.sender == requester.user_id and current.content == content:
-            # A duplicate: Synapse answers with the current event before any permission check.
-            return current.event_id
+        duplicate = room.duplicate_state(requester.user_id, "m.room.member", target, content)
+        if duplicate is not None:
+            # Synapse answers a duplicate with the current event before any permission check.
+            return duplicate
         self._check_membership_auth(room, requester.user_id, target, membership, was)
         return self._send_state(room, requester.user_id, "m.room.member", target, content)
 
@@ -940,10 +950,10 @@ class MatrixStore:
                 raise MatrixError(400, "M_INVALID_PARAM", "Cannot resend m.room.create event")
             check_canonical_json(room.version, content)
             self._check_content(event_type, content)
-            current = room.state.get((event_type, state_key))
-            if current is not None and current.content == content and current.sender == requester.user_id:
+            duplicate = room.duplicate_state(requester.user_id, event_type, state_key, content)
+            if duplicate is not None:
                 # Synapse de-duplicates before it checks permissions.
-                return current.event_id
+                return duplicate
             if state_key.startswith("@") and state_key != requester.user_id:
                 raise MatrixError(403, "M_FORBIDDEN", "You are not allowed to set others state")
             self._check_send_level(room, requester.user_id, event_type, is_state=True)
