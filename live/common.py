@@ -843,13 +843,17 @@ class Watchdog:
 # --------------------------------------------------------------------------------------------
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (it holds credentials or keys)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def write_state(workdir: Path, state: Mapping[str, object]) -> Path:
     path = workdir / STATE_FILE
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds credentials
-    with os.fdopen(fd, "w") as fh:
-        json.dump(dict(state), fh, indent=2)
-        fh.write("\n")
+    write_private(tmp, json.dumps(dict(state), indent=2) + "\n")
     tmp.replace(path)
     return path
 

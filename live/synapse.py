@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import string
 import time
@@ -38,6 +37,7 @@ from live.common import (
     pinned_lines,
     redact,
     server_env,
+    write_private,
 )
 
 log = logging.getLogger("live.synapse")
@@ -244,6 +244,7 @@ class SynapseServer(ManagedServer[SynapseInfo]):
     def _load_or_save_secrets(self, workdir: Path) -> None:
         """A workdir that is reused keeps its database, so it keeps its secrets and admin too."""
         path = workdir / SECRETS_FILE
+        saved: dict[str, Any] = {}
         if path.is_file():
             saved = json.loads(path.read_text())
             if saved.get("server_name") != self.server_name:
@@ -261,9 +262,8 @@ class SynapseServer(ManagedServer[SynapseInfo]):
             "macaroon_secret_key": self._macaroon_secret_key,
             "form_secret": self._form_secret,
         }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(secrets_json, fh, indent=2)
+        if secrets_json != saved:
+            write_private(path, json.dumps(secrets_json, indent=2))
 
     def start(self, timeout: float | None = 60.0) -> SynapseInfo:
         """Install if needed, start, wait for ``/_matrix/client/versions``, create the admin."""
@@ -277,9 +277,7 @@ class SynapseServer(ManagedServer[SynapseInfo]):
         self._load_or_save_secrets(workdir)
         key_path = workdir / "signing.key"
         if not key_path.exists():
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(signing_key_line())
+            write_private(key_path, signing_key_line())
         config = build_config(
             workdir=workdir,
             port=port,
@@ -289,10 +287,7 @@ class SynapseServer(ManagedServer[SynapseInfo]):
             form_secret=self._form_secret,
         )
         config_path = workdir / "homeserver.yaml"
-        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(config, fh, indent=2)  # JSON is valid YAML
-            fh.write("\n")
+        write_private(config_path, json.dumps(config, indent=2) + "\n")  # JSON is valid YAML
         cmd = [str(python), "-m", "synapse.app.homeserver", "--config-path", str(config_path)]
         env = server_env(strip_prefixes=("SYNAPSE_",))
         return cmd, env
