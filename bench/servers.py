@@ -5,18 +5,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from live.common import free_port, rss_bytes
+from live.common import free_port, http_status, proc_start_ticks, rss_bytes, stop_process
 from mockgen.world import DEFAULT_USERS, MockConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,26 +42,22 @@ class Running:
 
 
 def wait_for(url: str, deadline: float) -> None:
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # answering at all is ready
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not answer in time") from None
-            time.sleep(0.02)
+    while http_status(url) is None:  # answering at all, with any status, is ready
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer in time")
+        time.sleep(0.02)
+
+
+def _start(
+    command: list[str], *, stdout: int | None = None, stderr: int | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A server in its own session, so that stopping it (`_stop`) ends whatever it spawned too."""
+    return subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=cwd, env=ENV, start_new_session=True)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    name = str(process.args)
+    stop_process(process.pid, proc_start_ticks(process.pid), popen=process, timeout=10, name=name)
 
 
 @contextmanager
@@ -72,7 +65,7 @@ def mock(*, validate: bool = True, agents: int = 0) -> Iterator[Running]:
     """`mockgen serve` (both services); yields once both answer."""
     command = [str(VENV_BIN / "mockgen"), "serve", "--letta-port", "0", "--matrix-port", "0"]
     command += ["--agents", str(agents)] + ([] if validate else ["--no-validate"])
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=ENV)
+    process = _start(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         urls = _ready_lines(process)
         name = "mock" if validate else "mock (no validation)"
@@ -106,7 +99,7 @@ def _ready_lines(process: subprocess.Popen[bytes]) -> dict[str, str]:
 def hello() -> Iterator[Running]:
     port = free_port()
     command = [str(VENV_BIN / "uvicorn"), "bench.hello:app", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen([*command, *UVICORN_FLAGS], cwd=ROOT, env=ENV, stderr=subprocess.DEVNULL)
+    process = _start([*command, *UVICORN_FLAGS], cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(url, time.monotonic() + 30)
@@ -124,9 +117,7 @@ def prism() -> Iterator[Running]:
     """Stoplight Prism mocking our own Matrix spec (static examples, request validation on)."""
     port = free_port()
     command = [str(PRISM), "mock", str(ROOT / "specs" / "matrix.yaml"), "-h", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(
-        [*command, "-v", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV
-    )
+    process = _start([*command, "-v", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(f"{url}/_matrix/client/versions", time.monotonic() + 60)
