@@ -436,16 +436,23 @@ def test_a_sync_in_the_format_the_bug_needs_breaks_an_invariant(broken_session: 
         machine.sync()
 
 
-def test_the_stateful_machine_judges_each_steps_exchanges_against_the_contract() -> None:
+def test_the_stateful_machine_judges_each_syncs_exchanges_against_the_contract() -> None:
     with FuzzSession(load_target("tests.fuzz_targets:bad_query_on_envelope"), time_bound=10) as session:
         machine: Any = machine_for(session)()
         machine.start_formats("array", "array")
         machine.sync()
-        machine.exchanges_follow_contract()
         machine.change_formats("envelope", "array")
+        with pytest.raises(InvariantBroken, match=r"requests-follow-contract: .*query parameter .limit."):
+            machine.sync()
+
+
+def test_the_stateful_machine_checks_invariants_its_user_registered(
+    copes_session: FuzzSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(INVARIANTS, "agents-never-vanish", lambda obs: ["an agent vanished"])
+    machine: Any = machine_for(copes_session)()
+    with pytest.raises(InvariantBroken, match="agents-never-vanish: an agent vanished"):
         machine.sync()
-        with pytest.raises(InvariantBroken, match=r"exchanges-follow-contract: .*query parameter .limit."):
-            machine.exchanges_follow_contract()
 
 
 def test_the_stateful_search_finds_the_planted_bug(broken_session: FuzzSession) -> None:
