@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from live.common import free_port, http_status, proc_start_ticks, rss_bytes, stop_process
+from live.common import free_port, http_status, rss_bytes, stop_process
 from mockgen.world import DEFAULT_USERS, MockConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +56,8 @@ def _start(
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    name = str(process.args)
-    stop_process(process.pid, proc_start_ticks(process.pid), popen=process, timeout=10, name=name)
+    # No start time to compare: the unreaped child keeps its PID from being reused.
+    stop_process(process.pid, None, popen=process, timeout=10, name=str(process.args))
 
 
 @contextmanager
