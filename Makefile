@@ -7,16 +7,19 @@ STAMP := $(VENV)/.installed
 # This machine sets PYTHONDONTWRITEBYTECODE; recompiling ~300 modules in every process costs seconds.
 RUN := env -u PYTHONDONTWRITEBYTECODE
 FUZZ_EXAMPLES ?= 1000
+FUZZ_TARGET := letta_matrix_reference.bridge.target:fuzz_sync
 MATRIX_SPEC ?= ../shared/reference/matrix-spec
 PRISM := .cache/prism/node_modules/.bin/prism
 PRISM_VERSION := 5.14.2
 
 .PHONY: install serve test lint fuzz live bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+# Two distributions: the toolkit (contracts, mockgen) and, in reference/, the bridge and real-server launchers
+# it is proven on.
+$(STAMP): pyproject.toml reference/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' -e ./reference
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,7 +34,7 @@ test: $(STAMP)
 # 100% contract coverage), then the sharded pytest fuzz suite and the long property tests under the
 # Hypothesis `fuzz` profile, Schemathesis with its coverage phase, the shards' coverage merged and gated too.
 fuzz: $(STAMP)
-	$(RUN) $(VENV)/bin/contracts fuzz --examples $(FUZZ_EXAMPLES) --workers 2 --report reports/fuzz
+	$(RUN) $(VENV)/bin/contracts fuzz --target $(FUZZ_TARGET) --examples $(FUZZ_EXAMPLES) --workers 2 --report reports/fuzz
 	rm -rf reports/fuzz-shards
 	$(RUN) HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 tests_fuzz tests/test_fast_path.py
 	$(RUN) CONTRACTS_SCHEMATHESIS_COVERAGE=1 $(PY) -m pytest -n 2 tests/test_schemathesis_selfcheck.py
@@ -62,6 +65,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .hypothesis reports

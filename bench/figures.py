@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import load, servers
-from bridge.config import BridgeConfig
-from bridge.sync import Bridge, SyncReport
-from contracts.fuzz.parallel import fuzz_parallel
-from contracts.fuzz.runner import fuzz
-from contracts.fuzz.target import load_target
+from contracts.harness.fuzz.parallel import fuzz_parallel
+from contracts.harness.fuzz.runner import fuzz
+from contracts.harness.fuzz.target import load_target
+from letta_matrix_reference.bridge.config import BridgeConfig
+from letta_matrix_reference.bridge.sync import Bridge, SyncReport
 from mockgen.server import LOOP_FACTORY
 from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World
 
@@ -70,7 +70,7 @@ def fuzz_throughput(examples: int) -> dict[str, Any]:
     """Random examples (no sweep) end to end through HTTP: one process, then two worker processes."""
     figures: dict[str, Any] = {}
     for label, target in (
-        ("bridge", "bridge.target:fuzz_sync"),
+        ("bridge", "letta_matrix_reference.bridge.target:fuzz_sync"),
         ("trivial", "tests.fuzz_targets:lists_agents"),
     ):
         result = fuzz(load_target(target), examples=examples, seed=1, progress=False, sweep=False)
@@ -78,7 +78,12 @@ def fuzz_throughput(examples: int) -> dict[str, Any]:
             raise RuntimeError(f"fuzzing {target} failed: {result.failure.problems}")
         figures[f"{label}_1_worker"] = round(result.examples_per_second, 1)
     parallel = fuzz_parallel(
-        "bridge.target:fuzz_sync", examples=2 * examples, workers=2, seed=1, time_bound=20.0, progress=False,
+        "letta_matrix_reference.bridge.target:fuzz_sync",
+        examples=2 * examples,
+        workers=2,
+        seed=1,
+        time_bound=20.0,
+        progress=False,
         sweep=False,
     )  # fmt: skip
     figures["bridge_2_workers"] = round(parallel.examples_per_second, 1)

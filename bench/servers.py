@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from live.common import free_port, http_status, rss_bytes, stop_process
+from letta_matrix_reference.live.common import free_port, http_status, rss_bytes, stop_process
 from mockgen.world import DEFAULT_USERS, MockConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +129,7 @@ def prism() -> Iterator[Running]:
 @contextmanager
 def synapse() -> Iterator[Running]:
     """A real Synapse from `live/` (installed into its cached virtualenv on first use)."""
-    from live.synapse import SynapseServer
+    from letta_matrix_reference.live.synapse import SynapseServer
 
     with SynapseServer() as info:
         admin = info.admin_user_id.split(":", 1)[0].lstrip("@")

@@ -1,16 +1,20 @@
-"""Loading the OpenAPI documents in `specs/`: parsed once, `$ref`s resolved by prance, cached per process."""
+"""Loading the OpenAPI documents (package data in `contracts/openapi/`, which `specs/` at the top of the
+repository links to): parsed once, `$ref`s resolved by prance, cached per process."""
 
 from __future__ import annotations
 
 import copy
 import functools
+import importlib.resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 from prance.util.resolver import RESOLVE_FILES, RESOLVE_INTERNAL, RefResolver
 
-SPEC_DIR = Path(__file__).resolve().parent.parent / "specs"
+# Found through importlib.resources so that an installed wheel finds them; they are plain files on disk
+# (prance resolves `$ref`s by file URI), so a zipped install is not supported.
+SPEC_DIR = Path(str(importlib.resources.files("contracts") / "openapi"))
 
 # The documents this project writes and serves, by short name.
 SPEC_FILES = {

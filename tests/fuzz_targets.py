@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from contracts.fuzz import fuzz_target
+from contracts.harness.fuzz import fuzz_target
 from mockgen.world import DEFAULT_LETTA_TOKEN
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)

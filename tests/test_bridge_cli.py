@@ -1,4 +1,5 @@
-"""`python -m bridge sync`: settings from flags or the environment, exit codes, and logs without secrets."""
+"""`python -m letta_matrix_reference.bridge sync`: settings from flags or the environment, exit codes, and
+logs without secrets."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.cli import EXIT_CONFIGURATION, EXIT_FAILED, EXIT_OK, main
-from bridge.store import MAPPING_FILE
-from bridge.target import convergence_problems, no_wait
+from letta_matrix_reference.bridge.cli import EXIT_CONFIGURATION, EXIT_FAILED, EXIT_OK, main
+from letta_matrix_reference.bridge.store import MAPPING_FILE
+from letta_matrix_reference.bridge.target import convergence_problems, no_wait
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 from tests.bridge_support import Sleeps
 
@@ -139,7 +140,7 @@ def test_no_secret_is_ever_logged(
 def test_python_dash_m_bridge(letta_mock: LettaMock, matrix_mock: MatrixMock, env: dict[str, str]) -> None:
     letta_mock.add_agents(2)
     done = subprocess.run(
-        [sys.executable, "-m", "bridge", "sync", "--once"],
+        [sys.executable, "-m", "letta_matrix_reference.bridge", "sync", "--once"],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -155,7 +156,7 @@ def test_python_dash_m_bridge(letta_mock: LettaMock, matrix_mock: MatrixMock, en
 def test_interval_mode_syncs_until_a_signal(letta_mock: LettaMock, env: dict[str, str]) -> None:
     letta_mock.add_agents(1)
     process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "sync", "--interval", "0.05"],
+        [sys.executable, "-m", "letta_matrix_reference.bridge", "sync", "--interval", "0.05"],
         env={**os.environ, **env},
         stderr=subprocess.PIPE,
         text=True,

@@ -20,10 +20,10 @@ from aiohttp import web
 from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.test_utils import TestServer
 
-from bridge import ApiError, ConfigurationError, ProtocolError, RetriesExhausted
-from bridge.http import JsonClient, Response, RetryPolicy, retry_after_seconds
-from bridge.letta import LettaClient
-from bridge.matrix import CreatedRoom, MatrixHomeserver
+from letta_matrix_reference.bridge import ApiError, ConfigurationError, ProtocolError, RetriesExhausted
+from letta_matrix_reference.bridge.http import JsonClient, Response, RetryPolicy, retry_after_seconds
+from letta_matrix_reference.bridge.letta import LettaClient
+from letta_matrix_reference.bridge.matrix import CreatedRoom, MatrixHomeserver
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 from tests.bridge_support import Sleeps
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from bridge import ApiError, ConfigurationError, SyncReport
-from bridge.store import MAPPING_FILE
-from bridge.target import convergence_problems, sync_against
 from contracts.core import ContractValidator, validator_for
+from letta_matrix_reference.bridge import ApiError, ConfigurationError, SyncReport
+from letta_matrix_reference.bridge.store import MAPPING_FILE
+from letta_matrix_reference.bridge.target import convergence_problems, sync_against
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 from tests.bridge_support import Sleeps
 

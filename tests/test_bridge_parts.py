@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-import bridge
-from bridge import BridgeConfig, ConfigurationError, StoreError
-from bridge.config import REQUIRED
-from bridge.store import (
+from letta_matrix_reference import bridge
+from letta_matrix_reference.bridge import BridgeConfig, ConfigurationError, StoreError
+from letta_matrix_reference.bridge.config import REQUIRED
+from letta_matrix_reference.bridge.store import (
     MAPPING_FILE,
     AgentRecord,
     BridgeState,
@@ -24,7 +24,7 @@ from bridge.store import (
     Persister,
     prepare_data_dir,
 )
-from bridge.users import agent_localpart, user_id_for
+from letta_matrix_reference.bridge.users import agent_localpart, user_id_for
 
 ENV = {
     "LETTA_URL": "http://letta.example:8283/",
@@ -169,7 +169,7 @@ def test_a_missing_file_is_a_fresh_start(tmp_path: Path) -> None:
 
 
 def test_only_changed_records_are_encoded_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bridge import store
+    from letta_matrix_reference.bridge import store
 
     state = state_of(*(record(n) for n in range(100)))
     mapping = MappingFile(tmp_path / MAPPING_FILE)

@@ -11,12 +11,17 @@ from typing import Any
 
 import pytest
 
-from bridge import ApiError, ConfigurationError, SyncReport
-from bridge.matrix import MatrixClient
-from bridge.rooms import ROOM_MARKER
-from bridge.store import MAPPING_FILE, MappingFile, Persister
-from bridge.target import check_converged, convergence_problems, load_state, sync_against
-from bridge.users import agent_localpart
+from letta_matrix_reference.bridge import ApiError, ConfigurationError, SyncReport
+from letta_matrix_reference.bridge.matrix import MatrixClient
+from letta_matrix_reference.bridge.rooms import ROOM_MARKER
+from letta_matrix_reference.bridge.store import MAPPING_FILE, MappingFile, Persister
+from letta_matrix_reference.bridge.target import (
+    check_converged,
+    convergence_problems,
+    load_state,
+    sync_against,
+)
+from letta_matrix_reference.bridge.users import agent_localpart
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 from tests.bridge_support import Sleeps
 
@@ -28,7 +33,8 @@ ADMIN, BOT = "@admin:matrix.test", "@letta:matrix.test"
 
 @pytest.fixture
 def run(letta_mock: LettaMock, matrix_mock: MatrixMock, data_dir: Path, sleeps: Sleeps) -> Run:
-    """One sync, as one `python -m bridge sync --once` would do it (same data dir every time)."""
+    """One sync, as one `python -m letta_matrix_reference.bridge sync --once` would do it (same data dir
+    every time)."""
 
     async def sync(**settings: Any) -> SyncReport:
         return await sync_against(letta_mock.url, matrix_mock.url, data_dir, sleep=sleeps, **settings)
@@ -120,8 +126,8 @@ async def test_an_unchanged_world_costs_only_the_listing_the_logins_and_the_spac
 async def test_one_bridge_syncing_twice_logs_in_once(
     letta_mock: LettaMock, matrix_mock: MatrixMock, data_dir: Path, sleeps: Sleeps
 ) -> None:
-    from bridge import Bridge
-    from bridge.target import mock_config
+    from letta_matrix_reference.bridge import Bridge
+    from letta_matrix_reference.bridge.target import mock_config
 
     letta_mock.add_agents(2)
     async with Bridge(mock_config(letta_mock.url, matrix_mock.url, data_dir), sleep=sleeps) as bridge:
@@ -392,7 +398,7 @@ async def test_a_fault_mid_sync_leaves_a_complete_mapping(
 async def test_a_crash_while_writing_the_mapping_keeps_the_old_file(
     letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bridge import StoreError
+    from letta_matrix_reference.bridge import StoreError
 
     letta_mock.add_agents(2)
     await run()

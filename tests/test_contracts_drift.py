@@ -14,10 +14,10 @@ import pytest
 import yaml
 from aiohttp import web
 
-from contracts.cli import main
 from contracts.core import ContractValidator, validator_for
-from contracts.differential import agreement, compare, run_differential
-from contracts.live import check, is_loopback
+from contracts.harness.cli import main
+from contracts.harness.differential import agreement, compare, run_differential
+from contracts.harness.live import check, is_loopback
 from contracts.served import compare_served
 from contracts.specs import resolved_copy
 from contracts.upstream import compare as compare_upstream
@@ -67,7 +67,7 @@ async def test_a_wrong_contract_is_reported_with_its_location(matrix_mock: Matri
 
 
 def test_differential_comparison() -> None:
-    from contracts.scenario import Outcome, Step
+    from contracts.harness.scenario import Outcome, Step
 
     step = Step("s", "matrix", "GET", "/x")
     ok = Outcome(step, 200, None, (), {}, None, [])

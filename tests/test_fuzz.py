@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import InMemoryExampleDatabase
 
-from contracts.cli import main as contracts_main
-from contracts.fuzz.invariants import INVARIANTS, Observation, Run, check_all
-from contracts.fuzz.plan import SWEEP_AGENTS, FaultSpec, Plan
-from contracts.fuzz.runner import FuzzSession, InvariantBroken, fuzz
-from contracts.fuzz.stateful import machine_for, run_stateful
-from contracts.fuzz.target import Target, fuzz_target, load_target
+from contracts.harness.cli import main as contracts_main
+from contracts.harness.fuzz.invariants import INVARIANTS, Observation, Run, check_all
+from contracts.harness.fuzz.plan import SWEEP_AGENTS, FaultSpec, Plan
+from contracts.harness.fuzz.runner import FuzzSession, InvariantBroken, fuzz
+from contracts.harness.fuzz.stateful import machine_for, run_stateful
+from contracts.harness.fuzz.target import Target, fuzz_target, load_target
 
 BROKEN = "tests.fuzz_targets:crashes_on_envelope"
 COPES = "tests.fuzz_targets:lists_agents"

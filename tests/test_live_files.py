@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from live.common import LiveError, read_state, write_private, write_state
-from live.synapse import SECRETS_FILE, SynapseServer
+from letta_matrix_reference.live.common import LiveError, read_state, write_private, write_state
+from letta_matrix_reference.live.synapse import SECRETS_FILE, SynapseServer
 
 
 def _mode(path: Path) -> int:

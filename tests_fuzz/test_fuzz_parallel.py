@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contracts.fuzz.parallel import fuzz_parallel
-from contracts.fuzz.runner import fuzz
-from contracts.fuzz.target import load_target
+from contracts.harness.fuzz.parallel import fuzz_parallel
+from contracts.harness.fuzz.runner import fuzz
+from contracts.harness.fuzz.target import load_target
 
 COPES = "tests.fuzz_targets:lists_agents"
 BUGGY = "tests.fuzz_targets:crashes_on_envelope"

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from contracts.fuzz.reporting import failure_text
-from contracts.fuzz.runner import FuzzSession, fuzz_in
-from contracts.fuzz.stateful import run_stateful
-from contracts.fuzz.target import load_target
+from contracts.harness.fuzz.reporting import failure_text
+from contracts.harness.fuzz.runner import FuzzSession, fuzz_in
+from contracts.harness.fuzz.stateful import run_stateful
+from contracts.harness.fuzz.target import load_target
 from contracts.profiles import example_database, load_profile
 
 load_profile()
 
-TARGET = os.environ.get("CONTRACTS_FUZZ_TARGET", "bridge.target:fuzz_sync")
+TARGET = os.environ.get("CONTRACTS_FUZZ_TARGET", "letta_matrix_reference.bridge.target:fuzz_sync")
 SHARDS = int(os.environ.get("CONTRACTS_FUZZ_SHARDS", "4"))
 EXAMPLES = int(os.environ.get("CONTRACTS_FUZZ_EXAMPLES", "100"))
 _SEED = os.environ.get("CONTRACTS_FUZZ_SEED", "0")

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from contracts.profiles import load_profile
-from live.letta import LettaInfo, LettaServer, create_agent
-from live.synapse import SynapseServer
+from letta_matrix_reference.live.letta import LettaInfo, LettaServer, create_agent
+from letta_matrix_reference.live.synapse import SynapseServer
 
 load_profile()
 

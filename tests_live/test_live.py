@@ -12,15 +12,15 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from bridge.config import BridgeConfig
-from bridge.store import MAPPING_FILE, MappingFile
-from bridge.sync import Bridge
-from bridge.users import agent_localpart
-from contracts.cli import main as contracts_main
 from contracts.core import ContractValidator
-from contracts.differential import run_differential
-from contracts.live import check
+from contracts.harness.cli import main as contracts_main
+from contracts.harness.differential import run_differential
+from contracts.harness.live import check
 from contracts.specs import resolved_copy
+from letta_matrix_reference.bridge.config import BridgeConfig
+from letta_matrix_reference.bridge.store import MAPPING_FILE, MappingFile
+from letta_matrix_reference.bridge.sync import Bridge
+from letta_matrix_reference.bridge.users import agent_localpart
 from tests_live.conftest import SEEDED_AGENTS, Homeserver, Letta
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)

@@ -1,0 +1,152 @@
+"""What must hold after every fuzz example: small named checks in a registry (add your own with
+`@invariant("name")`). Each gets the whole observation and returns what it found wrong."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contracts.harness.fuzz.plan import Plan
+from contracts.harness.fuzz.target import Target
+
+
+@dataclass
+class Run:
+    """One call of the target."""
+
+    seconds: float
+    error: BaseException | None = None
+    state: Mapping[str, Any] | None = None
+    state_error: str | None = None
+
+
+@dataclass
+class Observation:
+    target: Target
+    plan: Plan
+    workdir: Path
+    faulted: Run
+    clean: Run
+    journal: list[dict[str, Any]]
+    snapshot: dict[str, Any]
+    time_bound: float
+    core_users: frozenset[str] = field(default_factory=frozenset)
+    warm: Run | None = None  # the run before the faults, when the plan asked for one
+
+    def runs(self) -> list[tuple[str, Run]]:
+        """The target's runs in order, labelled. Without faults in the plan (calibration, a plan that drew
+        none) no run was faulted: the runs are named by their order."""
+        runs = [run for run in (self.warm, self.faulted, self.clean) if run is not None]
+        labels = ("warm-up", "faulted", "clean") if self.plan.faults else ("first", "second", "third")
+        return list(zip(labels[-len(runs) :] if self.plan.faults else labels, runs, strict=False))
+
+
+Invariant = Callable[[Observation], list[str]]
+INVARIANTS: dict[str, Invariant] = {}
+
+
+def invariant(name: str) -> Callable[[Invariant], Invariant]:
+    def register(check: Invariant) -> Invariant:
+        INVARIANTS[name] = check
+        return check
+
+    return register
+
+
+def check_all(observation: Observation, skip: Collection[str] = ()) -> dict[str, list[str]]:
+    """{invariant name: problems} for every invariant not in `skip` that found any."""
+    found: dict[str, list[str]] = {}
+    for name, check in INVARIANTS.items():
+        if name in skip:
+            continue
+        problems = check(observation)
+        if problems:
+            found[name] = problems
+    return found
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__module__}.{type(error).__qualname__}: {error}"
+
+
+WHEN = {"warm-up": "before the faults", "faulted": "with faults", "clean": "without faults"}
+
+
+@invariant("no-unhandled-exception")
+def no_unhandled_exception(obs: Observation) -> list[str]:
+    """Nothing escapes the target but its expected exceptions, and those only while faults are installed."""
+    return [
+        f"{WHEN.get(label, f'on its {label} run (no faults)')}, the target raised {_describe(run.error)}"
+        for label, run in obs.runs()
+        if run.error is not None
+        and not (label == "faulted" and isinstance(run.error, obs.target.expected_exceptions))
+    ]
+
+
+def _violations(obs: Observation, side: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(journal entry, violation) for every violation on `side` (request or response)."""
+    return [(entry, v) for entry in obs.journal for v in entry["violations"] if v["side"] == side]
+
+
+@invariant("requests-follow-contract")
+def requests_follow_contract(obs: Observation) -> list[str]:
+    return [f"{e['method']} {e['path']}: {v['message']}" for e, v in _violations(obs, "request")]
+
+
+@invariant("mock-answers-follow-contract")
+def mock_answers_follow_contract(obs: Observation) -> list[str]:
+    return [
+        f"mock bug: {e['method']} {e['path']} -> {e['status']}: {v['message']}"
+        for e, v in _violations(obs, "response")
+    ]
+
+
+@invariant("state-loadable")
+def state_loadable(obs: Observation) -> list[str]:
+    return [
+        f"after the {label} run the persisted state did not load: {run.state_error}"
+        for label, run in obs.runs()
+        if run.state_error
+    ]
+
+
+@invariant("state-keeps-entries")
+def state_keeps_entries(obs: Observation) -> list[str]:
+    problems = []
+    runs = obs.runs()
+    for (_, before), (label, after) in itertools.pairwise(runs):
+        if before.state is None or after.state is None:
+            continue
+        lost = sorted(set(before.state) - set(after.state))
+        if lost:
+            problems.append(f"the {label} run lost persisted entries: {', '.join(map(str, lost))}")
+    return problems
+
+
+@invariant("converged-after-clean-run")
+def converged(obs: Observation) -> list[str]:
+    if obs.target.check_converged is None or obs.clean.error is not None:
+        return []
+    return obs.target.check_converged(obs.snapshot, obs.workdir)
+
+
+@invariant("no-duplicate-rooms")
+def no_duplicate_rooms(obs: Observation) -> list[str]:
+    """Outside the pre-seeded accounts, nobody creates more than one room (one per agent user)."""
+    created = Counter(
+        room["creator"] for room in obs.snapshot["rooms"] if room["creator"] not in obs.core_users
+    )
+    return [f"{user} created {count} rooms" for user, count in sorted(created.items()) if count > 1]
+
+
+@invariant("within-time-bound")
+def within_time_bound(obs: Observation) -> list[str]:
+    return [
+        f"the {label} run took {run.seconds:.1f} s (bound {obs.time_bound:.0f} s)"
+        for label, run in obs.runs()
+        if run.seconds > obs.time_bound
+    ]

@@ -1,0 +1,130 @@
+"""Fuzzing on several processes: each worker runs its own mock servers and its share of the examples
+(seed + worker number, or unseeded over a shared example database); coverage is merged, the first failure
+found is reported."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from contracts.coverage import Coverage
+from contracts.harness.fuzz.runner import Failure, FuzzResult, Progress, fuzz
+from contracts.harness.fuzz.target import load_target
+
+# The examples-done counter a worker shares with the parent, set by the pool's initializer.
+_shared: dict[str, Synchronized[int]] = {}
+
+
+def _init(counter: Synchronized[int]) -> None:
+    _shared["counter"] = counter
+
+
+def _tick(_: object) -> None:
+    counter = _shared.get("counter")
+    if counter is not None:
+        with counter.get_lock():
+            counter.value += 1
+
+
+@dataclass
+class _Share:
+    target: str
+    examples: int
+    seed: int | None
+    time_bound: float
+    sweep: bool  # one worker runs the sweep, which is the same everywhere
+    database: str | None  # a directory database is safe to share between processes
+
+
+def _run_share(share: _Share) -> dict[str, Any]:
+    result = fuzz(
+        load_target(share.target),
+        examples=share.examples,
+        seed=share.seed,
+        time_bound=share.time_bound,
+        progress=False,
+        on_example=_tick,
+        sweep=share.sweep,
+        database=DirectoryBasedExampleDatabase(share.database) if share.database else None,
+    )
+    failure = result.failure
+    return {
+        "examples": result.examples,
+        "swept": result.swept,
+        "seconds": result.seconds,
+        "operations": result.operations,
+        "coverage": result.coverage.to_json(),
+        "failure": None
+        if failure is None
+        else {
+            "plan": failure.plan,
+            "problems": failure.problems,
+            "blob": failure.blob,
+            "workdir": failure.workdir,
+            "swept": failure.swept,
+        },
+    }
+
+
+def fuzz_parallel(
+    target: str,
+    *,
+    examples: int,
+    workers: int,
+    seed: int | None,
+    time_bound: float,
+    progress: bool,
+    sweep: bool = True,
+    database: str | None = None,
+) -> FuzzResult:
+    if seed is not None and database is not None:
+        raise ValueError("a seed and an example database exclude each other (a seeded run ignores it)")
+    context = multiprocessing.get_context("spawn")
+    counter: Synchronized[int] = context.Value("i", 0)
+    shares = [
+        _Share(
+            target,
+            examples // workers + (1 if n < examples % workers else 0),
+            None if seed is None else seed + n,
+            time_bound,
+            sweep and n == 0,
+            database,
+        )
+        for n in range(workers)
+    ]
+    meter = Progress(examples, enabled=progress)
+    coverage = Coverage()
+    started = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init, initargs=(counter,)) as pool:
+        futures = [pool.submit(_run_share, share) for share in shares]
+        seen = 0
+        while not all(future.done() for future in futures):
+            time.sleep(0.2)
+            while seen < counter.value:
+                seen += 1
+                meter.tick()
+        parts = [future.result() for future in futures]
+    meter.finish()
+    failure: Failure | None = None
+    operations: set[str] = set()
+    for part in parts:
+        coverage.merge(Coverage.from_json(part["coverage"]))
+        operations.update(part["operations"])
+        if failure is None and part["failure"] is not None:
+            failure = Failure(**part["failure"])
+    return FuzzResult(
+        target=target,
+        examples=sum(part["examples"] for part in parts),
+        seconds=time.perf_counter() - started,
+        seed=seed,
+        coverage=coverage,
+        operations=sorted(operations),
+        failure=failure,
+        swept=sum(part["swept"] for part in parts),
+    )

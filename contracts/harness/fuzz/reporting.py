@@ -1,0 +1,153 @@
+"""`contracts fuzz`: run, print a summary a person can read, write the reports, decide the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from contracts.coverage import describe_cell
+from contracts.harness.fuzz.parallel import fuzz_parallel
+from contracts.harness.fuzz.runner import FuzzResult, fuzz
+from contracts.harness.fuzz.target import load_target
+
+
+def summary(result: FuzzResult, threshold: float) -> dict[str, Any]:
+    failure = result.failure
+    return {
+        "target": result.target,
+        "examples": result.examples,
+        "sweep_examples": result.swept,
+        "seconds": round(result.seconds, 2),
+        "examples_per_second": round(result.examples_per_second, 1),
+        "seed": result.seed,
+        "operations": result.operations,
+        "coverage": {
+            "cells": len(result.coverage.cells),
+            "exercised": result.coverage.exercised,
+            "ratio": result.coverage.ratio,
+        },
+        "threshold": threshold,
+        "failure": None
+        if failure is None
+        else {
+            "problems": failure.problems,
+            "plan": failure.plan.describe(),
+            "replay": failure.replay_command(result.target),
+            "workdir": str(failure.workdir),
+        },
+    }
+
+
+def failure_text(result: FuzzResult) -> str:
+    failure = result.failure
+    if failure is None:
+        return ""
+    lines = ["FAILED"]
+    for name, problems in failure.problems.items():
+        lines.append(f"  invariant {name}:")
+        lines += [f"    {problem}" for problem in problems[:10]]
+        if len(problems) > 10:
+            lines.append(f"    ... and {len(problems) - 10} more")
+    lines.append("  minimal plan (shrunk):")
+    lines += [f"    {line}" for line in failure.plan.describe().splitlines()]
+    if result.seed is not None:
+        lines.append(f"  seed: {result.seed}")
+    command = failure.replay_command(result.target)
+    if command:
+        lines.append(f"  replay: {command}")
+    lines.append(f"  the target's files and log (target.log) from that example: {failure.workdir}")
+    return "\n".join(lines)
+
+
+def _what(args: argparse.Namespace) -> str:
+    """What the run will do, as the options say (a replay wins over the sweep options, as in `fuzz_in`)."""
+    if args.replay:
+        return "replaying one example"
+    if args.sweep_only:
+        return "the sweep only"
+    random_examples = f"{args.examples} random example{'s' * (args.examples != 1)}"
+    return random_examples if args.no_sweep else f"the sweep and {random_examples}"
+
+
+def run_fuzz_command(args: argparse.Namespace) -> int:
+    # as uvicorn does with --app-dir: a target in the user's project imports without being installed
+    sys.path.insert(0, str(args.app_dir.resolve()))
+    try:
+        target = load_target(args.target)
+    except (ImportError, ValueError) as exc:
+        print(f"contracts fuzz: {exc}", file=sys.stderr)
+        return 2
+    if args.seed is not None and args.database:
+        print("contracts fuzz: --seed and --database exclude each other (a seeded run ignores the database)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.examples < 0:
+        print(f"contracts fuzz: --examples must be 0 or more, not {args.examples}", file=sys.stderr)
+        return 2
+    # Without a database every run is seeded, so a clean run can be repeated too, not only a failing one.
+    seed = args.seed if args.seed is not None or args.database else random.randrange(2**32)
+    workers = 1 if args.replay or args.sweep_only else max(1, args.workers)
+    source = f"seed {seed}" if seed is not None else f"example database {args.database}"
+    print(f"contracts fuzz: {target.name}, {_what(args)}, {workers} worker(s), {source}")
+    try:
+        if workers > 1:
+            result = fuzz_parallel(
+                target.name, examples=args.examples, workers=workers, seed=seed, time_bound=args.time_bound,
+                progress=not args.quiet, sweep=not args.no_sweep,
+                database=str(args.database) if args.database else None,
+            )  # fmt: skip
+        else:
+            result = fuzz(
+                target,
+                examples=args.examples,
+                seed=seed,
+                replay=args.replay,
+                database=DirectoryBasedExampleDatabase(str(args.database)) if args.database else None,
+                time_bound=args.time_bound,
+                progress=not args.quiet,
+                sweep=not args.no_sweep,
+                sweep_only=args.sweep_only,
+            )
+    except ValueError as exc:  # the options or the blob do not make a run
+        print(f"contracts fuzz: {exc}", file=sys.stderr)
+        return 2
+    coverage = result.coverage
+    print(
+        f"  {result.examples} examples ({result.swept} of them the sweep) in {result.seconds:.1f} s"
+        f" ({result.examples_per_second:.1f}/s)"
+    )
+    print(
+        f"  coverage: {coverage.exercised}/{len(coverage.cells)} cells of {len(result.operations)} operations"
+        f" ({coverage.ratio:.1%}; threshold {args.threshold:.0%})"
+    )
+    if args.report:
+        markdown, _ = coverage.write(args.report)
+        Path(args.report, "fuzz.json").write_text(
+            json.dumps(summary(result, args.threshold), indent=2), encoding="utf-8"
+        )
+        print(f"  report: {markdown}")
+    code = 0
+    if result.failure is not None:
+        print(failure_text(result))
+        if args.report:
+            Path(args.report, "failure.txt").write_text(failure_text(result) + "\n", encoding="utf-8")
+        code = 1
+    elif args.replay:
+        print("  the replayed example passed")
+    else:
+        print("  invariants: all held")
+    if not args.replay and coverage.ratio < args.threshold:
+        if not coverage.cells:
+            print("  nothing to cover: the target called no documented operation")
+        else:
+            print("  coverage below the threshold; never exercised:")
+        for cell in coverage.missing():
+            print(f"    {describe_cell(cell)}")
+        code = 1
+    return code

@@ -1,0 +1,154 @@
+"""`python -m letta_matrix_reference.bridge sync`: one sync (`--once`, the default) or one every
+`--interval` seconds.
+
+Every required option falls back to an environment variable (`--letta` to LETTA_URL, ...); prefer the
+environment for the token and passwords, since command lines are visible to every local user.
+
+Exit codes: 0 every agent is in sync; 1 some agents (or the agent listing) failed, or the listing was
+incomplete, and the next run retries; 2 the bridge cannot run as configured (a missing or refused setting,
+an unreadable mapping file)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from letta_matrix_reference.bridge.config import REQUIRED, BridgeConfig
+from letta_matrix_reference.bridge.errors import BridgeError, FatalError
+from letta_matrix_reference.bridge.http import Sleep
+from letta_matrix_reference.bridge.sync import Bridge, SyncReport
+
+log = logging.getLogger("letta_matrix_reference.bridge")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIGURATION = 0, 1, 2
+_HELP = {
+    "letta_url": "Letta base URL",
+    "letta_token": "Letta server password (bearer token)",
+    "matrix_url": "the homeserver's base URL",
+    "server_name": "the homeserver's server name (the part after ':' in user ids)",
+    "admin_user": "a server admin's user name",
+    "admin_password": "the server admin's password",
+    "bot_user": "the bot's user name (created with the admin API if missing)",
+    "bot_password": "the bot's password",
+    "data_dir": "directory for the mapping file (holds passwords: keep it private)",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m letta_matrix_reference.bridge", description="Letta -> Matrix bridge."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    sync = commands.add_parser(
+        "sync", help="give every Letta agent a Matrix user, room and place in the space"
+    )
+    for setting in REQUIRED:
+        sync.add_argument(
+            setting.flag,
+            dest=setting.name,
+            metavar=setting.env,
+            help=f"{_HELP[setting.name]} [${setting.env}]",
+        )
+    when = sync.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="sync once and exit (the default)")
+    when.add_argument("--interval", type=float, metavar="SECONDS", help="sync every SECONDS until stopped")
+    sync.add_argument("--space-name", help='name of the space (default: "Letta Agents")')
+    sync.add_argument("--concurrency", type=int, help="agents processed at once (default: 8)")
+    sync.add_argument(
+        "--timeout", dest="request_timeout", type=float, help="seconds per request (default: 30)"
+    )
+    sync.add_argument("--max-attempts", type=int, help="tries per request, the first included (default: 5)")
+    sync.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    names = [setting.name for setting in REQUIRED]
+    names += ["space_name", "concurrency", "request_timeout", "max_attempts"]
+    settings = {name: getattr(args, name) for name in names}
+    if args.interval is not None:
+        settings["poll_interval"] = args.interval
+    return settings
+
+
+def main(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, *, sleep: Sleep = asyncio.sleep
+) -> int:
+    """Run the command line; its exit code. `env` stands in for the environment and `sleep` for how to wait
+    between retries (tests pass their own)."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = BridgeConfig.from_sources(_settings(args), os.environ if env is None else env)
+    except FatalError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIGURATION
+    # The config's repr leaves out the token and passwords.
+    log.info("starting: %r", config)
+    return asyncio.run(_serve(config, forever=args.interval is not None, sleep=sleep))
+
+
+async def _serve(config: BridgeConfig, *, forever: bool, sleep: Sleep) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    serving = asyncio.current_task()
+
+    def on_signal() -> None:
+        # The first signal lets the sync under way finish (and save); a second one stops it at once (the
+        # mapping is still saved on the way out, and every step is safe to redo).
+        if stop.is_set() and serving is not None:
+            serving.cancel()
+        else:
+            log.info("stopping after this sync (signal again to stop now)")
+            stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        async with Bridge(config, sleep=sleep) as bridge:
+            while True:
+                code = await _sync(bridge)
+                if code == EXIT_CONFIGURATION or not forever or stop.is_set():
+                    return code
+                try:
+                    await asyncio.wait_for(stop.wait(), config.poll_interval)
+                except TimeoutError:
+                    continue
+                log.info("stopping")
+                return code
+    except FatalError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIGURATION
+    except asyncio.CancelledError:
+        log.warning("stopped in the middle of a sync; the next run carries on from there")
+        return EXIT_FAILED
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _sync(bridge: Bridge) -> int:
+    try:
+        report: SyncReport = await bridge.sync_once()
+    except FatalError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIGURATION
+    except BridgeError as exc:
+        log.error("sync failed: %s", exc)
+        return EXIT_FAILED
+    for failure in report.failed:
+        log.warning("not in sync: agent %s (%s): %s", failure.agent_id, failure.name, failure.reason)
+    if not report.listing_complete:
+        log.warning(
+            "not in sync: Letta's agent listing was incomplete (the page cap, or a repeated cursor); agents "
+            "it missed were neither synced nor marked removed"
+        )
+    return EXIT_OK if report.ok else EXIT_FAILED
