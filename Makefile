@@ -12,7 +12,7 @@ MATRIX_SPEC ?= ../shared/reference/matrix-spec
 PRISM := .cache/prism/node_modules/.bin/prism
 PRISM_VERSION := 5.14.2
 
-.PHONY: install serve test lint fuzz live bench clean
+.PHONY: install serve test lint package fuzz live bench clean
 
 # Two distributions: the toolkit (contracts, mockgen) and, in reference/, the bridge and real-server launchers
 # it is proven on.
@@ -29,6 +29,11 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(RUN) $(PY) -m pytest -n 2
+
+# package: the wheel built from the tracked files, installed into a fresh venv outside the repository and
+# used from a project of its own (fixtures, mockgen serve, contracts validate/fuzz).
+package: $(STAMP)
+	$(RUN) $(PY) -m pytest tests_package
 
 # The long jobs. fuzz: the reference bridge against the sweep and FUZZ_EXAMPLES random examples (gated on
 # 100% contract coverage), then the sharded pytest fuzz suite and the long property tests under the
