@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from contracts.specs import spec_path
 from mockgen.store.errors import MatrixError, UserInteractiveAuthRequired
-from mockgen.store.matrix import MatrixStore, User
+from mockgen.store.matrix import MatrixStore, User, errcodes
 
 
 @pytest.fixture
@@ -325,3 +327,10 @@ def test_a_locked_account_is_refused_with_soft_logout(store: MatrixStore) -> Non
             "error": "User account has been locked",
             "soft_logout": True,
         }
+
+
+def test_the_named_errcodes_are_the_ones_the_contract_documents() -> None:
+    documented = set(re.findall(r"\bM_[A-Z_]+\b", spec_path("matrix").read_text(encoding="utf-8")))
+    named = {name: value for name, value in vars(errcodes).items() if name.startswith("M_")}
+    assert set(named) == documented
+    assert all(value == name for name, value in named.items())

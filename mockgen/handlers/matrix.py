@@ -9,6 +9,7 @@ from typing import Any
 from mockgen.http.dialects import Reply
 from mockgen.http.dispatch import Call
 from mockgen.store.errors import MatrixError
+from mockgen.store.matrix.errcodes import M_INVALID_PARAM, M_UNKNOWN
 
 SPEC_VERSIONS = [
     "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
@@ -33,7 +34,7 @@ def login(call: Call) -> Reply:
     identifier = body.get("identifier")
     user = identifier.get("user") if isinstance(identifier, dict) else body.get("user")
     if not isinstance(user, str):
-        raise MatrixError(400, "M_INVALID_PARAM", "Invalid login submission")
+        raise MatrixError(400, M_INVALID_PARAM, "Invalid login submission")
     return ok(
         call.world.matrix.login(
             user=user,
@@ -48,7 +49,7 @@ def register(call: Call) -> Reply:
     if call.token is not None:
         raise MatrixError(
             400,
-            "M_UNKNOWN",
+            M_UNKNOWN,
             "An access token should not be provided on requests to /register "
             "(except if type is m.login.application_service)",
         )

@@ -14,6 +14,16 @@ from typing import Any, ClassVar
 from contracts.core import Violation
 from mockgen.store.errors import MatrixError
 from mockgen.store.matrix import User
+from mockgen.store.matrix.errcodes import (
+    M_BAD_JSON,
+    M_INVALID_PARAM,
+    M_LIMIT_EXCEEDED,
+    M_MISSING_PARAM,
+    M_MISSING_TOKEN,
+    M_NOT_JSON,
+    M_UNKNOWN,
+    M_UNRECOGNIZED,
+)
 from mockgen.world import World
 
 CONTROL_PREFIX = "/_mock/"
@@ -109,26 +119,26 @@ class MatrixDialect(Dialect):
         return Reply(status, {"errcode": errcode, "error": error, **extra})
 
     def not_found(self) -> Reply:
-        return self.error(404, "M_UNRECOGNIZED", "Unrecognized request")
+        return self.error(404, M_UNRECOGNIZED, "Unrecognized request")
 
     def wrong_method(self, allowed: Sequence[str]) -> Reply:
-        return self.error(405, "M_UNRECOGNIZED", "Unrecognized request")
+        return self.error(405, M_UNRECOGNIZED, "Unrecognized request")
 
     def internal_error(self) -> Reply:
-        return self.error(500, "M_UNKNOWN", "Internal server error")
+        return self.error(500, M_UNKNOWN, "Internal server error")
 
     def invalid_request(self, violations: Sequence[Violation]) -> Reply:
         first = sorted(violations, key=_request_order)[0]
         if first.location.startswith("path"):
             return self.not_found()
         if first.keyword == "not-json":
-            return self.error(400, "M_NOT_JSON", "Content not JSON.")
+            return self.error(400, M_NOT_JSON, "Content not JSON.")
         if first.location == "request body" and first.pointer == "" and first.keyword == "type":
-            return self.error(400, "M_BAD_JSON", "Content must be a JSON object.")
+            return self.error(400, M_BAD_JSON, "Content must be a JSON object.")
         if first.location.startswith(("query", "header")):
-            default = "M_MISSING_PARAM" if first.keyword == "required" else "M_INVALID_PARAM"
+            default = M_MISSING_PARAM if first.keyword == "required" else M_INVALID_PARAM
             return self.error(400, first.errcode or default, first.message)
-        default = "M_MISSING_PARAM" if first.keyword == "required" else "M_BAD_JSON"
+        default = M_MISSING_PARAM if first.keyword == "required" else M_BAD_JSON
         return self.error(400, first.errcode or default, first.message)
 
     def authenticate(
@@ -136,16 +146,16 @@ class MatrixDialect(Dialect):
     ) -> Credentials | Reply:
         token, well_formed = _bearer(headers, case_sensitive=True)
         if not well_formed:
-            return self.error(401, "M_MISSING_TOKEN", "Invalid Authorization header.")
+            return self.error(401, M_MISSING_TOKEN, "Invalid Authorization header.")
         if query.get("access_token"):
             if token is not None:
                 return self.error(
-                    401, "M_MISSING_TOKEN", "Mixing Authorization headers and access_token query parameters."
+                    401, M_MISSING_TOKEN, "Mixing Authorization headers and access_token query parameters."
                 )
             token = query["access_token"][0]
         if token is None:
             if required:
-                return self.error(401, "M_MISSING_TOKEN", "Missing access token")
+                return self.error(401, M_MISSING_TOKEN, "Missing access token")
             return Credentials()
         if not required:
             # Synapse does not look at tokens on public endpoints.
@@ -157,7 +167,7 @@ class MatrixDialect(Dialect):
         return Credentials(user, device_id, token)
 
     def rate_limited(self, retry_after_ms: int) -> Reply:
-        reply = self.error(429, "M_LIMIT_EXCEEDED", "Too Many Requests", retry_after_ms=retry_after_ms)
+        reply = self.error(429, M_LIMIT_EXCEEDED, "Too Many Requests", retry_after_ms=retry_after_ms)
         reply.headers["Retry-After"] = str(-(-retry_after_ms // 1000))
         return reply
 

@@ -1,0 +1,212 @@
+"""`MatrixStore`: one homeserver, the lock, and the accounts and rooms it guards.
+
+Every public method takes the lock for its whole duration, so concurrent requests (and a test thread seeding
+the mock) see each operation happen at once; the halves behind it are not locked themselves."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mockgen.store.matrix.accounts import Accounts
+from mockgen.store.matrix.ids import Ids
+from mockgen.store.matrix.model import Room, User
+from mockgen.store.matrix.rooms import Rooms
+
+
+class MatrixStore:
+    """One homeserver's worth of users and rooms."""
+
+    def __init__(
+        self,
+        server_name: str = "matrix.test",
+        *,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+        registration_enabled: bool = True,
+        public_base_url: str | None = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._ids = Ids(server_name, seed=seed, clock=clock)
+        self._accounts = Accounts(
+            self._ids,
+            registration_enabled=registration_enabled,
+            public_base_url=public_base_url,
+            profile_changed=self._refresh_member_events,
+        )
+        self._rooms = Rooms(self._ids, self._accounts.users)
+
+    def _refresh_member_events(self, user: User) -> None:
+        self._rooms.refresh_member_events(user)
+
+    # -- configuration and the data, for the world, the control API and tests
+
+    @property
+    def server_name(self) -> str:
+        return self._ids.server_name
+
+    @property
+    def registration_enabled(self) -> bool:
+        return self._accounts.registration_enabled
+
+    @registration_enabled.setter
+    def registration_enabled(self, enabled: bool) -> None:
+        self._accounts.registration_enabled = enabled
+
+    @property
+    def public_base_url(self) -> str | None:
+        return self._accounts.public_base_url
+
+    @public_base_url.setter
+    def public_base_url(self, url: str | None) -> None:
+        self._accounts.public_base_url = url
+
+    @property
+    def users(self) -> dict[str, User]:
+        return self._accounts.users
+
+    @property
+    def rooms(self) -> dict[str, Room]:
+        return self._rooms.rooms
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        return self._rooms.aliases
+
+    def now_ms(self) -> int:
+        return self._ids.now_ms()
+
+    def user_id_for(self, localpart: str) -> str:
+        return self._accounts.user_id_for(localpart)
+
+    # -- accounts
+
+    def authenticate(self, token: str) -> tuple[User, str]:
+        with self._lock:
+            return self._accounts.authenticate(token)
+
+    def username_available(self, username: str) -> bool:
+        with self._lock:
+            return self._accounts.username_available(username)
+
+    def register(self, body: dict[str, Any], *, kind: str = "user") -> dict[str, Any]:
+        with self._lock:
+            return self._accounts.register(body, kind=kind)
+
+    def login(
+        self,
+        *,
+        user: str,
+        password: str,
+        device_id: str | None = None,
+        initial_device_display_name: str | None = None,
+    ) -> dict[str, Any]:
+        with self._lock:
+            return self._accounts.login(
+                user=user,
+                password=password,
+                device_id=device_id,
+                initial_device_display_name=initial_device_display_name,
+            )
+
+    def get_displayname(self, user_id: str) -> str | None:
+        with self._lock:
+            return self._accounts.get_displayname(user_id)
+
+    def set_displayname(self, requester: User, user_id: str, displayname: str) -> None:
+        with self._lock:
+            self._accounts.set_displayname(requester, user_id, displayname)
+
+    def admin_get_user(self, requester: User, user_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._accounts.admin_get_user(requester, user_id)
+
+    def admin_put_user(
+        self, requester: User, user_id: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            return self._accounts.admin_put_user(requester, user_id, body)
+
+    def add_user(
+        self,
+        localpart: str,
+        password: str,
+        *,
+        admin: bool = False,
+        displayname: str | None = None,
+        check_name: bool = False,
+    ) -> str:
+        with self._lock:
+            return self._accounts.add_user(
+                localpart, password, admin=admin, displayname=displayname, check_name=check_name
+            )
+
+    def user_by_name(self, name: str) -> User:
+        with self._lock:
+            return self._accounts.user_by_name(name)
+
+    # -- rooms
+
+    def create_room(self, requester: User, body: dict[str, Any]) -> str:
+        with self._lock:
+            return self._rooms.create_room(requester, body)
+
+    def resolve_room(self, room_id_or_alias: str) -> str:
+        with self._lock:
+            return self._rooms.resolve_room(room_id_or_alias)
+
+    def join(self, requester: User, room_id: str, reason: str | None = None) -> str:
+        with self._lock:
+            return self._rooms.join(requester, room_id, reason)
+
+    def leave(self, requester: User, room_id: str) -> None:
+        with self._lock:
+            self._rooms.leave(requester, room_id)
+
+    def invite(self, requester: User, room_id: str, target: str, reason: str | None = None) -> None:
+        with self._lock:
+            self._rooms.invite(requester, room_id, target, reason)
+
+    def joined_rooms(self, requester: User) -> list[str]:
+        with self._lock:
+            return self._rooms.joined_rooms(requester)
+
+    def room_state(self, requester: User, room_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._rooms.room_state(requester, room_id)
+
+    def state_event(
+        self, requester: User, room_id: str, event_type: str, state_key: str, *, as_event: bool = False
+    ) -> dict[str, Any]:
+        with self._lock:
+            return self._rooms.state_event(requester, room_id, event_type, state_key, as_event=as_event)
+
+    def set_state(
+        self, requester: User, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
+    ) -> str:
+        with self._lock:
+            return self._rooms.set_state(requester, room_id, event_type, state_key, content)
+
+    def send_event(
+        self,
+        requester: User,
+        device_id: str,
+        room_id: str,
+        event_type: str,
+        txn_id: str,
+        content: dict[str, Any],
+    ) -> str:
+        with self._lock:
+            return self._rooms.send_event(requester, device_id, room_id, event_type, txn_id, content)
+
+    # -- inspection
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "server_name": self.server_name,
+                "users": self._accounts.snapshot(),
+                "rooms": self._rooms.snapshot(),
+            }
