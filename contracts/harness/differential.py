@@ -9,9 +9,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from contracts.core import primary_media, validator_for
+from contracts.harness.corpus import load_corpus
 from contracts.harness.live import check
 from contracts.harness.scenario import Outcome, Step
-from contracts.harness.scenarios import LETTA, MATRIX
 from mockgen.server import MockServers
 from mockgen.world import DEFAULT_LETTA_TOKEN, World
 
@@ -110,10 +110,10 @@ def corpus() -> list[Step]:
     """The scenario corpus, where a Letta step that sends the token needs it: without one it is skipped,
     rather than sent bare to the real server while the mock gets its own token."""
     return [
-        *MATRIX,
+        *load_corpus("matrix"),
         *(
             replace(step, needs=(*step.needs, "letta_token")) if step.token == "letta_token" else step
-            for step in LETTA
+            for step in load_corpus("letta")
         ),
     ]
 

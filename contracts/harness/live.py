@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from contracts.core import ContractValidator, Violation, validator_for
+from contracts.harness.corpus import load_corpus
 from contracts.harness.scenario import Outcome, Step, new_prefix, run_scenario
-from contracts.harness.scenarios import LETTA, MATRIX
 from contracts.served import ServedReport, compare_served
 
 RESULTS = ("ok", "undocumented status", "schema mismatch", "unexpected errcode")
@@ -172,7 +172,7 @@ async def check(
         "letta_token": letta_token or "",
         "admin_token": matrix_admin_token or "",
     }
-    corpus = list(steps) if steps is not None else [*MATRIX, *LETTA]
+    corpus = list(steps) if steps is not None else [*load_corpus("matrix"), *load_corpus("letta")]
     outcomes = await run_scenario(
         [s for s in corpus if s.service in bases], bases, variables, validators=validators
     )
