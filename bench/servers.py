@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from letta_matrix_reference.live.common import free_port, http_status, rss_bytes, stop_process
+from letta_matrix_reference.live.net import free_port, http_status
+from letta_matrix_reference.live.process import rss_bytes, stop_process
 from mockgen.world import DEFAULT_USERS, MockConfig
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from letta_matrix_reference.live.common import LiveError, read_state, write_private, write_state
+from letta_matrix_reference.live.errors import LiveError
+from letta_matrix_reference.live.state import read_state, write_private, write_state
 from letta_matrix_reference.live.synapse import SECRETS_FILE, SynapseServer
 
 

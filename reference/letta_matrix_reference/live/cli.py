@@ -27,15 +27,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from letta_matrix_reference.live.common import (
-    LiveError,
-    ManagedServer,
-    is_same_process,
-    read_state,
-    rss_bytes,
-    stop_from_state,
-    tail_file,
-)
+from letta_matrix_reference.live import letta, synapse
+from letta_matrix_reference.live.errors import LiveError
+from letta_matrix_reference.live.process import is_same_process, rss_bytes
+from letta_matrix_reference.live.server import ManagedServer, stop_from_state
+from letta_matrix_reference.live.state import read_state, tail_file
 
 log = logging.getLogger("letta_matrix_reference.live.cli")
 
@@ -49,41 +45,39 @@ class _Kind:
     default_timeout: float
 
 
-def _synapse_kind() -> _Kind:
-    from letta_matrix_reference.live import synapse
-
-    def add_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--server-name", default=synapse.DEFAULT_SERVER_NAME)
-        p.add_argument("--admin-username", default=synapse.ADMIN_USERNAME)
-
-    def make(ns: argparse.Namespace, detach: bool) -> ManagedServer[Any]:
-        return synapse.SynapseServer(
-            ns.workdir,
-            port=ns.port,
-            server_name=ns.server_name,
-            cache_dir=ns.cache_dir,
-            admin_username=ns.admin_username,
-            detach=detach,
-        )
-
-    return _Kind("synapse", synapse.ensure_installed, make, add_args, 60.0)
+def _synapse_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server-name", default=synapse.DEFAULT_SERVER_NAME)
+    p.add_argument("--admin-username", default=synapse.ADMIN_USERNAME)
 
 
-def _letta_kind() -> _Kind:
-    from letta_matrix_reference.live import letta
-
-    def add_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--password", default=None, help="bearer password (default: random)")
-
-    def make(ns: argparse.Namespace, detach: bool) -> ManagedServer[Any]:
-        return letta.LettaServer(
-            ns.workdir, port=ns.port, password=ns.password, cache_dir=ns.cache_dir, detach=detach
-        )
-
-    return _Kind("letta", letta.ensure_installed, make, add_args, 120.0)
+def _synapse(ns: argparse.Namespace, detach: bool) -> ManagedServer[Any]:
+    return synapse.SynapseServer(
+        ns.workdir,
+        port=ns.port,
+        server_name=ns.server_name,
+        cache_dir=ns.cache_dir,
+        admin_username=ns.admin_username,
+        detach=detach,
+    )
 
 
-_KINDS: dict[str, Callable[[], _Kind]] = {"synapse": _synapse_kind, "letta": _letta_kind}
+def _letta_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--password", default=None, help="bearer password (default: random)")
+
+
+def _letta(ns: argparse.Namespace, detach: bool) -> ManagedServer[Any]:
+    return letta.LettaServer(
+        ns.workdir, port=ns.port, password=ns.password, cache_dir=ns.cache_dir, detach=detach
+    )
+
+
+_KINDS = {
+    kind.name: kind
+    for kind in (
+        _Kind("synapse", synapse.ensure_installed, _synapse, _synapse_args, 60.0),
+        _Kind("letta", letta.ensure_installed, _letta, _letta_args, 120.0),
+    )
+}
 
 
 def _emit(payload: dict[str, Any]) -> None:
@@ -208,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] not in _KINDS:
         sys.stderr.write(f"usage: python -m letta_matrix_reference.live {{{','.join(_KINDS)}}} COMMAND ...\n")
         return 2
-    kind = _KINDS[args[0]]()
+    kind = _KINDS[args[0]]
     ns = _parser(kind).parse_args(args[1:])
     level = logging.DEBUG if ns.verbose else logging.WARNING if ns.quiet else logging.INFO
     logging.basicConfig(

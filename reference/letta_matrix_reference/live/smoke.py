@@ -24,69 +24,25 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from letta_matrix_reference.live import letta, synapse
-from letta_matrix_reference.live.common import LiveError, http_request, is_same_process, rss_bytes
+from letta_matrix_reference.live.errors import LiveError
+from letta_matrix_reference.live.net import ProxySentinel, http_request
+from letta_matrix_reference.live.process import is_same_process, rss_bytes
 
 log = logging.getLogger("letta_matrix_reference.live.smoke")
 
 
 class SmokeFailure(AssertionError):
     pass
-
-
-class ProxySentinel:
-    """A loopback listener that the servers' HTTP(S) proxy variables point at during the smoke
-    check (via ``$LIVE_BLACKHOLE_PROXY``); it records the first line of every connection, i.e.
-    every attempt a server makes to reach the internet, and answers nothing."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self._sock.settimeout(0.5)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self.attempts: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="proxy-sentinel", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(2.0)
-                try:
-                    first = conn.recv(512).split(b"\r\n", 1)[0].decode("latin-1")
-                except OSError as exc:
-                    first = f"<connection without a request line: {exc}>"
-                self.attempts.append(first)
-                log.warning("outbound attempt through the proxy: %s", first)
-
-    def take(self) -> list[str]:
-        seen, self.attempts = self.attempts, []
-        return seen
-
-    def close(self) -> None:
-        self._stop.set()
-        self._sock.close()
-        self._thread.join(timeout=2.0)
 
 
 def check(condition: object, message: str) -> None:

@@ -25,27 +25,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
-from letta_matrix_reference.live import common
-from letta_matrix_reference.live.common import (
-    LOOPBACK,
-    LiveError,
-    ManagedServer,
-    ensure_venv,
-    new_secret,
-    pinned_lines,
-    redact,
-    server_env,
-)
+from letta_matrix_reference.live import venv
+from letta_matrix_reference.live.errors import LiveError
+from letta_matrix_reference.live.net import LOOPBACK, server_env
+from letta_matrix_reference.live.server import ManagedServer
+from letta_matrix_reference.live.state import new_secret, redact
+from letta_matrix_reference.live.venv import ensure_venv, pinned_lines
 
 log = logging.getLogger("letta_matrix_reference.live.letta")
 
 LETTA_VERSION = "0.11.7"
 REQUIREMENT = f"letta[server,sqlite]=={LETTA_VERSION}"
-CONSTRAINTS_FILE = Path(__file__).with_name("letta-constraints.txt")
+CONSTRAINTS_FILE = Path(__file__).parents[1] / "letta-constraints.txt"
 FREE_HANDLE = "letta/letta-free"
 
 #: Provider/tooling variables that would make Letta contact a service, dropped from its environment
-#: (on top of every ``*_API_KEY``, ``*_BASE_URL`` ..., see :func:`live.common.server_env`).
+#: (on top of every ``*_API_KEY``, ``*_BASE_URL`` ..., see :func:`live.net.server_env`).
 _STRIP_PREFIXES = (
     "LETTA_",
     "OPENAI_",
@@ -141,7 +136,7 @@ def _key_material() -> str:
 
 def installed_python(cache_dir: Path | None = None) -> Path | None:
     """The cached venv's python if Letta is already installed, else None (installs nothing)."""
-    return common.installed_python("letta", _key_material(), cache_dir)
+    return venv.installed_python("letta", _key_material(), cache_dir)
 
 
 def ensure_installed(cache_dir: Path | None = None, *, timeout: float = 2400.0) -> Path:
@@ -238,11 +233,3 @@ async def create_agent(
     if not isinstance(data, dict) or "id" not in data:
         raise LiveError(f"POST /v1/agents/ answered an unexpected body: {text[:500]}")
     return cast(dict[str, object], data)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from letta_matrix_reference.live.cli import main
-
-    sys.exit(main(["letta", *sys.argv[1:]]))

@@ -25,24 +25,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from letta_matrix_reference.live import common
-from letta_matrix_reference.live.common import (
-    LOOPBACK,
-    LiveError,
-    ManagedServer,
-    ServerStartError,
-    ensure_venv,
-    http_request,
-    new_secret,
-    pinned_lines,
-    redact,
-    server_env,
-    write_private,
-)
+from letta_matrix_reference.live import venv
+from letta_matrix_reference.live.errors import LiveError, ServerStartError
+from letta_matrix_reference.live.net import LOOPBACK, http_request, server_env
+from letta_matrix_reference.live.server import ManagedServer
+from letta_matrix_reference.live.state import new_secret, redact, write_private
+from letta_matrix_reference.live.venv import ensure_venv, pinned_lines
 
 log = logging.getLogger("letta_matrix_reference.live.synapse")
 
-REQUIREMENTS_FILE = Path(__file__).with_name("synapse-requirements.txt")
+REQUIREMENTS_FILE = Path(__file__).parents[1] / "synapse-requirements.txt"
 DEFAULT_SERVER_NAME = "matrix.test"
 ADMIN_USERNAME = "admin"
 SECRETS_FILE = "live-secrets.json"
@@ -92,7 +84,7 @@ def _requirements_text() -> str:
 
 def installed_python(cache_dir: Path | None = None) -> Path | None:
     """The cached venv's python if Synapse is already installed, else None (installs nothing)."""
-    return common.installed_python("synapse", _requirements_text(), cache_dir)
+    return venv.installed_python("synapse", _requirements_text(), cache_dir)
 
 
 def ensure_installed(cache_dir: Path | None = None, *, timeout: float = 900.0) -> Path:
@@ -328,11 +320,3 @@ class SynapseServer(ManagedServer[SynapseInfo]):
 
     def _state(self, info: SynapseInfo) -> dict[str, object]:
         return {"info": asdict(info)}
-
-
-if __name__ == "__main__":
-    import sys
-
-    from letta_matrix_reference.live.cli import main
-
-    sys.exit(main(["synapse", *sys.argv[1:]]))
