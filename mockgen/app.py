@@ -2,9 +2,9 @@
 
 spec → Connexion routing (operationId) → `Dispatcher` (contract check, faults, auth) → handler → store →
 `ExchangeMiddleware` (response check, journal). Connexion's own request/response validation, security and
-parameter-injection layers are left out of the stack: the contract check is `contracts.core` (one validator
-for the mock, the client hook and the live checker), and Connexion's parameter decorator alone cost ~170 µs a
-request here, more than everything else the mock does."""
+parameter-injection layers are left out of the stack: the contract check is `contracts.validation` (one
+validator for the mock, the client hook and the live checker), and Connexion's parameter decorator alone cost
+~170 µs a request here, more than everything else the mock does."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from connexion.spec import OpenAPISpecification
 from starlette.routing import Mount, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from contracts.core import ContractValidator, validator_for
 from contracts.specs import resolved_copy
+from contracts.validation import ContractValidator, validator_for
 from mockgen.handlers import control as control_handlers
 from mockgen.handlers import letta as letta_handlers
 from mockgen.handlers import matrix as matrix_handlers

@@ -1,8 +1,8 @@
 """How each mocked service says no: error bodies, authentication, path quirks.
 
-The request checks come from the contract (`contracts.core`); a dialect only decides how a service words the
-answer, so a violation found by the validator is answered in Matrix's `{"errcode", "error"}`, in FastAPI's
-422 list for Letta, or in the control API's `{"error"}`."""
+The request checks come from the contract (`contracts.validation`); a dialect only decides how a service
+words the answer, so a violation found by the validator is answered in Matrix's `{"errcode", "error"}`, in
+FastAPI's 422 list for Letta, or in the control API's `{"error"}`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from contracts.core import Violation
+from contracts.validation import Violation
 from mockgen.store.errors import MatrixError
 from mockgen.store.matrix import User
 from mockgen.world import World

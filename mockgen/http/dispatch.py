@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote
 
 from starlette.types import Receive, Scope, Send
 
-from contracts.core import ContractValidator, NoRoute, Operation, RouteMatch, Violation
+from contracts.validation import ContractValidator, NoRoute, Operation, RouteMatch, Violation
 from mockgen.faults import Fault
 from mockgen.http.dialects import Dialect, LettaDialect, Reply
 from mockgen.http.exchange import EXTENSION, Exchange, send_reply

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.core import ContractValidator, NoRoute, Operation, Violation
+from contracts.validation import ContractValidator, NoRoute, Operation, Violation
 from mockgen.faults import Fault
 from mockgen.http.dialects import DIALECTS, Dialect, Reply, is_control_path
 from mockgen.world import World
