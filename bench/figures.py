@@ -93,7 +93,7 @@ def fuzz_throughput(examples: int) -> dict[str, Any]:
 _BUILD = """
 import json, time
 started = time.perf_counter()
-from contracts.core import validator_for
+from contracts.validation import validator_for
 from mockgen.app import build_app
 from mockgen.world import World
 imported = time.perf_counter()

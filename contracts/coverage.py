@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts.core import ContractValidator
+from contracts.validation import ContractValidator
 
 Cell = tuple[str, str, int, str | None]  # service, operation, status, variant
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from contracts.core import ContractValidator, ExchangeCheck, Violation, parse_json
 from contracts.redaction import redact, redact_headers
+from contracts.validation import ContractValidator, ExchangeCheck, Violation, parse_json
 
 
 @dataclass

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.core import ContractValidator, primary_media
+from contracts.validation import ContractValidator, primary_media
 
 
 @dataclass

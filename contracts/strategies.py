@@ -26,8 +26,8 @@ from typing import Any, Literal
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
-from contracts.core import ContractValidator, primary_media, validator_for
 from contracts.oas import to_json_schema
+from contracts.validation import ContractValidator, primary_media, validator_for
 
 _ANNOTATIONS = frozenset({"title", "description", "default", "$comment"})
 # The keywords `_compile` understands; a schema using anything else goes to hypothesis-jsonschema.

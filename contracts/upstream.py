@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from contracts.core import HTTP_METHODS, ContractValidator, Operation
+from contracts.validation import HTTP_METHODS, ContractValidator, Operation, fill_template, template_regex
 
 CLIENT_PREFIX = "/_matrix/client/{version}"
 NOT_CLIENT_SERVER = ("/_synapse/",)
@@ -53,14 +53,6 @@ class UpstreamReport:
     @property
     def drift(self) -> list[Finding]:
         return [finding for finding in self.findings if finding.drift]
-
-
-def _template_regex(template: str) -> re.Pattern[str]:
-    pattern = "".join(
-        f"{re.escape(literal)}{'[^/]*' if name else ''}"
-        for literal, name in re.findall(r"([^{]*)(?:\{([^}]+)\})?", template)
-    )
-    return re.compile(f"^{pattern}$")
 
 
 class _Documents:
@@ -125,16 +117,14 @@ def upstream_operations(spec_dir: Path, documents: _Documents) -> Iterator[Upstr
                         path=full,
                         file=file,
                         responses=item[method].get("responses", {}),
-                        regex=_template_regex(full),
+                        regex=template_regex(full, empty_values=True),
                     )
 
 
 def _sample(template: str) -> str:
     """Our template with every parameter replaced by a stand-in value, the version by v3."""
     counter = iter(range(1, 100))
-    return re.sub(
-        r"\{([^}]+)\}", lambda m: "v3" if m.group(1) == "version" else f"P{next(counter)}", template
-    )
+    return fill_template(template, lambda name: "v3" if name == "version" else f"P{next(counter)}")
 
 
 def _required(schema: Any) -> set[str]:

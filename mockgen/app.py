@@ -1,33 +1,34 @@
 """Build the two mock servers' ASGI apps from the specs.
 
-spec → Connexion routing (operationId) → `Dispatcher` (contract check, faults, auth) → handler → store →
-`ExchangeMiddleware` (response check, journal). Connexion's own request/response validation, security and
-parameter-injection layers are left out of the stack: the contract check is `contracts.core` (one validator
-for the mock, the client hook and the live checker), and Connexion's parameter decorator alone cost ~170 µs a
-request here, more than everything else the mock does."""
+spec → `Router` (one routing decision per request) → `Dispatcher` (contract check, faults, auth) → handler →
+store → `ExchangeMiddleware` (response check, journal). Connexion reads the specs at start-up and resolves
+every operationId to its plain handler; it takes no part in a request. Its request/response validation,
+security and parameter-injection layers are left out: the contract check is `contracts.validation` (one
+validator for the mock, the client hook and the live checker), and Connexion's parameter decorator alone
+cost ~170 µs a request here, more than everything else the mock does."""
 
 from __future__ import annotations
 
 import functools
 import re
 from collections.abc import Mapping
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
-from connexion.middleware.routing import RoutingMiddleware
+from connexion.http_facts import METHODS
 from connexion.resolver import Resolver
 from connexion.spec import OpenAPISpecification
-from starlette.routing import Mount, Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
-from contracts.core import ContractValidator, validator_for
 from contracts.specs import resolved_copy
+from contracts.validation import validator_for
 from mockgen.handlers import control as control_handlers
 from mockgen.handlers import letta as letta_handlers
 from mockgen.handlers import matrix as matrix_handlers
 from mockgen.http.dialects import DIALECTS
 from mockgen.http.dispatch import Dispatcher, Handler
 from mockgen.http.exchange import ExchangeMiddleware
+from mockgen.http.routing import Router
 from mockgen.world import World
 
 HANDLER_MODULES: Mapping[str, ModuleType] = {
@@ -42,24 +43,10 @@ def handler_name(operation_id: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", operation_id).lower()
 
 
-def handlers_for(spec_name: str, validator: ContractValidator) -> dict[str, Handler]:
-    """Every operation's handler; an operation without one fails at start-up, not at request time."""
-    module = HANDLER_MODULES[spec_name]
-    found: dict[str, Handler] = {}
-    for operation_id in validator.operations:
-        handler = getattr(module, handler_name(operation_id), None)
-        if handler is None:
-            raise LookupError(
-                f"{module.__name__} has no handler {handler_name(operation_id)} for {operation_id}"
-            )
-        found[operation_id] = handler
-    return found
-
-
 class _CheckedSpecification(OpenAPISpecification):  # type: ignore[misc]
     """Connexion's view of one of our documents, without Connexion's own check of it: openapi-spec-validator
-    checks our documents in the test suite, and Connexion's check (~0.4 s a document, on every app built)
-    was most of the mock's start-up time."""
+    checks our documents in the test suite, and Connexion's check (~0.5 s for the three, in every process that
+    builds a mock) was most of the mock's start-up time. Connexion has no switch for it."""
 
     @classmethod
     def _validate_spec(cls, spec: Any) -> None:
@@ -67,56 +54,44 @@ class _CheckedSpecification(OpenAPISpecification):  # type: ignore[misc]
 
 
 @functools.cache
-def _routing_spec(name: str) -> _CheckedSpecification:
-    """Built once per process; routing only reads it."""
-    return _CheckedSpecification(resolved_copy(name))
+def handlers_for(spec_name: str) -> Mapping[str, Handler]:
+    """Every operation's handler by operationId, as Connexion's operations resolve it; built once per
+    process. An operation without a handler fails here, at start-up, not at request time."""
+    module = HANDLER_MODULES[spec_name]
 
+    def handler(operation_id: str) -> Handler:
+        found: Handler | None = getattr(module, handler_name(operation_id), None)
+        if found is None:
+            raise LookupError(
+                f"{module.__name__} has no handler {handler_name(operation_id)} for {operation_id}"
+            )
+        return found
 
-class _RaiseRoutingErrors:
-    """Connexion's routing under the name Starlette looks for: with `scope["app"]` set, its router raises
-    HTTPException (405 for a known path and another method) instead of answering in plain text, and
-    `ExchangeMiddleware` answers in the service's own dialect. (ConnexionMiddleware sets it, too.)"""
-
-    def __init__(self, routing: RoutingMiddleware) -> None:
-        self.routing = routing
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = self
-        await self.routing(scope, receive, send)
-
-
-def _without_slash_redirects(router: Router) -> None:
-    """Turn off Starlette's trailing-slash redirect in Connexion's routers (the outer one, each API's, and the
-    APIs chained as defaults): Synapse answers `/joined_rooms/` with 404, and Letta authenticates before it
-    redirects, which `Dispatcher` does itself."""
-    router.redirect_slashes = False
-    inner = [route.app for route in router.routes if isinstance(route, Mount)]
-    for app in [*inner, router.default]:
-        if isinstance(app, Router):
-            _without_slash_redirects(app)
+    specification = _CheckedSpecification(resolved_copy(spec_name))
+    resolver = Resolver(function_resolver=handler)
+    table: dict[str, Handler] = {}
+    for path, item in specification["paths"].items():
+        for method in item.keys() & METHODS:
+            operation = specification.operation_cls.from_spec(
+                specification, path=path, method=method, resolver=resolver
+            )
+            table[operation.operation_id] = operation.function
+    return MappingProxyType(table)
 
 
 def build_app(service: str, world: World) -> ASGIApp:
     """The ASGI app of one mocked service (`letta` or `matrix`), control API included."""
-    validator = validator_for(service)
-    control_validator = validator_for("control")
-    handlers = {**handlers_for(service, validator), **handlers_for("control", control_validator)}
     dispatcher = Dispatcher(
         world=world,
         dialect=DIALECTS[service],
-        validator=validator,
-        control_validator=control_validator,
-        handlers=handlers,
+        handlers={**handlers_for(service), **handlers_for("control")},
     )
-    routing = RoutingMiddleware(dispatcher)
-    resolver = Resolver(function_resolver=handlers.__getitem__)
-    for name in (service, "control"):
-        routing.add_api(_routing_spec(name), resolver=resolver)
-    _without_slash_redirects(routing.router)
-    return ExchangeMiddleware(
-        _RaiseRoutingErrors(routing),
-        world=world,
+    router = Router(
+        validator=validator_for(service),
         dialect=DIALECTS[service],
-        validators=(validator, control_validator),
-        validate_responses=world.config.validate,
+        control_validator=validator_for("control"),
+        control_dialect=DIALECTS["control"],
+    )
+    return ExchangeMiddleware(
+        dispatcher, world=world, router=router, validate_responses=world.config.validate
     )

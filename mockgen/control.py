@@ -3,10 +3,11 @@ the pytest plugin both call these)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
-from contracts.core import ContractValidator, Operation, validator_for
+from contracts.validation import ContractValidator, Operation, fill_template, validator_for
 from mockgen.faults import Fault
 from mockgen.store.errors import ControlError, LettaError
 from mockgen.world import World
@@ -21,7 +22,6 @@ FRAMING_HEADERS = frozenset({"content-length", "content-type", "transfer-encodin
 # RFC 9110 field names (tokens); values: visible latin-1, spaces and tabs (no CR, LF or other controls).
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
-_PATH_PARAM = re.compile(r"\{([^}]+)\}")
 
 
 def _service_of(operation_id: str) -> tuple[str, ContractValidator]:
@@ -53,14 +53,25 @@ def _checked_headers(headers: dict[str, Any]) -> dict[str, str]:
 
 
 def _sample_paths(operation: Operation) -> list[str]:
-    """The operation's path template, and the template with each enumerated parameter (e.g. the Matrix
+    """The operation's path template, and the template with its enumerated parameters (e.g. the Matrix
     `{version}`) filled in every way: what a fault's path expression is tried against."""
-    samples = [operation.path]
-    for name in _PATH_PARAM.findall(operation.path):
-        param = operation.params.get(("path", name))
-        values = param.schema.get("enum", []) if param is not None else []
-        samples = [s.replace(f"{{{name}}}", str(v)) for s in samples for v in values] + samples
-    return samples
+    # Each enumerated parameter takes each of its values or stays as the template has it (None).
+    choices = {
+        name: [*map(str, param.schema.get("enum", [])), None]
+        for (location, name), param in operation.params.items()
+        if location == "path"
+    }
+    return [
+        _filled(
+            operation.path,
+            {name: value for name, value in zip(choices, chosen, strict=True) if value is not None},
+        )
+        for chosen in itertools.product(*choices.values())
+    ]
+
+
+def _filled(template: str, values: dict[str, str]) -> str:
+    return fill_template(template, lambda name: values.get(name, f"{{{name}}}"))
 
 
 def _operations_for_path(pattern: re.Pattern[str], services: tuple[str, ...], method: Any) -> list[Operation]:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.core import Violation, parse_json
 from contracts.redaction import redact
+from contracts.validation import Violation, parse_json
 
 # Bodies larger than this are journaled as their size only.
 BODY_LIMIT = 16 * 1024

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from contracts.core import validator_for
+from contracts.validation import validator_for
 from mockgen.faults import FaultTable
 from mockgen.journal import Journal
 from mockgen.store.errors import ControlError, LettaError, MatrixError

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from contracts.core import ContractValidator, validator_for
+from contracts.validation import ContractValidator, validator_for
 from letta_matrix_reference.bridge import ApiError, ConfigurationError, SyncReport
 from letta_matrix_reference.bridge.store import MAPPING_FILE
 from letta_matrix_reference.bridge.target import convergence_problems, sync_against

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 
 from contracts.adapters.aiohttp_hook import ContractMiddleware, ContractViolationError
-from contracts.core import validator_for
 from contracts.exchanges import Exchange, read_exchanges, write_exchange
 from contracts.harness.cli import main
+from contracts.validation import validator_for
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 from tests.support import TIMEOUT
 

@@ -14,13 +14,13 @@ import pytest
 import yaml
 from aiohttp import web
 
-from contracts.core import ContractValidator, validator_for
 from contracts.harness.cli import main
 from contracts.harness.differential import agreement, compare, run_differential
 from contracts.harness.live import check, is_loopback
 from contracts.served import compare_served
 from contracts.specs import resolved_copy
 from contracts.upstream import compare as compare_upstream
+from contracts.validation import ContractValidator, validator_for
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 
 pytestmark = pytest.mark.mock_lenient  # the corpus sends invalid requests on purpose

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from contracts.core import NoRoute, validator_for
+from contracts.validation import NoRoute, validator_for
 
 
 def _request(service: str, method: str, path: str, body: Any = None, query: str = "") -> list[str]:

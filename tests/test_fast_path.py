@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts.core import SchemaCheck, fast_validator, validator_for
 from contracts.strategies import strategy_for
+from contracts.validation import SchemaCheck, fast_validator, validator_for
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from contracts.core import validator_for
+from contracts.validation import validator_for
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 from tests.support import Answer, call, login, register
 

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from contracts.core import Violation, validator_for
+from contracts.validation import Violation, validator_for
 from mockgen import control
 from mockgen.journal import VIOLATION_LIMIT, Journal
 from mockgen.pytest_plugin import LettaMock, MatrixMock

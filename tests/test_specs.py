@@ -12,8 +12,8 @@ from openapi_core.datatypes import RequestParameters
 from openapi_spec_validator import validate
 from prance import ResolvingParser
 
-from contracts.core import ContractValidator, NoRoute, RouteMatch, validator_for
 from contracts.specs import SPEC_FILES, load_raw, load_resolved
+from contracts.validation import ContractValidator, NoRoute, RouteMatch, validator_for
 
 SPECS = ("letta", "matrix", "control")
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")

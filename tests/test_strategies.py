@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from contracts.core import validator_for
 from contracts.oas import to_json_schema
 from contracts.strategies import (
     documented_cells,
@@ -16,6 +15,7 @@ from contracts.strategies import (
     response_bodies,
     strategy_for,
 )
+from contracts.validation import validator_for
 
 CELLS = [
     (service, *cell) for service in ("letta", "matrix") for cell in documented_cells(validator_for(service))

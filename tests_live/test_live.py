@@ -12,11 +12,11 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from contracts.core import ContractValidator
 from contracts.harness.cli import main as contracts_main
 from contracts.harness.differential import run_differential
 from contracts.harness.live import check
 from contracts.specs import resolved_copy
+from contracts.validation import ContractValidator
 from letta_matrix_reference.bridge.config import BridgeConfig
 from letta_matrix_reference.bridge.store import MAPPING_FILE, MappingFile
 from letta_matrix_reference.bridge.sync import Bridge

@@ -17,8 +17,8 @@ from typing import TextIO
 
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
-from contracts.core import ContractValidator, Violation, validator_for
 from contracts.exchanges import Exchange, write_exchange
+from contracts.validation import ContractValidator, Violation, validator_for
 
 
 class ContractViolationError(AssertionError):

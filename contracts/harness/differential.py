@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from contracts.core import primary_media, validator_for
 from contracts.harness.corpus import load_corpus
 from contracts.harness.live import check
 from contracts.harness.scenario import Outcome, Step
+from contracts.validation import primary_media, validator_for
 from mockgen.server import MockServers
 from mockgen.world import DEFAULT_LETTA_TOKEN, World
 

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from contracts.core import ContractValidator, Violation, validator_for
 from contracts.harness.corpus import load_corpus
 from contracts.harness.scenario import Outcome, Step, new_prefix, run_scenario
 from contracts.served import ServedReport, compare_served
+from contracts.validation import ContractValidator, Violation, validator_for
 
 RESULTS = ("ok", "undocumented status", "schema mismatch", "unexpected errcode")
 

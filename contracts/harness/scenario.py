@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from contracts.adapters.aiohttp_hook import ContractMiddleware
-from contracts.core import ContractValidator, Violation
+from contracts.validation import ContractValidator, Violation
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _USER_ID = re.compile(r"^@[^:]+:.+$")

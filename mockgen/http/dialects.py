@@ -1,18 +1,21 @@
 """How each mocked service says no: error bodies, authentication, path quirks.
 
-The request checks come from the contract (`contracts.core`); a dialect only decides how a service words the
-answer, so a violation found by the validator is answered in Matrix's `{"errcode", "error"}`, in FastAPI's
-422 list for Letta, or in the control API's `{"error"}`."""
+The request checks come from the contract (`contracts.validation`); a dialect only decides how a service
+words the answer, so a violation found by the validator is answered in Matrix's `{"errcode", "error"}`, in
+FastAPI's 422 list for Letta, or in the control API's `{"error"}`; a store's refusal likewise."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from contracts.core import Violation
-from mockgen.store.errors import MatrixError
+from starlette.types import Send
+
+from contracts.validation import Violation
+from mockgen.store.errors import ControlError, LettaError, MatrixError, UserInteractiveAuthRequired
 from mockgen.store.matrix import User
 from mockgen.store.matrix.errcodes import (
     M_BAD_JSON,
@@ -26,14 +29,8 @@ from mockgen.store.matrix.errcodes import (
 )
 from mockgen.world import World
 
-CONTROL_PREFIX = "/_mock/"
 _PARAM_LOCATION = re.compile(r"^(query|path|header) parameter '(.+)'$|^header '(.+)'$")
 _STATE_TRAILING_SLASH = re.compile(r"^(/_matrix/client/[^/]+/rooms/[^/]+/state/[^/]+)/$")
-
-
-def is_control_path(path: str) -> bool:
-    """Whether a path belongs to the control API (whose errors are its own `{"error"}` on both servers)."""
-    return path.startswith(CONTROL_PREFIX) or path == CONTROL_PREFIX.rstrip("/")
 
 
 @dataclass
@@ -43,6 +40,23 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The ASGI headers and body bytes: compact JSON, framed by the mock itself."""
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()
+        ]
+        body = b""
+        if self.body is not None:
+            body = json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            headers.append((b"content-type", b"application/json"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        return headers, body
+
+    async def send(self, send: Send) -> None:
+        headers, body = self.encode()
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 @dataclass
@@ -75,6 +89,10 @@ def _request_order(violation: Violation) -> int:
 
 class Dialect:
     service: ClassVar[str]
+    # FastAPI behind Letta's authentication middleware: a token is asked for before the path is routed,
+    # and a path whose other spelling (trailing slash toggled) has a route answers 307 to it.
+    authenticates_before_routing: ClassVar[bool] = False
+    redirects_slashes: ClassVar[bool] = False
 
     def normalize_path(self, path: str) -> str:
         return path
@@ -93,6 +111,13 @@ class Dialect:
 
     def internal_error(self) -> Reply:
         raise NotImplementedError
+
+    @staticmethod
+    def redirect(headers: Mapping[str, str], path: str, query_string: str) -> Reply:
+        """FastAPI's trailing-slash redirect: 307 to the other spelling, on the host the client used."""
+        host = headers.get("host", "localhost")
+        query = f"?{query_string}" if query_string else ""
+        return Reply(307, None, {"Location": f"http://{host}{path}{query}"})
 
     def invalid_request(self, violations: Sequence[Violation]) -> Reply:
         raise NotImplementedError
@@ -163,7 +188,7 @@ class MatrixDialect(Dialect):
         try:
             user, device_id = world.matrix.authenticate(token)
         except MatrixError as exc:
-            return Reply(exc.status, exc.body())
+            return error_reply(exc)
         return Credentials(user, device_id, token)
 
     def rate_limited(self, retry_after_ms: int) -> Reply:
@@ -188,6 +213,8 @@ _PYDANTIC_TYPE = {
 
 class LettaDialect(Dialect):
     service = "letta"
+    authenticates_before_routing = True
+    redirects_slashes = True
 
     @staticmethod
     def detail(status: int, detail: Any) -> Reply:
@@ -201,13 +228,6 @@ class LettaDialect(Dialect):
 
     def internal_error(self) -> Reply:
         return self.detail(500, "An internal server error occurred")
-
-    @staticmethod
-    def redirect(headers: Mapping[str, str], path: str, query_string: str) -> Reply:
-        """FastAPI's trailing-slash redirect: 307 to the other spelling, on the host the client used."""
-        host = headers.get("host", "localhost")
-        query = f"?{query_string}" if query_string else ""
-        return Reply(307, None, {"Location": f"http://{host}{path}{query}"})
 
     @staticmethod
     def _item(violation: Violation) -> dict[str, Any]:
@@ -292,6 +312,21 @@ class ControlDialect(Dialect):
 
     def rate_limited(self, retry_after_ms: int) -> Reply:
         return self.error(429, "rate limited")
+
+
+StoreError = MatrixError | UserInteractiveAuthRequired | LettaError | ControlError
+STORE_ERRORS = (MatrixError, UserInteractiveAuthRequired, LettaError, ControlError)
+
+
+def error_reply(error: StoreError) -> Reply:
+    """A store's refusal in the words of the service whose store raised it."""
+    if isinstance(error, MatrixError):
+        return MatrixDialect.error(error.status, error.errcode, error.error, **error.extra)
+    if isinstance(error, UserInteractiveAuthRequired):
+        return Reply(401, error.body)
+    if isinstance(error, LettaError):
+        return LettaDialect.detail(error.status, error.detail)
+    return ControlDialect.error(error.status, error.error)
 
 
 DIALECTS: dict[str, Dialect] = {

@@ -1,5 +1,5 @@
-"""The innermost layer: Connexion has routed the request to an operationId; check it, apply faults and
-authentication, and call the plain handler registered for that operationId."""
+"""The innermost layer: the request is routed (see `routing`); check it, apply faults and authentication,
+and call the plain handler Connexion resolved for its operationId, or answer why there is no operation."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
-from contracts.core import ContractValidator, NoRoute, Operation, RouteMatch, Violation
+from contracts.validation import NoRoute, Operation, Violation
 from mockgen.faults import Fault
-from mockgen.http.dialects import Dialect, LettaDialect, Reply
-from mockgen.http.exchange import EXTENSION, Exchange, send_reply
-from mockgen.store.errors import ControlError, LettaError, MatrixError, UserInteractiveAuthRequired
+from mockgen.http.context import Exchange, exchange_of
+from mockgen.http.dialects import STORE_ERRORS, Dialect, Reply, error_reply
 from mockgen.store.matrix import User
 from mockgen.world import World
 
-ROUTING = "connexion_routing"
 # The deepest JSON body the mock takes. Synapse takes whatever its decoder does (measured on 1.163: 900 levels
 # accepted, 5000 answered M_NOT_JSON); the mock's copies and checks recurse per level, and past ~550 levels
 # they exhaust the interpreter's frames. Deeper bodies are refused like undecodable ones, never a 500: a
@@ -59,21 +57,16 @@ class Dispatcher:
         *,
         world: World,
         dialect: Dialect,
-        validator: ContractValidator,
-        control_validator: ContractValidator,
         handlers: Mapping[str, Handler],
     ) -> None:
         self.world = world
         self.dialect = dialect
-        self.validator = validator
-        self.control_validator = control_validator
         self.handlers = handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exchange: Exchange = scope["extensions"][EXTENSION]
-        reply = await self.reply(scope, exchange)
+        reply = await self.reply(scope, exchange_of(scope))
         if reply is not None:
-            await send_reply(send, reply)
+            await reply.send(send)
 
     async def reply(self, scope: Scope, exchange: Exchange) -> Reply | None:
         method: str = scope["method"]
@@ -81,16 +74,15 @@ class Dispatcher:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query_string = scope.get("query_string", b"").decode("latin-1")
         query = parse_qs(query_string, keep_blank_values=True)
-        operation_id = scope["extensions"].get(ROUTING, {}).get("operation_id")
-        if operation_id is None:
-            return self._no_route(exchange, method, path, headers, query, query_string)
+        route = exchange.route
+        if isinstance(route.found, NoRoute):
+            return self._no_route(exchange, route.found, method, path, headers, query, query_string)
         control, dialect = exchange.control, exchange.dialect
-        validator = self.control_validator if control else self.validator
-        operation = validator.operations[operation_id]
-        exchange.operation, exchange.validator = operation, validator
-        check = validator.check_request(
+        operation = exchange.operation = route.found.operation
+        operation_id = operation.operation_id
+        check = route.validator.check_request(
             operation,
-            path_params={name: unquote(value) for name, value in scope.get("path_params", {}).items()},
+            path_params=route.found.path_params,
             query=query,
             headers=headers,
             body=exchange.body,
@@ -120,7 +112,7 @@ class Dispatcher:
                     return None
                 if faulted is not None:
                     return faulted
-        credentials = dialect.authenticate(self.world, headers, query, operation.auth_required)
+        credentials = dialect.authenticate(self.world, headers, query, route.needs_token)
         if isinstance(credentials, Reply):
             return credentials
         exchange.user = credentials.user.user_id if credentials.user else None
@@ -144,33 +136,24 @@ class Dispatcher:
     def _no_route(
         self,
         exchange: Exchange,
+        found: NoRoute,
         method: str,
         path: str,
         headers: Mapping[str, str],
         query: Mapping[str, list[str]],
         query_string: str,
     ) -> Reply:
-        validator = self.control_validator if exchange.control else self.validator
-        dialect = exchange.dialect
-        route = validator.find(method, path)
-        if not isinstance(route, NoRoute):
-            # Connexion found no route where the spec has one: only a path Starlette cannot match.
-            route = NoRoute("path")
-        exchange.violations.append(route.violation(method, path))
-        if isinstance(dialect, LettaDialect):
-            # FastAPI redirects to the other spelling of a path that has a route (`/v1/agents/{id}/` to
-            # `/v1/agents/{id}`), but Letta authenticates before it routes: no token is 401, not 404 or 307,
-            # except where the target needs none (`/v1/health`).
-            other = path[:-1] if path.endswith("/") else path + "/"
-            target = self.validator.find(method, other)
-            required = not isinstance(target, RouteMatch) or target.operation.auth_required
-            credentials = dialect.authenticate(self.world, headers, query, required)
+        route, dialect = exchange.route, exchange.dialect
+        if found.kind == "method":
+            # Before authentication and without a violation, as the Starlette router this replaced answered.
+            return dialect.method_not_allowed(found.allowed)
+        exchange.violations.append(found.violation(method, path))
+        if dialect.authenticates_before_routing:
+            credentials = dialect.authenticate(self.world, headers, query, route.needs_token)
             if isinstance(credentials, Reply):
                 return credentials
-            if route.kind == "path" and not (isinstance(target, NoRoute) and target.kind == "path"):
-                return dialect.redirect(headers, other, query_string)
-        if route.kind == "method":
-            return dialect.method_not_allowed(route.allowed)
+        if route.redirect is not None:
+            return dialect.redirect(headers, route.redirect, query_string)
         return dialect.not_found()
 
     async def _fault_reply(self, operation: Operation, fault: Fault) -> Reply | None:
@@ -191,14 +174,8 @@ class Dispatcher:
         handler = self.handlers[operation_id]
         try:
             return handler(call)
-        except MatrixError as exc:
-            return Reply(exc.status, exc.body())
-        except UserInteractiveAuthRequired as exc:
-            return Reply(401, exc.body)
-        except LettaError as exc:
-            return Reply(exc.status, {"detail": exc.detail})
-        except ControlError as exc:
-            return Reply(exc.status, {"error": exc.error})
+        except STORE_ERRORS as exc:
+            return error_reply(exc)
 
 
 def _nested_deeper_than(document: Any, limit: int) -> bool:

@@ -1,62 +1,25 @@
 """The outermost layer of a mock server: one `Exchange` per request, from the first byte to the journal.
 
-It reads (and bounds) the request body, lets the Connexion-routed app answer, checks the answer against the
-contract before a byte of it leaves (a mock answer that breaks the spec is a mock bug, recorded and logged),
-and writes the journal entry. Dropping the connection (a fault, or a body over the limit, which Synapse
-answers that way too) is carried out here, where the server's own `send` is still at hand."""
+It routes the request (once: see `routing`), reads (and bounds) its body, lets the dispatcher answer, checks
+the answer against the contract before a byte of it leaves (a mock answer that breaks the spec is a mock
+bug, recorded and logged), and writes the journal entry. Dropping the connection (a fault, or a body over
+the limit, which Synapse answers that way too) is carried out here, where the server's own `send` is still
+at hand."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from dataclasses import dataclass, field
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.core import ContractValidator, NoRoute, Operation, Violation
-from mockgen.faults import Fault
-from mockgen.http.dialects import DIALECTS, Dialect, Reply, is_control_path
+from mockgen.http.context import EXTENSION, Exchange
+from mockgen.http.dialects import Dialect
+from mockgen.http.routing import Router
 from mockgen.world import World
 
 log = logging.getLogger("mockgen")
-EXTENSION = "mockgen"
-
-
-@dataclass
-class Exchange:
-    """What the layers of one request learn about it."""
-
-    service: str
-    body: bytes
-    control: bool  # a control API request: answered in the control dialect, never journaled
-    dialect: Dialect
-    operation: Operation | None = None
-    validator: ContractValidator | None = None
-    user: str | None = None
-    fault: Fault | None = None
-    drop: bool = False
-    violations: list[Violation] = field(default_factory=list)
-
-
-def encode_reply(reply: Reply) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    headers = [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers.items()
-    ]
-    body = b""
-    if reply.body is not None:
-        body = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        headers.append((b"content-type", b"application/json"))
-    headers.append((b"content-length", str(len(body)).encode()))
-    return headers, body
-
-
-async def send_reply(send: Send, reply: Reply) -> None:
-    headers, body = encode_reply(reply)
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _close_connection(send: Send) -> bool:
@@ -75,14 +38,12 @@ class ExchangeMiddleware:
         app: ASGIApp,
         *,
         world: World,
-        dialect: Dialect,
-        validators: tuple[ContractValidator, ...],
+        router: Router,
         validate_responses: bool = True,
     ) -> None:
         self.app = app
         self.world = world
-        self.dialect = dialect
-        self.validators = validators
+        self.router = router
         self.validate_responses = validate_responses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,20 +54,17 @@ class ExchangeMiddleware:
         # Route on the path as sent (percent-encoded), like Synapse: an id holding an encoded "/" stays one
         # path segment. Path parameters are decoded after routing.
         raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-        path = self.dialect.normalize_path(raw.decode("latin-1"))
+        path = self.router.dialect.normalize_path(raw.decode("latin-1"))
         scope = {**scope, "path": path, "raw_path": path.encode("latin-1")}
         body, too_large, disconnected = await self._read_body(receive)
         if disconnected:
             return
-        control = is_control_path(path)
         exchange = Exchange(
-            service=self.dialect.service,
+            service=self.router.dialect.service,
             body=body,
-            control=control,
-            dialect=DIALECTS["control"] if control else self.dialect,
+            route=self.router.route(scope["method"], path),
             drop=too_large,
         )
-        # One `extensions` dict shared by every copy of the scope the routing layer makes.
         scope.setdefault("extensions", {})[EXTENSION] = exchange
         messages: list[Message] = []
 
@@ -149,21 +107,9 @@ class ExchangeMiddleware:
 
         try:
             await self.app(scope, no_more_body, capture)
-        except HTTPException as exc:
-            # Starlette's router: the path exists, the method does not. The spec says which methods do.
-            reply = dialect.not_found()
-            if exc.status_code == 405:
-                allowed = sorted({m for v in self.validators for m in self._allowed(v, scope["path"])})
-                reply = dialect.method_not_allowed(allowed)
-            await send_reply(capture, reply)
         except Exception:
             log.exception("mock handler failed for %s %s", scope["method"], scope["path"])
-            await send_reply(capture, dialect.internal_error())
-
-    @staticmethod
-    def _allowed(validator: ContractValidator, path: str) -> tuple[str, ...]:
-        route = validator.find("TRACE", path)
-        return route.allowed if isinstance(route, NoRoute) else ()
+            await dialect.internal_error().send(capture)
 
     @staticmethod
     def _collect(messages: list[Message]) -> tuple[int, dict[str, str], bytes]:
@@ -183,10 +129,12 @@ class ExchangeMiddleware:
     def _check_response(
         self, exchange: Exchange, status: int, headers: dict[str, str], body: bytes
     ) -> str | None:
-        operation, validator = exchange.operation, exchange.validator
-        if operation is None or validator is None or exchange.control or not self.validate_responses:
+        operation = exchange.operation
+        if operation is None or exchange.control or not self.validate_responses:
             return None
-        found, variant = validator.check_response(operation, status=status, headers=headers, body=body)
+        found, variant = exchange.route.validator.check_response(
+            operation, status=status, headers=headers, body=body
+        )
         if found:
             for violation in found:
                 log.error("mock answer breaks the contract: %s", violation.message)

@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.database import ExampleDatabase
 from hypothesis.errors import DidNotReproduce, InvalidArgument
 
-from contracts.core import validator_for
 from contracts.coverage import Coverage, operations_called
 from contracts.harness.fuzz.invariants import Observation, Run, check_all
 from contracts.harness.fuzz.plan import Plan, plans, sweep_plans
 from contracts.harness.fuzz.target import Target
+from contracts.validation import validator_for
 from mockgen.server import LOOP_FACTORY, MockServers
 from mockgen.world import DEFAULT_USERS, MockConfig, World
 
