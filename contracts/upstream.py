@@ -17,7 +17,6 @@ import yaml
 
 from contracts.core import HTTP_METHODS, ContractValidator, Operation
 
-CLIENT_PREFIX = "/_matrix/client/{version}"
 NOT_CLIENT_SERVER = ("/_synapse/",)
 
 
