@@ -137,7 +137,7 @@ def _report(result: FuzzResult, args: argparse.Namespace) -> int:
     """Print the outcome, write the reports asked for; the exit code."""
     coverage = result.coverage
     if result.replayed:
-        print(f"  the replayed example (with its faults, then without) ran in {result.seconds:.1f} s")
+        print(f"  the replayed example ran in {result.seconds:.1f} s")
     else:
         print(
             f"  {result.examples} examples ({result.swept} of them the sweep) in {result.seconds:.1f} s"
@@ -147,9 +147,12 @@ def _report(result: FuzzResult, args: argparse.Namespace) -> int:
             f"  coverage: {coverage.exercised}/{len(coverage.cells)} cells of {len(result.operations)}"
             f" operations ({coverage.ratio:.1%}; threshold {args.threshold:.0%})"
         )
-    if args.report and result.failure is not None:
-        # The plan beside the report, where the replay command then points.
-        result.failure.plan_file = save_plan(result.failure.plan, args.report / PLAN_FILE)
+    if result.failure is not None:
+        # The replay command points at the plan beside the report, else at the file just replayed.
+        if args.report:
+            result.failure.plan_file = save_plan(result.failure.plan, args.report / PLAN_FILE)
+        elif result.replayed:
+            result.failure.plan_file = args.replay
     if args.report:
         markdown, _ = coverage.write(args.report)
         Path(args.report, "fuzz.json").write_text(
