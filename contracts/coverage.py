@@ -8,14 +8,38 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from contracts.validation import ContractValidator
+from contracts.specs import SPEC_FILES
+from contracts.validation import ContractValidator, Violation, validator_for
 
 Cell = tuple[str, str, int, str | None]  # service, operation, status, variant
+
+
+class Exchanged(Protocol):
+    """What coverage reads of one exchange (a mock journal entry is one)."""
+
+    @property
+    def service(self) -> str: ...
+    @property
+    def operation(self) -> str | None: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def variant(self) -> str | None: ...
+    @property
+    def violations(self) -> Sequence[Violation]: ...
+
+
+def service_of(operation_id: str, services: Iterable[str] = tuple(SPEC_FILES)) -> str:
+    """The service (of `services`) whose spec defines `operation_id`; KeyError when none does."""
+    for service in services:
+        if operation_id in validator_for(service).operations:
+            return service
+    raise KeyError(f"no operation {operation_id!r} in the specs")
 
 
 @dataclass
@@ -25,13 +49,16 @@ class Coverage:
     cells: dict[Cell, int] = field(default_factory=dict)
 
     @classmethod
-    def documented(cls, validators: Mapping[str, ContractValidator], operations: Iterable[str]) -> Coverage:
-        """Every documented cell of `operations` (operationIds, looked up in every validator), unhit."""
-        wanted = set(operations)
+    def documented(
+        cls, validators: Mapping[str, ContractValidator], operations: Iterable[str] | None = None
+    ) -> Coverage:
+        """Every documented cell of `operations` (operationIds, looked up in every validator; None: every
+        operation), unhit."""
+        wanted = None if operations is None else set(operations)
         cells: dict[Cell, int] = {}
         for service, validator in validators.items():
             for operation in validator.iter_operations():
-                if operation.operation_id not in wanted:
+                if wanted is not None and operation.operation_id not in wanted:
                     continue
                 for status in operation.documented_statuses:
                     variants: list[str | None] = [v.title for v in operation.responses[str(status)].variants]
@@ -40,17 +67,12 @@ class Coverage:
                         cells[(service, operation.operation_id, status, variant)] = 0
         return cls(cells)
 
-    def record(self, entries: Iterable[Mapping[str, Any]]) -> None:
-        """Count journal entries (as dicts: service, operation, status, variant, violations)."""
+    def record(self, entries: Iterable[Exchanged]) -> None:
+        """Count exchanges (journal entries) into their cells."""
         for entry in entries:
-            if any(v.get("side") == "response" for v in entry.get("violations", [])):
+            if any(violation.side == "response" for violation in entry.violations):
                 continue
-            cell: Cell = (
-                entry["service"],
-                str(entry.get("operation")),
-                int(entry["status"]),
-                entry.get("variant"),
-            )
+            cell: Cell = (entry.service, str(entry.operation), entry.status, entry.variant)
             if cell in self.cells:
                 self.cells[cell] += 1
 
@@ -138,6 +160,6 @@ def _sort_key(cell: Cell) -> tuple[str, str, int, str]:
     return service, operation, status, variant or ""
 
 
-def operations_called(entries: Iterable[Mapping[str, Any]]) -> Counter[str]:
+def operations_called(entries: Iterable[Exchanged]) -> Counter[str]:
     """How often each operation appears in journal entries (the scope of a target's coverage)."""
-    return Counter(str(entry["operation"]) for entry in entries if entry.get("operation"))
+    return Counter(entry.operation for entry in entries if entry.operation)

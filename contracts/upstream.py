@@ -17,7 +17,6 @@ import yaml
 
 from contracts.validation import HTTP_METHODS, ContractValidator, Operation, fill_template, template_regex
 
-CLIENT_PREFIX = "/_matrix/client/{version}"
 NOT_CLIENT_SERVER = ("/_synapse/",)
 
 

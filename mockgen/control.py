@@ -7,6 +7,7 @@ import itertools
 import re
 from typing import Any
 
+from contracts.coverage import service_of
 from contracts.validation import ContractValidator, Operation, fill_template, validator_for
 from mockgen.faults import Fault
 from mockgen.store.errors import ControlError, LettaError
@@ -22,14 +23,6 @@ FRAMING_HEADERS = frozenset({"content-length", "content-type", "transfer-encodin
 # RFC 9110 field names (tokens); values: visible latin-1, spaces and tabs (no CR, LF or other controls).
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
-
-
-def _service_of(operation_id: str) -> tuple[str, ContractValidator]:
-    for service in SERVICES:
-        validator = validator_for(service)
-        if operation_id in validator.operations:
-            return service, validator
-    raise ControlError(400, f"operation {operation_id!r} is in neither the Letta nor the Matrix spec")
 
 
 def _compiled(path: Any) -> re.Pattern[str]:
@@ -115,7 +108,13 @@ def install_fault(world: World, spec: dict[str, Any]) -> Fault:
     headers = _checked_headers(spec.get("headers") or {})
     service = spec.get("service")
     if operation_id is not None:
-        owner, validator = _service_of(str(operation_id))
+        try:
+            owner = service_of(str(operation_id), SERVICES)
+        except KeyError:
+            raise ControlError(
+                400, f"operation {operation_id!r} is in neither the Letta nor the Matrix spec"
+            ) from None
+        validator = validator_for(owner)
         if service is not None and service != owner:
             raise ControlError(400, f"operation {operation_id} belongs to {owner}, not {service}")
         service = owner

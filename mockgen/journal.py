@@ -8,8 +8,8 @@ from __future__ import annotations
 import functools
 import threading
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from contracts.redaction import redact
@@ -39,8 +39,11 @@ def _readable(kept: bytes | int) -> Any:
         return {"_raw": raw[:200].decode("utf-8", "replace")}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Entry:
+    """One exchange as the mock served it. Typed all the way: readers (the pytest plugin, coverage, fuzz
+    invariants) use the fields; only the control API and reports serialize it (`to_json`)."""
+
     seq: int
     time: float
     service: str
@@ -55,7 +58,7 @@ class Entry:
     duration_ms: float
     fault: int | None
     variant: str | None
-    violations: list[dict[str, Any]] = field(default_factory=list)
+    violations: tuple[Violation, ...] = ()
     violations_omitted: int = 0
 
     @functools.cached_property
@@ -82,7 +85,7 @@ class Entry:
             "duration_ms": round(self.duration_ms, 3),
             "fault": self.fault,
             "variant": self.variant,
-            "violations": self.violations,
+            "violations": [violation.to_dict() for violation in self.violations],
             "violations_omitted": self.violations_omitted,
         }
 
@@ -100,17 +103,39 @@ class Journal:
     def last_seq(self) -> int:
         return self._seq
 
-    def record(self, **fields: Any) -> Entry:
+    def record(
+        self,
+        *,
+        time: float,
+        service: str,
+        operation: str | None,
+        method: str,
+        path: str,
+        query: str,
+        user: str | None,
+        request_raw: bytes,
+        status: int,
+        response_raw: bytes,
+        duration_ms: float,
+        fault: int | None,
+        variant: str | None,
+        violations: Sequence[Violation] = (),
+    ) -> Entry:
+        # A violation's offending value can be a large part of a body: the journal bounds what it holds.
+        kept = tuple(
+            violation if violation.value is None else replace(violation, value=None)
+            for violation in violations[:VIOLATION_LIMIT]
+        )
         with self._lock:
             self._seq += 1
             if len(self._entries) == self._entries.maxlen:
                 self.dropped += 1
-            fields["request_raw"] = _kept(fields["request_raw"])
-            fields["response_raw"] = _kept(fields["response_raw"])
-            violations: list[Violation] = fields.get("violations", [])
-            fields["violations"] = [v.to_dict() for v in violations[:VIOLATION_LIMIT]]
-            fields["violations_omitted"] = max(0, len(violations) - VIOLATION_LIMIT)
-            entry = Entry(seq=self._seq, **fields)
+            entry = Entry(
+                seq=self._seq, time=time, service=service, operation=operation, method=method, path=path,
+                query=query, user=user, request_raw=_kept(request_raw), status=status,
+                response_raw=_kept(response_raw), duration_ms=duration_ms, fault=fault, variant=variant,
+                violations=kept, violations_omitted=max(0, len(violations) - VIOLATION_LIMIT),
+            )  # fmt: skip
             self._entries.append(entry)
             return entry
 

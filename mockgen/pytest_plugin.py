@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from contracts.core import Violation
 from mockgen import control
 from mockgen.faults import Fault
 from mockgen.journal import Entry
@@ -46,7 +47,7 @@ class MockHandle:
         """How many requests the mocks answered for `operation`."""
         return len(self.world.journal.entries(operation=operation))
 
-    def violations(self) -> list[dict[str, Any]]:
+    def violations(self) -> list[Violation]:
         return [violation for entry in self.world.journal for violation in entry.violations]
 
 
@@ -119,7 +120,7 @@ def mock_world(mockgen_servers: MockServers, request: pytest.FixtureRequest) -> 
         return
     entries = list(world.journal)
     broken = [
-        f"{entry.method} {entry.path} -> {entry.status}: {violation['message']}"
+        f"{entry.method} {entry.path} -> {entry.status}: {violation.message}"
         for entry in entries
         for violation in entry.violations
     ]

@@ -8,7 +8,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from contracts.harness.fuzz import FuzzContext
 from contracts.profiles import load_profile
+from mockgen.pytest_plugin import LettaMock, MatrixMock
 from tests.bridge_support import Sleeps
 from tests.support import TIMEOUT
 
@@ -38,3 +40,13 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(dir=shm, prefix="bridge-test-") as directory:
         yield Path(directory) / "bridge"
+
+
+@pytest.fixture
+def fuzz_context(letta_mock: LettaMock, matrix_mock: MatrixMock, data_dir: Path) -> FuzzContext:
+    """What the fuzz runner would hand the bridge's target for these mocks, with `data_dir` as its workdir."""
+    # Imported here: the runner brings in the strategies, which Hypothesis warns against building while
+    # conftest files load.
+    from contracts.harness.fuzz.runner import context_for
+
+    return context_for(letta_mock.world, letta_mock.url, matrix_mock.url, data_dir)

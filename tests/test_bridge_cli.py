@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.harness.fuzz import FuzzContext
 from letta_matrix_reference.bridge.cli import EXIT_CONFIGURATION, EXIT_FAILED, EXIT_OK, main
 from letta_matrix_reference.bridge.store import MAPPING_FILE
 from letta_matrix_reference.bridge.target import convergence_problems, no_wait
@@ -52,11 +53,11 @@ def secrets_in(text: str, env: dict[str, str]) -> list[str]:
 
 
 def test_one_sync_from_the_environment(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, env: dict[str, str]
+    letta_mock: LettaMock, matrix_mock: MatrixMock, env: dict[str, str], fuzz_context: FuzzContext
 ) -> None:
     letta_mock.add_agents(3)
     assert cli(["sync", "--once"], env) == EXIT_OK
-    assert convergence_problems(matrix_mock.snapshot()) == []
+    assert convergence_problems(matrix_mock.snapshot(), fuzz_context) == []
 
 
 def test_flags_win_over_the_environment(letta_mock: LettaMock, env: dict[str, str], tmp_path: Path) -> None:
@@ -137,7 +138,9 @@ def test_no_secret_is_ever_logged(
     assert secrets_in(caplog.text, env) == []
 
 
-def test_python_dash_m_bridge(letta_mock: LettaMock, matrix_mock: MatrixMock, env: dict[str, str]) -> None:
+def test_python_dash_m_bridge(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, env: dict[str, str], fuzz_context: FuzzContext
+) -> None:
     letta_mock.add_agents(2)
     done = subprocess.run(
         [sys.executable, "-m", "letta_matrix_reference.bridge", "sync", "--once"],
@@ -150,7 +153,7 @@ def test_python_dash_m_bridge(letta_mock: LettaMock, matrix_mock: MatrixMock, en
     assert done.returncode == EXIT_OK, done.stderr
     assert "sync done: 2 agents: 2 users and 2 rooms created" in done.stderr
     assert secrets_in(done.stdout + done.stderr, env) == []
-    assert convergence_problems(matrix_mock.snapshot()) == []
+    assert convergence_problems(matrix_mock.snapshot(), fuzz_context) == []
 
 
 def test_interval_mode_syncs_until_a_signal(letta_mock: LettaMock, env: dict[str, str]) -> None:

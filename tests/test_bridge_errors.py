@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from contracts.harness.fuzz import FuzzContext
 from contracts.validation import ContractValidator, validator_for
 from letta_matrix_reference.bridge import ApiError, ConfigurationError, SyncReport
 from letta_matrix_reference.bridge.store import MAPPING_FILE
@@ -30,13 +31,15 @@ NEW_BOT = {"bot_user": "newbot", "bot_password": "newbot-password"}
 class World:
     letta: LettaMock
     matrix: MatrixMock
-    data_dir: Path
+    context: FuzzContext
     sleeps: Sleeps = field(default_factory=Sleeps)
 
+    @property
+    def data_dir(self) -> Path:
+        return self.context.workdir
+
     async def sync(self, **settings: Any) -> SyncReport:
-        return await sync_against(
-            self.letta.url, self.matrix.url, self.data_dir, sleep=self.sleeps, **settings
-        )
+        return await sync_against(self.context, sleep=self.sleeps, **settings)
 
 
 Setup = Callable[[World], Awaitable[None]]
@@ -172,9 +175,9 @@ def test_every_case_has_a_way_to_be_reached() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 async def test_documented_error(
-    case: Case, letta_mock: LettaMock, matrix_mock: MatrixMock, data_dir: Path
+    case: Case, letta_mock: LettaMock, matrix_mock: MatrixMock, fuzz_context: FuzzContext
 ) -> None:
-    world = World(letta_mock, matrix_mock, data_dir)
+    world = World(letta_mock, matrix_mock, fuzz_context)
     (agent,) = letta_mock.add_agents(1)
     reach = REACH[case.operation]
     if reach.setup is not None:
@@ -218,7 +221,7 @@ async def test_documented_error(
         report = await world.sync(**reach.settings)
     assert report.ok, report.failed
     space_id = json.loads((world.data_dir / MAPPING_FILE).read_text())["space_id"]
-    assert convergence_problems(matrix_mock.snapshot(), bot=bot, space_id=space_id) == []
+    assert convergence_problems(matrix_mock.snapshot(), fuzz_context, bot=bot, space_id=space_id) == []
     if case.status == 429:
         assert 2.0 in world.sleeps.delays
     if case.status == 401 and expected == "recovered":

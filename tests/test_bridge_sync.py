@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from contracts.harness.fuzz import FuzzContext
 from letta_matrix_reference.bridge import ApiError, ConfigurationError, SyncReport
 from letta_matrix_reference.bridge.matrix import MatrixClient
 from letta_matrix_reference.bridge.rooms import ROOM_MARKER
@@ -32,12 +33,12 @@ ADMIN, BOT = "@admin:matrix.test", "@letta:matrix.test"
 
 
 @pytest.fixture
-def run(letta_mock: LettaMock, matrix_mock: MatrixMock, data_dir: Path, sleeps: Sleeps) -> Run:
+def run(fuzz_context: FuzzContext, sleeps: Sleeps) -> Run:
     """One sync, as one `python -m letta_matrix_reference.bridge sync --once` would do it (same data dir
     every time)."""
 
     async def sync(**settings: Any) -> SyncReport:
-        return await sync_against(letta_mock.url, matrix_mock.url, data_dir, sleep=sleeps, **settings)
+        return await sync_against(fuzz_context, sleep=sleeps, **settings)
 
     return sync
 
@@ -59,10 +60,10 @@ def rooms_of(matrix_mock: MatrixMock) -> dict[str, dict[str, Any]]:
     return {room["room_id"]: room for room in matrix_mock.snapshot()["rooms"]}
 
 
-def converged(matrix_mock: MatrixMock, data_dir: Path) -> None:
+def converged(matrix_mock: MatrixMock, fuzz_context: FuzzContext) -> None:
     """The world is as promised, and the mapping agrees with it."""
-    assert convergence_problems(matrix_mock.snapshot()) == []
-    assert check_converged(matrix_mock.snapshot(), data_dir) == []
+    assert convergence_problems(matrix_mock.snapshot(), fuzz_context) == []
+    assert check_converged(matrix_mock.snapshot(), fuzz_context) == []
 
 
 def forget_room(data_dir: Path, agent_id: str) -> str:
@@ -88,14 +89,20 @@ def half_made_room(matrix_mock: MatrixMock, agent_id: str) -> str:
 @pytest.mark.parametrize("count", [0, 1, 50, 100, 101, 250])
 @pytest.mark.parametrize("fmt", ["array", "envelope"])
 async def test_sync_converges_for_both_list_formats(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, count: int, fmt: str
+    letta_mock: LettaMock,
+    matrix_mock: MatrixMock,
+    run: Run,
+    data_dir: Path,
+    count: int,
+    fmt: str,
+    fuzz_context: FuzzContext,
 ) -> None:
     letta_mock.set_format(agents=fmt)
     agents = letta_mock.add_agents(count)
     report = await run(concurrency=16)
     assert report.ok
     assert (report.agents_seen, report.users_created, report.rooms_created) == (count, count, count)
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
     # Pages of 50: a bare array ends at its first short (or empty) page, an envelope at a null cursor.
     full, rest = divmod(count, 50)
     assert letta_mock.calls("listAgents") == (full + 1 if fmt == "array" else max(1, full + (rest > 0)))
@@ -124,13 +131,13 @@ async def test_an_unchanged_world_costs_only_the_listing_the_logins_and_the_spac
 
 
 async def test_one_bridge_syncing_twice_logs_in_once(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, data_dir: Path, sleeps: Sleeps
+    letta_mock: LettaMock, matrix_mock: MatrixMock, sleeps: Sleeps, fuzz_context: FuzzContext
 ) -> None:
     from letta_matrix_reference.bridge import Bridge
     from letta_matrix_reference.bridge.target import mock_config
 
     letta_mock.add_agents(2)
-    async with Bridge(mock_config(letta_mock.url, matrix_mock.url, data_dir), sleep=sleeps) as bridge:
+    async with Bridge(mock_config(fuzz_context), sleep=sleeps) as bridge:
         assert (await bridge.sync_once()).ok
         assert (await bridge.sync_once()).ok
     assert matrix_mock.calls("login") == 2  # the admin and the bot, once each
@@ -147,7 +154,7 @@ async def test_logins_reuse_their_devices_across_runs(
 
 
 async def test_rename_changes_the_display_name_and_the_room_name_only(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, fuzz_context: FuzzContext
 ) -> None:
     first, _ = letta_mock.add_agents(2)
     await run()
@@ -155,7 +162,7 @@ async def test_rename_changes_the_display_name_and_the_room_name_only(
     last = matrix_mock.world.journal.last_seq
     report = await run()
     assert (report.renamed, report.users_created, report.rooms_created) == (1, 0, 0)
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
     sent = sorted(str(entry.operation) for entry in matrix_mock.world.journal.entries(since=last))
     assert sent == ["getRoomStateWithKey", "listAgents", "login", "login", "setDisplayName", "setRoomState"]
     user = f"@{agent_localpart(first.id)}:matrix.test"
@@ -163,15 +170,15 @@ async def test_rename_changes_the_display_name_and_the_room_name_only(
 
 
 async def test_a_long_name_is_cut_to_what_a_display_name_may_hold(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, fuzz_context: FuzzContext
 ) -> None:
     letta_mock.add_agent("n" * 300)
     assert (await run()).ok
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
 
 
 async def test_removal_keeps_user_and_room_and_reappearance_reactivates(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, fuzz_context: FuzzContext
 ) -> None:
     _, gone = letta_mock.add_agents(2)
     await run()
@@ -192,11 +199,11 @@ async def test_removal_keeps_user_and_room_and_reappearance_reactivates(
     assert mapping(data_dir)["agents"][gone.id]["status"] == "active"
     assert mapping(data_dir)["agents"][gone.id]["removed_at"] is None
     assert not [e for e in matrix_mock.world.journal.entries(since=last) if e.operation in CREATIONS]
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
 
 
 async def test_resume_after_a_createroom_outage_makes_no_duplicate(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, fuzz_context: FuzzContext
 ) -> None:
     agents = letta_mock.add_agents(5)
     # The space gets made; then every agent room fails, every time, until the outage ends.
@@ -210,12 +217,12 @@ async def test_resume_after_a_createroom_outage_makes_no_duplicate(
     report = await run()
     assert report.ok
     assert (report.users_created, report.rooms_created) == (0, 5)
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
     assert matrix_mock.calls("register") == 10  # no agent registered twice
 
 
 async def test_a_room_whose_id_was_lost_is_found_again(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, fuzz_context: FuzzContext
 ) -> None:
     (agent,) = letta_mock.add_agents(1)
     await run()
@@ -225,7 +232,7 @@ async def test_a_room_whose_id_was_lost_is_found_again(
     assert (report.ok, report.rooms_created) == (True, 0)
     assert matrix_mock.calls("getJoinedRooms") == looked + 1
     assert mapping(data_dir)["agents"][agent.id]["room_id"] == room_id
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
 
 
 @pytest.mark.parametrize(
@@ -237,7 +244,7 @@ async def test_a_room_whose_id_was_lost_is_found_again(
     ],
 )
 async def test_a_room_made_after_its_answer_was_lost_is_found_and_completed(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, data_dir: Path, late: float
+    letta_mock: LettaMock, matrix_mock: MatrixMock, data_dir: Path, late: float, fuzz_context: FuzzContext
 ) -> None:
     """The agent room's createRoom loses its answer, and the server makes the room only `late` seconds
     into the bridge's waiting (virtual seconds: the sleep counts them, nothing waits), and only half of
@@ -258,19 +265,17 @@ async def test_a_room_made_after_its_answer_was_lost_is_found_and_completed(
         if waited >= late:
             server_finishes()
 
-    report = await sync_against(
-        letta_mock.url, matrix_mock.url, data_dir, sleep=sleep, request_timeout=TIMEOUT
-    )
+    report = await sync_against(fuzz_context, sleep=sleep, request_timeout=TIMEOUT)
     server_finishes()  # a server finishes what it started, however late
     assert report.ok
     assert report.rooms_created == 0  # found, not made
     assert matrix_mock.calls("createRoom") == 2  # the space and the lost one: not sent again
     assert mapping(data_dir)["agents"][agent.id]["room_id"] == made[0]
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
 
 
 async def test_a_room_that_never_appears_is_asked_for_again_once_no_request_can_still_be_running(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, sleeps: Sleeps
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, sleeps: Sleeps, fuzz_context: FuzzContext
 ) -> None:
     letta_mock.add_agents(1)
     matrix_mock.inject("createRoom", drop_connection=True, after=1)
@@ -280,7 +285,7 @@ async def test_a_room_that_never_appears_is_asked_for_again_once_no_request_can_
     assert sleeps.delays == [TIMEOUT / 8, TIMEOUT / 4, TIMEOUT / 2, TIMEOUT]
     assert matrix_mock.calls("getJoinedRooms") == 1 + 5  # the admin's, for the space, then the agent's
     assert matrix_mock.calls("createRoom") == 3
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
 
 
 async def test_of_several_rooms_with_an_agents_marker_the_oldest_is_kept_and_none_is_added(
@@ -289,6 +294,7 @@ async def test_of_several_rooms_with_an_agents_marker_the_oldest_is_kept_and_non
     run: Run,
     data_dir: Path,
     caplog: pytest.LogCaptureFixture,
+    fuzz_context: FuzzContext,
 ) -> None:
     """A server slower than the bridge's patience made an agent's room twice, and the mapping knows
     neither. The bridge takes the oldest, leaves the other alone (it may hold messages) and says so."""
@@ -306,7 +312,9 @@ async def test_of_several_rooms_with_an_agents_marker_the_oldest_is_kept_and_non
     assert mapping(data_dir)["agents"][agent.id]["room_id"] == older
     assert f"found 2 rooms marked as the room of agent {agent.id}" in caplog.text
     # The world holds the duplicate (nothing is deleted); the kept room is complete.
-    assert convergence_problems(matrix_mock.snapshot()) == [f"agent {agent.id} has 2 rooms, not one"]
+    assert convergence_problems(matrix_mock.snapshot(), fuzz_context) == [
+        f"agent {agent.id} has 2 rooms, not one"
+    ]
     kept = rooms_of(matrix_mock)[older]
     assert (kept["name"], kept["members"][ADMIN], kept["members"][BOT]) == (agent.name, "join", "join")
     assert kept["room_id"] in rooms_of(matrix_mock)[mapping(data_dir)["space_id"]]["children"]
@@ -333,25 +341,25 @@ async def test_the_admin_and_the_bot_get_power_level_100_where_the_bridge_makes_
 
 
 async def test_a_space_link_without_via_does_not_count(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, fuzz_context: FuzzContext
 ) -> None:
     """The spec ignores an m.space.child or m.space.parent without servers to join through."""
     (agent,) = letta_mock.add_agents(1)
     assert (await run()).ok
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
     store = matrix_mock.world.matrix
     saved = mapping(data_dir)
     space, room = saved["space_id"], saved["agents"][agent.id]["room_id"]
     store.set_state(store.user_by_name("admin"), space, "m.space.child", room, {"suggested": True})
     store.set_state(store.user_by_name(agent_localpart(agent.id)), room, "m.space.parent", space, {"via": []})
-    assert convergence_problems(matrix_mock.snapshot()) == [
+    assert convergence_problems(matrix_mock.snapshot(), fuzz_context) == [
         f"room {room} is not a child of the space",
         f"room {room} has parents [], not the space",
     ]
 
 
 async def test_the_space_is_recreated_when_the_admin_left_it(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, fuzz_context: FuzzContext
 ) -> None:
     """A user who left a room still reads its state, as it was when they left: the bridge goes by the
     admin's own membership, and a space the admin left is one it can no longer add rooms to."""
@@ -370,11 +378,11 @@ async def test_the_space_is_recreated_when_the_admin_left_it(
     assert all(room["parents"] == [new_space] for room in rooms.values() if not room["is_space"])
     assert (await run()).ok
     assert mapping(data_dir)["space_id"] == new_space
-    assert check_converged(matrix_mock.snapshot(), data_dir) == []
+    assert check_converged(matrix_mock.snapshot(), fuzz_context) == []
 
 
 async def test_a_fault_mid_sync_leaves_a_complete_mapping(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, fuzz_context: FuzzContext
 ) -> None:
     letta_mock.add_agents(6)
     await run()
@@ -392,11 +400,16 @@ async def test_a_fault_mid_sync_leaves_a_complete_mapping(
     assert sum(record.registered for record in state.agents.values()) == 10 - len(report.failed)
     matrix_mock.clear_faults()
     assert (await run()).ok
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
 
 
 async def test_a_crash_while_writing_the_mapping_keeps_the_old_file(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    letta_mock: LettaMock,
+    matrix_mock: MatrixMock,
+    run: Run,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fuzz_context: FuzzContext,
 ) -> None:
     from letta_matrix_reference.bridge import StoreError
 
@@ -419,7 +432,7 @@ async def test_a_crash_while_writing_the_mapping_keeps_the_old_file(
     # The failed write was the one saving the new agents' passwords, before any of them was registered.
     assert matrix_mock.calls("register") == 4
     assert (await run()).ok
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
 
 
 async def test_mapping_file_is_private_from_its_first_byte(
@@ -445,7 +458,7 @@ async def test_an_existing_agent_user_with_another_password_is_a_clear_conflict(
 
 
 async def test_an_existing_agent_user_with_our_password_is_adopted(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, fuzz_context: FuzzContext
 ) -> None:
     """A run registered the user, then died before recording it; the password was saved first."""
     (agent,) = letta_mock.add_agents(1)
@@ -458,17 +471,17 @@ async def test_an_existing_agent_user_with_our_password_is_adopted(
     report = await run()
     assert (report.ok, report.users_created, report.rooms_created) == (True, 0, 1)
     assert matrix_mock.calls("register") == 3  # two from the first run, one M_USER_IN_USE
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
 
 
 async def test_a_missing_bot_is_created_with_the_admin_api(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, fuzz_context: FuzzContext
 ) -> None:
     letta_mock.add_agents(1)
     report = await run(bot_user="newbot", bot_password="newbot-password")
     assert report.ok
     assert matrix_mock.calls("adminPutUser") == 1
-    assert convergence_problems(matrix_mock.snapshot(), bot="@newbot:matrix.test") == []
+    assert convergence_problems(matrix_mock.snapshot(), fuzz_context, bot="@newbot:matrix.test") == []
     assert (await run(bot_user="newbot", bot_password="newbot-password")).ok
     assert matrix_mock.calls("adminPutUser") == 1
 
@@ -519,7 +532,12 @@ def spaces_in(matrix_mock: MatrixMock) -> list[str]:
 
 
 async def test_a_space_made_by_a_run_killed_before_saving_it_is_found_again(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    letta_mock: LettaMock,
+    matrix_mock: MatrixMock,
+    run: Run,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fuzz_context: FuzzContext,
 ) -> None:
     """The first run is killed as the space's createRoom answers: nothing more reaches the disk. The next
     run knows the bridge's id (saved before the space was asked for) and finds the space by it."""
@@ -547,11 +565,11 @@ async def test_a_space_made_by_a_run_killed_before_saving_it_is_found_again(
     assert mapping(data_dir)["space_id"] is None
     assert (await run()).ok
     assert spaces_in(matrix_mock) == [space] == [mapping(data_dir)["space_id"]]
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
 
 
 async def test_a_space_whose_id_was_lost_is_found_again(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path
+    letta_mock: LettaMock, matrix_mock: MatrixMock, run: Run, data_dir: Path, fuzz_context: FuzzContext
 ) -> None:
     letta_mock.add_agents(1)
     await run()
@@ -561,7 +579,7 @@ async def test_a_space_whose_id_was_lost_is_found_again(
     path.write_text(json.dumps(saved))
     assert (await run()).ok
     assert spaces_in(matrix_mock) == [space] == [mapping(data_dir)["space_id"]]
-    converged(matrix_mock, data_dir)
+    converged(matrix_mock, fuzz_context)
 
 
 async def test_a_server_name_the_homeserver_does_not_have_stops_the_run(

@@ -14,18 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis.database import InMemoryExampleDatabase
 
+from contracts.core import Violation, validator_for
+from contracts.coverage import Coverage
 from contracts.harness.cli import main as contracts_main
+from contracts.harness.fuzz import Account, FuzzContext
 from contracts.harness.fuzz.invariants import INVARIANTS, Observation, Run, check_all
-from contracts.harness.fuzz.plan import SWEEP_AGENTS, FaultSpec, Plan
+from contracts.harness.fuzz.plan import SWEEP_AGENTS, FaultSpec, Plan, load_plan, plans, save_plan
 from contracts.harness.fuzz.runner import FuzzSession, InvariantBroken, fuzz
 from contracts.harness.fuzz.stateful import machine_for, run_stateful
 from contracts.harness.fuzz.target import Target, fuzz_target, load_target
+from mockgen.journal import Entry, Journal
 
 BROKEN = "tests.fuzz_targets:crashes_on_envelope"
-COPES = "tests.fuzz_targets:lists_agents"
+COPES = "tests.fuzz_targets:lists_agents"  # the plain form, (letta_url, matrix_url, workdir)
+LOGS_IN = "tests.fuzz_targets:logs_in"  # the context form, with a check_converged that reads the context
 
 
 def test_the_sweep_catches_a_broken_target_first_and_replays_it() -> None:
@@ -50,8 +55,8 @@ def test_random_examples_catch_a_broken_target_and_shrink_it_to_a_minimal_plan()
             "on its second run (no faults), the target raised builtins.KeyError: 'agents'",
         ]
     }
-    assert result.failure.blob
-    replayed = fuzz(load_target(BROKEN), examples=1, replay=result.failure.blob, progress=False)
+    assert result.failure.plan_file.is_file()
+    replayed = fuzz(load_target(BROKEN), replay=load_plan(result.failure.plan_file), progress=False)
     assert replayed.failure is not None
     assert replayed.failure.plan == result.failure.plan
 
@@ -163,9 +168,10 @@ def test_the_cli_prints_a_replay_command_that_reproduces_the_failure(
     # The same example against the fixed target: the replay passes and says so.
     assert contracts_main(shlex.split(command.replace(BROKEN, COPES))[1:]) == 0
     assert "the replayed example passed" in capsys.readouterr().out
-    # A blob that makes no plan is a usage error, not a crash.
-    assert contracts_main(["fuzz", "--target", COPES, "--replay", "AXicY2BgAAAABAAB"]) == 2
-    assert "the blob does not replay" in capsys.readouterr().err
+    # A file that holds no plan is a usage error, not a crash.
+    (tmp_path / "garbage.json").write_text('{"agents": "AXicY2BgAAAABAAB"}')
+    assert contracts_main(["fuzz", "--target", COPES, "--replay", str(tmp_path / "garbage.json")]) == 2
+    assert "garbage.json is not a fuzz plan" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("restored_sys_path")
@@ -237,19 +243,25 @@ async def _nothing(letta_url: str, matrix_url: str, workdir: Path) -> None:
 FAULTED = Plan(faults=(FaultSpec("listAgents", 500),))
 
 
+CONTEXT = FuzzContext(
+    letta_url="http://127.0.0.1:1", matrix_url="http://127.0.0.1:2", workdir=Path("/nonexistent"),
+    letta_token="token", server_name="mock", admin=Account("admin", "pw"), bot=Account("bot", "pw"),
+)  # fmt: skip
+
+
 def _observation(
     *,
     plan: Plan = FAULTED,
     target: Target | None = None,
     faulted: Run | None = None,
     clean: Run | None = None,
-    journal: list[dict[str, object]] | None = None,
+    journal: list[Entry] | None = None,
     rooms: list[dict[str, str]] | None = None,
 ) -> Observation:
     return Observation(
         target=target or Target("t", _nothing),
         plan=plan,
-        workdir=Path("/nonexistent"),
+        context=CONTEXT,
         faulted=faulted or Run(0.1),
         clean=clean or Run(0.1),
         journal=journal or [],
@@ -316,6 +328,18 @@ def test_a_failed_calibration_says_so_and_leaves_nothing_behind() -> None:
     assert not session.root.exists()
 
 
+BAD_PRESET = Violation("request", "createRoom", "request body", "/preset", "enum", "one of ...", "'x'")
+
+
+def _entry(method: str, path: str, status: int, *violations: Violation) -> Entry:
+    """A journal entry as the mock writes one."""
+    return Journal().record(
+        time=0.0, service="matrix", operation="createRoom", method=method, path=path, query="", user=None,
+        request_raw=b"{}", status=status, response_raw=b"", duration_ms=0.0, fault=None, variant=None,
+        violations=violations,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("observation", "expected"),
     [
@@ -346,21 +370,11 @@ def test_a_failed_calibration_says_so_and_leaves_nothing_behind() -> None:
             id="duplicate-rooms",
         ),
         pytest.param(
-            _observation(
-                journal=[
-                    {
-                        "method": "POST",
-                        "path": "/_matrix/client/v3/createRoom",
-                        "status": 400,
-                        "violations": [
-                            {"side": "request", "message": "createRoom: request body at /preset: ..."}
-                        ],
-                    }
-                ]
-            ),
+            _observation(journal=[_entry("POST", "/_matrix/client/v3/createRoom", 400, BAD_PRESET)]),
             {
                 "requests-follow-contract": [
-                    "POST /_matrix/client/v3/createRoom: createRoom: request body at /preset: ..."
+                    "POST /_matrix/client/v3/createRoom: createRoom: request body at /preset: "
+                    "expected one of ..., got 'x'"
                 ]
             },
             id="bad-request",
@@ -460,3 +474,157 @@ def test_the_stateful_search_finds_the_planted_bug(broken_session: FuzzSession) 
     # these settings found the bug in 200 runs of 200 (50 examples: 198 of 200).
     with pytest.raises(InvariantBroken, match="KeyError: 'agents'"):
         run_stateful(broken_session, settings(STATEFUL, max_examples=100))
+
+
+# -- plans saved as JSON, and replayed from their file
+
+DOCUMENTED = list(Coverage.documented({s: validator_for(s) for s in ("letta", "matrix")}).cells)
+READS = frozenset(
+    operation.operation_id
+    for service in ("letta", "matrix")
+    for operation in validator_for(service).iter_operations()
+    if operation.method in ("GET", "HEAD")
+)
+
+
+@settings(max_examples=100)
+@given(plan=plans(DOCUMENTED, READS))
+def test_every_plan_survives_its_json_file(plan: Plan, tmp_path_factory: pytest.TempPathFactory) -> None:
+    path = save_plan(plan, tmp_path_factory.getbasetemp() / "round-trip" / "plan.json")
+    assert load_plan(path) == plan
+
+
+def test_a_plan_file_reads_as_written_and_refuses_what_is_not_a_plan() -> None:
+    plan = Plan(agents=("Ada",), faults=(FaultSpec("listAgents", 500, None, {"detail": "boom"}, True),))
+    assert plan.to_json() == {
+        "fuzz_plan": 1, "agents": ["Ada"], "agents_format": "array", "messages_format": "array",
+        "warm": False,
+        "faults": [
+            {"operation": "listAgents", "status": 500, "variant": None, "body": {"detail": "boom"},
+             "has_body": True, "times": 1, "after": 0, "latency_ms": 0, "drop_connection": False,
+             "retry_after_ms": None},
+        ],
+    }  # fmt: skip
+    # Left out, a field takes its default.
+    assert Plan.from_json({"fuzz_plan": 1, "faults": [{"operation": "listAgents", "status": 500}]}) == Plan(
+        faults=(FaultSpec("listAgents", 500),)
+    )
+    for data, refusal in [
+        ({"fuzz_plan": 2}, "plan format 2 is not 1"),
+        ({"agents": []}, "a plan needs fuzz_plan"),
+        ({"fuzz_plan": 1, "agent": []}, "a plan has no field agent"),
+        ({"fuzz_plan": 1, "faults": [{"status": 500}]}, "a fault needs operation"),
+        ({"fuzz_plan": 1, "faults": [{"operation": "x", "times": True}]}, "fault times must be int"),
+        ({"fuzz_plan": 1, "agents": [1]}, "plan agents must be names"),
+    ]:
+        with pytest.raises(ValueError, match=refusal):
+            Plan.from_json(data)
+
+
+def test_a_replay_runs_exactly_its_plan_with_the_faults_then_without() -> None:
+    plan = Plan(agents=("Ada",), faults=(FaultSpec("listAgents", 500),))
+    result = fuzz(load_target(COPES), replay=plan, progress=False)
+    assert (result.examples, result.swept, result.replayed, result.failure) == (1, 0, True, None)
+    hits = result.coverage.cells
+    assert hits[("letta", "listAgents", 500, None)] == 1  # the faulted run met the fault
+    # The clean run did not: two pages, Ada's and the empty one after it.
+    assert hits[("letta", "listAgents", 200, "bare array")] == 2
+
+
+def test_the_cli_replays_a_plan_file_and_speaks_only_of_that_example(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = save_plan(Plan(agents=("Ada",), faults=(FaultSpec("listAgents", 500),)), tmp_path / "mine.json")
+    target = "tests.fuzz_targets:raises_on_errors"
+    report = tmp_path / "report"
+    code = contracts_main(["fuzz", "--target", target, "--replay", str(path), "--report", str(report)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"{target}, replaying one example, 1 worker(s), plan {path}" in out
+    assert "the replayed example ran in" in out
+    assert "with faults, the target raised builtins.RuntimeError: listAgents answered 500" in out
+    assert "  the replayed plan:\n    agents: 'Ada'" in out
+    assert "examples (" not in out
+    assert "coverage:" not in out
+    assert "seed" not in out
+    assert load_plan(report / "plan.json") == load_plan(path)
+    assert f"replay: contracts fuzz --target {target} --replay {report / 'plan.json'}" in out
+    # Without a report, the replay command points at the file replayed.
+    assert contracts_main(["fuzz", "--target", target, "--replay", str(path), "--quiet"]) == 1
+    assert f"replay: contracts fuzz --target {target} --replay {path}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("options", "refusal"),
+    [
+        (["--seed", "1"], "--replay runs the plan in its file alone: it takes no --seed and no --database"),
+        (["--database", "examples"], "it takes no --seed and no --database"),
+    ],
+)
+def test_a_replay_takes_no_seed_and_no_database(
+    options: list[str], refusal: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = save_plan(Plan(), tmp_path / "plan.json")
+    assert contracts_main(["fuzz", "--target", COPES, "--replay", str(path), *options]) == 2
+    assert refusal in capsys.readouterr().err
+
+
+def test_a_replay_of_a_missing_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert contracts_main(["fuzz", "--target", COPES, "--replay", str(tmp_path / "gone.json")]) == 2
+    assert "No such file or directory" in capsys.readouterr().err
+
+
+def test_a_replayed_plan_the_mock_refuses_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = save_plan(Plan(faults=(FaultSpec("noSuchOperation", 500),)), tmp_path / "plan.json")
+    assert contracts_main(["fuzz", "--target", COPES, "--replay", str(path)]) == 2
+    assert "the mock refuses the plan: operation 'noSuchOperation' is in neither" in capsys.readouterr().err
+
+
+# -- the two forms of a target
+
+
+def test_the_form_of_a_target_is_read_from_its_signature(capsys: pytest.CaptureFixture[str]) -> None:
+    assert not load_target(COPES).takes_context
+    assert load_target(LOGS_IN).takes_context
+    assert contracts_main(["fuzz", "--target", "tests.fuzz_targets:takes_two"]) == 2
+    assert (
+        "fuzz target tests.fuzz_targets:takes_two takes (letta_url: 'str', matrix_url: 'str'): "
+        "a target takes one parameter (a FuzzContext) or three (letta_url, matrix_url, workdir)"
+    ) in capsys.readouterr().err
+
+    async def keyword_only(*, context: FuzzContext) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="takes one parameter"):
+        Target("t", keyword_only)  # type: ignore[arg-type]  # mypy sees it too; this is the run-time check
+
+
+def test_a_target_in_the_context_form_gets_the_mocks_token_and_accounts() -> None:
+    # Credentials the mock did not know would make the runs without faults raise (and the convergence
+    # check, handed the context too, looks the accounts up in the world).
+    result = fuzz(load_target(LOGS_IN), examples=10, seed=1, progress=False)
+    assert result.failure is None, result.failure
+    assert result.operations == ["listAgents", "login"]
+    assert result.coverage.ratio == 1.0
+
+
+def test_the_context_names_what_the_session_serves() -> None:
+    seen: list[FuzzContext] = []
+
+    async def record(context: FuzzContext) -> None:
+        seen.append(context)
+
+    with FuzzSession(Target("t", record)) as session:  # its calibration runs the target twice
+        letta, matrix = session.servers.endpoints.letta, session.servers.endpoints.matrix
+    first, second = seen
+    assert first == second  # one example: the same context, the same workdir
+    assert (first.letta_url, first.matrix_url) == (letta, matrix)
+    assert (first.letta_token, first.server_name) == ("mock-letta-token", "matrix.test")
+    assert (first.admin, first.bot) == (Account("admin", "admin_password"), Account("letta", "letta"))
+    assert first.user_id(first.bot) == "@letta:matrix.test"
+    assert "admin_password" not in repr(first)
+    assert "mock-letta-token" not in repr(first)

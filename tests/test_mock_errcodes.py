@@ -533,7 +533,7 @@ async def test_matrix_answer(
         assert fault.fired == 1
     assert (answer.status, answer.errcode) == (status, errcode), answer.body
     [entry] = [e for e in matrix_mock.journal() if e.operation == operation_id and e.status == status][-1:]
-    assert [v for v in entry.violations if v["side"] == "response"] == []
+    assert [v for v in entry.violations if v.side == "response"] == []
 
 
 LETTA_NATURAL: dict[tuple[str, int], Callable[[aiohttp.ClientSession, LettaMock], Awaitable[Answer]]] = {
@@ -615,4 +615,4 @@ async def test_letta_answer(
     assert answer.status == status, answer.body
     entries = [e for e in letta_mock.journal() if e.status == status]
     assert entries
-    assert all(v["side"] == "request" for e in entries for v in e.violations)
+    assert all(v.side == "request" for e in entries for v in e.violations)

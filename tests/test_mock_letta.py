@@ -105,7 +105,7 @@ async def test_query_violations_answer_fastapi_422(
         ]
     }
     [entry] = letta_mock.journal("listAgents")
-    assert [v["location"] for v in entry.violations] == ["query parameter 'limit'"]
+    assert [v.location for v in entry.violations] == ["query parameter 'limit'"]
 
 
 @pytest.mark.mock_lenient

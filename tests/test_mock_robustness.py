@@ -12,7 +12,7 @@ pytestmark = pytest.mark.mock_lenient  # these tests break the contract on purpo
 
 
 def _no_mock_bug(mock: MatrixMock | LettaMock) -> None:
-    broken = [v for entry in mock.journal() for v in entry.violations if v["side"] == "response"]
+    broken = [v for entry in mock.journal() for v in entry.violations if v.side == "response"]
     assert broken == []
     assert all(entry.status != 500 for entry in mock.journal())
 
@@ -53,7 +53,7 @@ async def test_wrong_content_type_is_served_like_synapse(
     )  # fmt: skip
     assert answer.status == 200  # Synapse ignores the header, and so does the mock...
     [entry] = matrix_mock.journal("createRoom")
-    assert [v["location"] for v in entry.violations] == ["request content type"]  # ...but records it
+    assert [v.location for v in entry.violations] == ["request content type"]  # ...but records it
 
 
 async def test_event_over_64_kib_is_413(http: aiohttp.ClientSession, matrix_mock: MatrixMock) -> None:

@@ -56,7 +56,7 @@ def _operation_id(case: Any) -> str:
 
 def _no_mock_bug(mock: MatrixMock | LettaMock) -> None:
     """Our own validator agrees: whatever Schemathesis sent, no answer of the mock broke the contract."""
-    assert [v for entry in mock.journal() for v in entry.violations if v["side"] == "response"] == []
+    assert [v for entry in mock.journal() for v in entry.violations if v.side == "response"] == []
 
 
 def _with_real_token(case: Any, token: str) -> dict[str, str]:

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
+from contracts.coverage import Coverage
 from contracts.oas import to_json_schema
 from contracts.strategies import (
-    documented_cells,
     encode,
     request_bodies,
     response_bodies,
@@ -17,9 +17,7 @@ from contracts.strategies import (
 )
 from contracts.validation import validator_for
 
-CELLS = [
-    (service, *cell) for service in ("letta", "matrix") for cell in documented_cells(validator_for(service))
-]
+CELLS = list(Coverage.documented({service: validator_for(service) for service in ("letta", "matrix")}).cells)
 HEADERS = {"content-type": "application/json", "retry-after": "1", "location": "http://localhost/"}
 
 

@@ -1,11 +1,12 @@
 """`contracts fuzz --workers N`: the examples are shared out over worker processes, each with its own mock;
-the sweep runs once, coverage is merged and a worker's failure comes back with its replay blob."""
+the sweep runs once, coverage is merged and a worker's failure comes back with its saved plan."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from contracts.harness.fuzz.parallel import fuzz_parallel
+from contracts.harness.fuzz.plan import load_plan
 from contracts.harness.fuzz.runner import fuzz
 from contracts.harness.fuzz.target import load_target
 
@@ -46,8 +47,8 @@ def test_a_failure_in_a_worker_comes_back_and_is_saved_in_the_database(tmp_path:
     problems = result.failure.problems["no-unhandled-exception"]
     assert problems
     assert all("KeyError: 'agents'" in problem for problem in problems)
-    assert result.failure.blob
-    replayed = fuzz(load_target(BUGGY), examples=1, replay=result.failure.blob, progress=False)
+    assert result.failure.plan_file.is_file()
+    replayed = fuzz(load_target(BUGGY), replay=load_plan(result.failure.plan_file), progress=False)
     assert replayed.failure is not None
     assert replayed.failure.plan == result.failure.plan
     assert any(path.is_file() for path in database.rglob("*"))

@@ -81,7 +81,9 @@ def _fuzz_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--examples", type=int, default=100, help="examples to run (default: 100)")
     parser.add_argument("--seed", type=int, help="seed for the example generator (default: random, printed)")
-    parser.add_argument("--replay", help="replay one failing example from the blob a failure printed")
+    parser.add_argument(
+        "--replay", type=Path, help="run one example again: the plan file (plan.json) a failure wrote"
+    )
     parser.add_argument(
         "--no-sweep", action="store_true", help="random examples only, without the sweep that starts a run"
     )

@@ -1,5 +1,7 @@
 """What must hold after every fuzz example: small named checks in a registry (add your own with
-`@invariant("name")`). Each gets the whole observation and returns what it found wrong."""
+`@invariant("name")`). Each gets the whole observation and returns what it found wrong. The journal comes
+as the mock's typed entries (`mockgen.journal.Entry`): read their fields (`entry.status`,
+`entry.violations`, each a `Violation`); their bodies are parsed only when read."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.core import Side, Violation
 from contracts.harness.fuzz.plan import Plan
-from contracts.harness.fuzz.target import Target
+from contracts.harness.fuzz.target import FuzzContext, Target
+from mockgen.journal import Entry
 
 
 @dataclass
@@ -28,14 +32,18 @@ class Run:
 class Observation:
     target: Target
     plan: Plan
-    workdir: Path
+    context: FuzzContext  # what the target's runs were handed
     faulted: Run
     clean: Run
-    journal: list[dict[str, Any]]
+    journal: list[Entry]
     snapshot: dict[str, Any]
     time_bound: float
     core_users: frozenset[str] = field(default_factory=frozenset)
     warm: Run | None = None  # the run before the faults, when the plan asked for one
+
+    @property
+    def workdir(self) -> Path:
+        return self.context.workdir
 
     def runs(self) -> list[tuple[str, Run]]:
         """The target's runs in order, labelled. Without faults in the plan (calibration, a plan that drew
@@ -87,21 +95,20 @@ def no_unhandled_exception(obs: Observation) -> list[str]:
     ]
 
 
-def _violations(obs: Observation, side: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def _violations(obs: Observation, side: Side) -> list[tuple[Entry, Violation]]:
     """(journal entry, violation) for every violation on `side` (request or response)."""
-    return [(entry, v) for entry in obs.journal for v in entry["violations"] if v["side"] == side]
+    return [(entry, v) for entry in obs.journal for v in entry.violations if v.side == side]
 
 
 @invariant("requests-follow-contract")
 def requests_follow_contract(obs: Observation) -> list[str]:
-    return [f"{e['method']} {e['path']}: {v['message']}" for e, v in _violations(obs, "request")]
+    return [f"{e.method} {e.path}: {v.message}" for e, v in _violations(obs, "request")]
 
 
 @invariant("mock-answers-follow-contract")
 def mock_answers_follow_contract(obs: Observation) -> list[str]:
     return [
-        f"mock bug: {e['method']} {e['path']} -> {e['status']}: {v['message']}"
-        for e, v in _violations(obs, "response")
+        f"mock bug: {e.method} {e.path} -> {e.status}: {v.message}" for e, v in _violations(obs, "response")
     ]
 
 
@@ -129,9 +136,9 @@ def state_keeps_entries(obs: Observation) -> list[str]:
 
 @invariant("converged-after-clean-run")
 def converged(obs: Observation) -> list[str]:
-    if obs.target.check_converged is None or obs.clean.error is not None:
+    if obs.clean.error is not None:
         return []
-    return obs.target.check_converged(obs.snapshot, obs.workdir)
+    return obs.target.converged(obs.snapshot, obs.context)
 
 
 @invariant("no-duplicate-rooms")

@@ -65,8 +65,8 @@ def _run_share(share: _Share) -> dict[str, Any]:
         else {
             "plan": failure.plan,
             "problems": failure.problems,
-            "blob": failure.blob,
             "workdir": failure.workdir,
+            "plan_file": failure.plan_file,
             "swept": failure.swept,
         },
     }

@@ -1,12 +1,24 @@
 """A fuzz plan: the world a target meets (agents, list formats) and the faults it runs into, all drawn from
 the contract. Faults pick a documented (operation, status, variant) cell and answer with a generated body
 for it; success statuses are only faked on read operations (a write that "succeeded" without happening is
-not something a real server does)."""
+not something a real server does).
+
+A plan is saved as JSON (`save_plan`, `load_plan`): a failure's shrunk plan is what `contracts fuzz
+--replay FILE` runs again. The file is the plan's fields by name, each fault's too:
+
+    {"fuzz_plan": 1, "agents": ["Ada"], "agents_format": "envelope", "messages_format": "array",
+     "warm": false, "faults": [{"operation": "listAgents", "status": 500, "variant": null,
+     "body": {"detail": "boom"}, "has_body": true, "times": 1, "after": 0, "latency_ms": 0,
+     "drop_connection": false, "retry_after_ms": null}]}
+
+A field left out takes its default; a field the plan does not have is an error."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
@@ -16,7 +28,6 @@ from contracts.strategies import EDGE_STRINGS, response_bodies
 from mockgen.control import install_fault
 from mockgen.world import World
 
-READ_METHODS = ("GET", "HEAD")
 # Short waits keep a fuzz example fast; the target's own retry bounds decide how long it waits in total.
 LATENCIES_MS = (0, 0, 0, 0, 5, 20)
 RETRY_AFTER_MS = (0, 1, 10, 50)
@@ -58,6 +69,25 @@ class FaultSpec:
                 spec["body"] = self.body
         return spec
 
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> FaultSpec:
+        read = _Reader(data, cls, "fault", frozenset())
+        return cls(
+            operation=read.value("operation", str, required=True),
+            status=read.value("status", int, optional=True),
+            variant=read.value("variant", str, optional=True),
+            body=read.value("body", object, optional=True),
+            has_body=read.value("has_body", bool),
+            times=read.value("times", int),
+            after=read.value("after", int),
+            latency_ms=read.value("latency_ms", int),
+            drop_connection=read.value("drop_connection", bool),
+            retry_after_ms=read.value("retry_after_ms", int, optional=True),
+        )
+
     def describe(self) -> str:
         if self.drop_connection:
             what = "drop the connection"
@@ -92,6 +122,33 @@ class Plan:
         for fault in self.faults:
             install_fault(world, fault.to_control())
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fuzz_plan": PLAN_FORMAT,
+            "agents": list(self.agents),
+            "agents_format": self.agents_format,
+            "messages_format": self.messages_format,
+            "warm": self.warm,
+            "faults": [fault.to_json() for fault in self.faults],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Plan:
+        read = _Reader(data, cls, "plan", frozenset({"fuzz_plan"}))
+        version = read.value("fuzz_plan", int, required=True)
+        if version != PLAN_FORMAT:
+            raise ValueError(f"plan format {version} is not {PLAN_FORMAT}, the one this fuzzer reads")
+        agents = read.value("agents", list)
+        if not all(isinstance(name, str) for name in agents):
+            raise ValueError("plan agents must be names (strings)")
+        return cls(
+            agents=tuple(agents),
+            agents_format=read.value("agents_format", str),
+            messages_format=read.value("messages_format", str),
+            faults=tuple(FaultSpec.from_json(fault) for fault in read.value("faults", list)),
+            warm=read.value("warm", bool),
+        )
+
     def describe(self) -> str:
         agents = (
             ", ".join(repr(name if len(name) <= 24 else name[:21] + "...") for name in self.agents) or "none"
@@ -104,6 +161,50 @@ class Plan:
             lines.append("the target ran once without faults first")
         lines += [f"fault: {fault.describe()}" for fault in self.faults] or ["faults: none"]
         return "\n".join(lines)
+
+
+PLAN_FORMAT = 1
+
+
+class _Reader:
+    """The typed fields of one JSON object of a plan file; a field left out takes its default."""
+
+    def __init__(self, data: Any, kind: type[FaultSpec | Plan], what: str, extra: frozenset[str]) -> None:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a {what} is a JSON object, not {type(data).__name__}")
+        self.defaults = {f.name: f.default for f in fields(kind)}
+        unknown = set(data) - set(self.defaults) - extra
+        if unknown:
+            raise ValueError(f"a {what} has no field {', '.join(sorted(map(str, unknown)))}")
+        self.data, self.what = data, what
+
+    def value(self, name: str, kind: type, *, optional: bool = False, required: bool = False) -> Any:
+        if name not in self.data:
+            if required:
+                raise ValueError(f"a {self.what} needs {name}")
+            return self.defaults[name]
+        value = self.data[name]
+        if value is None and optional:
+            return None
+        # bool is an int to isinstance; a count given as true is a mistake, not 1.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"{self.what} {name} must be {kind.__name__}, not {value!r}")
+        return value
+
+
+def save_plan(plan: Plan, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_plan(path: Path) -> Plan:
+    """The plan saved in `path`; ValueError when the file holds no plan (OSError when it cannot be read)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        return Plan.from_json(json.loads(text))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        raise ValueError(f"{path} is not a fuzz plan: {exc}") from None
 
 
 def _short(body: Any) -> str:

@@ -13,7 +13,8 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from contracts.coverage import describe_cell
 from contracts.harness.fuzz.parallel import fuzz_parallel
-from contracts.harness.fuzz.runner import FuzzResult, fuzz
+from contracts.harness.fuzz.plan import Plan, load_plan, save_plan
+from contracts.harness.fuzz.runner import PLAN_FILE, FuzzResult, fuzz
 from contracts.harness.fuzz.target import load_target
 
 
@@ -39,6 +40,7 @@ def summary(result: FuzzResult, threshold: float) -> dict[str, Any]:
             "problems": failure.problems,
             "plan": failure.plan.describe(),
             "replay": failure.replay_command(result.target),
+            "plan_file": str(failure.plan_file),
             "workdir": str(failure.workdir),
         },
     }
@@ -54,7 +56,7 @@ def failure_text(result: FuzzResult) -> str:
         lines += [f"    {problem}" for problem in problems[:10]]
         if len(problems) > 10:
             lines.append(f"    ... and {len(problems) - 10} more")
-    lines.append("  minimal plan (shrunk):")
+    lines.append("  the replayed plan:" if result.replayed else "  minimal plan (shrunk):")
     lines += [f"    {line}" for line in failure.plan.describe().splitlines()]
     if result.seed is not None:
         lines.append(f"  seed: {result.seed}")
@@ -75,25 +77,36 @@ def _what(args: argparse.Namespace) -> str:
     return random_examples if args.no_sweep else f"the sweep and {random_examples}"
 
 
+def _usage_error(args: argparse.Namespace) -> str | None:
+    if args.seed is not None and args.database:
+        return "--seed and --database exclude each other (a seeded run ignores the database)"
+    if args.replay and (args.seed is not None or args.database):
+        return "--replay runs the plan in its file alone: it takes no --seed and no --database"
+    if args.examples < 0:
+        return f"--examples must be 0 or more, not {args.examples}"
+    return None
+
+
 def run_fuzz_command(args: argparse.Namespace) -> int:
     # as uvicorn does with --app-dir: a target in the user's project imports without being installed
     sys.path.insert(0, str(args.app_dir.resolve()))
     try:
         target = load_target(args.target)
-    except (ImportError, ValueError) as exc:
+        replay: Plan | None = load_plan(args.replay) if args.replay else None
+    except (ImportError, OSError, ValueError) as exc:
         print(f"contracts fuzz: {exc}", file=sys.stderr)
         return 2
-    if args.seed is not None and args.database:
-        print("contracts fuzz: --seed and --database exclude each other (a seeded run ignores the database)",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    if args.examples < 0:
-        print(f"contracts fuzz: --examples must be 0 or more, not {args.examples}", file=sys.stderr)
+    problem = _usage_error(args)
+    if problem:
+        print(f"contracts fuzz: {problem}", file=sys.stderr)
         return 2
     # Without a database every run is seeded, so a clean run can be repeated too, not only a failing one.
-    seed = args.seed if args.seed is not None or args.database else random.randrange(2**32)
-    workers = 1 if args.replay or args.sweep_only else max(1, args.workers)
-    source = f"seed {seed}" if seed is not None else f"example database {args.database}"
+    seed = args.seed if args.seed is not None or args.database or replay else random.randrange(2**32)
+    workers = 1 if replay or args.sweep_only else max(1, args.workers)
+    if replay:
+        source = f"plan {args.replay}"
+    else:
+        source = f"seed {seed}" if seed is not None else f"example database {args.database}"
     print(f"contracts fuzz: {target.name}, {_what(args)}, {workers} worker(s), {source}")
     try:
         if workers > 1:
@@ -107,25 +120,39 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
                 target,
                 examples=args.examples,
                 seed=seed,
-                replay=args.replay,
+                replay=replay,
                 database=DirectoryBasedExampleDatabase(str(args.database)) if args.database else None,
                 time_bound=args.time_bound,
                 progress=not args.quiet,
                 sweep=not args.no_sweep,
                 sweep_only=args.sweep_only,
             )
-    except ValueError as exc:  # the options or the blob do not make a run
+    except ValueError as exc:  # the options or the replayed plan do not make a run
         print(f"contracts fuzz: {exc}", file=sys.stderr)
         return 2
+    return _report(result, args)
+
+
+def _report(result: FuzzResult, args: argparse.Namespace) -> int:
+    """Print the outcome, write the reports asked for; the exit code."""
     coverage = result.coverage
-    print(
-        f"  {result.examples} examples ({result.swept} of them the sweep) in {result.seconds:.1f} s"
-        f" ({result.examples_per_second:.1f}/s)"
-    )
-    print(
-        f"  coverage: {coverage.exercised}/{len(coverage.cells)} cells of {len(result.operations)} operations"
-        f" ({coverage.ratio:.1%}; threshold {args.threshold:.0%})"
-    )
+    if result.replayed:
+        print(f"  the replayed example ran in {result.seconds:.1f} s")
+    else:
+        print(
+            f"  {result.examples} examples ({result.swept} of them the sweep) in {result.seconds:.1f} s"
+            f" ({result.examples_per_second:.1f}/s)"
+        )
+        print(
+            f"  coverage: {coverage.exercised}/{len(coverage.cells)} cells of {len(result.operations)}"
+            f" operations ({coverage.ratio:.1%}; threshold {args.threshold:.0%})"
+        )
+    if result.failure is not None:
+        # The replay command points at the plan beside the report, else at the file just replayed.
+        if args.report:
+            result.failure.plan_file = save_plan(result.failure.plan, args.report / PLAN_FILE)
+        elif result.replayed:
+            result.failure.plan_file = args.replay
     if args.report:
         markdown, _ = coverage.write(args.report)
         Path(args.report, "fuzz.json").write_text(
@@ -138,11 +165,11 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
         if args.report:
             Path(args.report, "failure.txt").write_text(failure_text(result) + "\n", encoding="utf-8")
         code = 1
-    elif args.replay:
+    elif result.replayed:
         print("  the replayed example passed")
     else:
         print("  invariants: all held")
-    if not args.replay and coverage.ratio < args.threshold:
+    if not result.replayed and coverage.ratio < args.threshold:
         if not coverage.cells:
             print("  nothing to cover: the target called no documented operation")
         else:

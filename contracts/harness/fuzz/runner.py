@@ -1,14 +1,15 @@
 """Run fuzz examples against a target through the mock, shrink failures, report coverage.
 
 One example: reset the mock world to the plan's starting point, install the plan's faults, run the target,
-clear the faults, run it again, then check every invariant. Hypothesis draws the plans, shrinks a failing
-one to a minimal plan, and hands back a blob that replays it (`contracts fuzz --replay BLOB`)."""
+clear the faults, run it again, then check every invariant. Hypothesis draws the plans and shrinks a failing
+one to a minimal plan, which is saved as JSON (`plan.json`) beside the failing example's files; `contracts
+fuzz --replay FILE` runs that plan again, alone."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -23,19 +24,19 @@ from typing import Any
 import hypothesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.database import ExampleDatabase
-from hypothesis.errors import DidNotReproduce, InvalidArgument
 
 from contracts.coverage import Coverage, operations_called
 from contracts.harness.fuzz.invariants import Observation, Run, check_all
-from contracts.harness.fuzz.plan import Plan, plans, sweep_plans
-from contracts.harness.fuzz.target import Target
+from contracts.harness.fuzz.plan import Plan, plans, save_plan, sweep_plans
+from contracts.harness.fuzz.target import Account, FuzzContext, Target
 from contracts.validation import validator_for
 from mockgen.server import LOOP_FACTORY, MockServers
+from mockgen.store.errors import ControlError
 from mockgen.world import DEFAULT_USERS, MockConfig, World
 
 SERVICES = ("letta", "matrix")
 CALIBRATION = Plan(agents=("calibration-one", "calibration-two"))
-_BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([^']+)'\)")
+PLAN_FILE = "plan.json"
 
 
 class InvariantBroken(AssertionError):
@@ -80,6 +81,31 @@ class CapturedLog(logging.Handler):
         self.lines.append(self.format(record))
 
 
+def _seeded_users(world: World) -> list[dict[str, Any]]:
+    """The accounts `world` starts with (as `World` seeds them: the config's, else the defaults)."""
+    users: list[dict[str, Any]] = world.config.seed.get("users", DEFAULT_USERS)
+    return users
+
+
+def context_for(world: World, letta_url: str, matrix_url: str, workdir: Path) -> FuzzContext:
+    """What a target is handed to run against `world`'s servers: their URLs, the Letta token, the server
+    name, and the first server admin and first other account the world starts with."""
+    users = _seeded_users(world)
+    admin = next((user for user in users if user.get("admin")), None)
+    bot = next((user for user in users if not user.get("admin")), None)
+    if admin is None or bot is None:
+        raise ValueError("a fuzz target needs a server admin and another account; the mock world lacks one")
+    return FuzzContext(
+        letta_url=letta_url,
+        matrix_url=matrix_url,
+        workdir=workdir,
+        letta_token=world.config.letta_token,
+        server_name=world.config.server_name,
+        admin=Account(str(admin["username"]), str(admin["password"])),
+        bot=Account(str(bot["username"]), str(bot["password"])),
+    )
+
+
 class FuzzSession:
     """The mock servers (on a background thread) and an event loop for the target, for many examples."""
 
@@ -88,7 +114,9 @@ class FuzzSession:
         self.time_bound = time_bound
         self.servers = MockServers(World(MockConfig()))
         self.world = self.servers.world
-        self.core_users = frozenset(self.world.matrix.user_id_for(str(u["username"])) for u in DEFAULT_USERS)
+        self.core_users = frozenset(
+            self.world.matrix.user_id_for(str(user["username"])) for user in _seeded_users(self.world)
+        )
         self.loop = LOOP_FACTORY()
         self.root = Path(tempfile.mkdtemp(prefix="contracts-fuzz-"))
         self.coverage = Coverage()
@@ -117,18 +145,23 @@ class FuzzSession:
         logging.getLogger().removeHandler(self.log)
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def new_context(self) -> FuzzContext:
+        """The context of one example: a fresh working directory, the session's servers."""
+        workdir = Path(tempfile.mkdtemp(dir=self.root))
+        return context_for(self.world, self.servers.endpoints.letta, self.servers.endpoints.matrix, workdir)
+
     def calibrate(self) -> None:
         """Two runs without faults show which operations the target calls (the scope of its coverage)
         and which of them on a first run (`cold_operations`)."""
         CALIBRATION.prepare(self.world)
-        workdir = Path(tempfile.mkdtemp(dir=self.root))
-        first = self._call(workdir)
+        context = self.new_context()
+        first = self._call(context)
         first_ended = self.world.journal.last_seq
-        second = self._call(workdir)
-        journal = [entry.to_json() for entry in self.world.journal]
-        self.cold_operations = frozenset(operations_called(e for e in journal if e["seq"] <= first_ended))
+        second = self._call(context)
+        journal = self.world.journal.entries()
+        self.cold_operations = frozenset(operations_called(e for e in journal if e.seq <= first_ended))
         observation = Observation(
-            self.target, CALIBRATION, workdir, first, second, journal, self.world.snapshot(),
+            self.target, CALIBRATION, context, first, second, journal, self.world.snapshot(),
             self.time_bound, self.core_users,
         )  # fmt: skip
         problems = check_all(observation)
@@ -151,18 +184,17 @@ class FuzzSession:
             if operation.method in ("GET", "HEAD")
         )
 
-    def _call(self, workdir: Path) -> Run:
+    def _call(self, context: FuzzContext) -> Run:
         started = time.perf_counter()
         error: BaseException | None = None
-        coroutine = self.target.run(self.servers.endpoints.letta, self.servers.endpoints.matrix, workdir)
         try:
-            self.loop.run_until_complete(asyncio.wait_for(coroutine, self.time_bound))
+            self.loop.run_until_complete(asyncio.wait_for(self.target.start(context), self.time_bound))
         except Exception as exc:  # anything the target lets escape is what the invariants judge
             error = exc
         run = Run(seconds=time.perf_counter() - started, error=error)
         if self.target.load_state is not None:
             try:
-                run.state = self.target.load_state(workdir)
+                run.state = self.target.load_state(context.workdir)
             except Exception as exc:  # a state that does not load is itself a finding
                 run.state_error = f"{type(exc).__name__}: {exc}"
         return run
@@ -171,18 +203,19 @@ class FuzzSession:
         self.examples += 1
         self.log.lines.clear()
         plan.prepare(self.world)
-        workdir = Path(tempfile.mkdtemp(dir=self.root))
-        warm = self._call(workdir) if plan.warm else None
+        context = self.new_context()
+        warm = self._call(context) if plan.warm else None
         plan.install_faults(self.world)
-        faulted = self._call(workdir)
+        faulted = self._call(context)
         self.world.faults.clear()
-        clean = self._call(workdir)
-        journal = [entry.to_json() for entry in self.world.journal]
+        clean = self._call(context)
+        # The entries as journaled: invariants and coverage read their fields, no body is parsed.
+        journal = self.world.journal.entries()
         self.coverage.record(journal)
         return Observation(
             target=self.target,
             plan=plan,
-            workdir=workdir,
+            context=context,
             faulted=faulted,
             clean=clean,
             journal=journal,
@@ -192,19 +225,23 @@ class FuzzSession:
             warm=warm,
         )
 
+    def keep_log(self, workdir: Path) -> None:
+        """Write what the target logged during this example beside its files."""
+        (workdir / "target.log").write_text("\n".join(self.log.lines) + "\n")
+
 
 @dataclass
 class Failure:
     plan: Plan
     problems: dict[str, list[str]]
-    blob: str | None
     workdir: Path
+    plan_file: Path
     swept: bool = False  # found by the sweep, which is the same every run
 
     def replay_command(self, target: str) -> str:
         if self.swept:
-            return f"contracts fuzz --target {target} --sweep-only"
-        return f"contracts fuzz --target {target} --replay {self.blob}" if self.blob else ""
+            return f"contracts fuzz --target {shlex.quote(target)} --sweep-only"
+        return f"contracts fuzz --target {shlex.quote(target)} --replay {shlex.quote(str(self.plan_file))}"
 
 
 @dataclass
@@ -217,10 +254,20 @@ class FuzzResult:
     operations: list[str]
     failure: Failure | None = None
     swept: int = 0  # how many of the examples were the sweep's
+    replayed: bool = False  # the run was one saved plan, replayed
 
     @property
     def examples_per_second(self) -> float:
         return self.examples / self.seconds if self.seconds else 0.0
+
+
+def _kept(plan: Plan, problems: dict[str, list[str]], workdir: Path, *, swept: bool = False) -> Failure:
+    """A Failure that outlives its session: the example's files copied out of the session's temporary root
+    (removed at the end), its plan saved beside them."""
+    kept = Path(tempfile.mkdtemp(prefix="contracts-fuzz-failure-"))
+    if workdir.exists():
+        shutil.copytree(workdir, kept, dirs_exist_ok=True)
+    return Failure(plan, problems, kept, save_plan(plan, kept / PLAN_FILE), swept)
 
 
 class Progress:
@@ -265,27 +312,76 @@ def fuzz_in(
     *,
     examples: int = 100,
     seed: int | None = None,
-    replay: str | None = None,
+    replay: Plan | None = None,
     database: ExampleDatabase | None = None,
     progress: bool = True,
     on_example: Callable[[Observation], None] | None = None,
     sweep: bool = True,
     sweep_only: bool = False,
 ) -> FuzzResult:
-    """Run the sweep (`sweep_plans`) and `examples` random examples in `session`; or replay one blob; or,
-    with `sweep_only`, the sweep alone. The result counts this call's examples and coverage only.
+    """Run the sweep (`sweep_plans`) and `examples` random examples in `session`; or, with `replay`, that
+    one plan alone (a saved failure's, `load_plan`); or, with `sweep_only`, the sweep alone. The result
+    counts this call's examples and coverage only.
 
     A `seed` makes the run repeatable; a `database` replays the failures it holds before generating and
-    keeps new ones. They exclude each other: Hypothesis ignores the database of a seeded test. A blob that
-    no longer fits the plans (another Hypothesis version, a changed strategy) raises ValueError."""
+    keeps new ones. They exclude each other: Hypothesis ignores the database of a seeded test. A replayed
+    plan that the mock refuses (an operation or status the contract no longer has) raises ValueError."""
     if seed is not None and database is not None:
         raise ValueError("a seed and an example database exclude each other (a seeded run ignores it)")
+    if replay is not None and (seed is not None or database is not None):
+        raise ValueError("a replay runs its plan alone: it takes no seed and no example database")
     if examples < 0:
         raise ValueError(f"examples must be 0 or more, not {examples}")
     hits_before, examples_before = dict(session.coverage.cells), session.examples
+    started = time.perf_counter()
+    if replay is not None:
+        failure, swept = _replay(session, replay, on_example), []
+    else:
+        swept = session.sweep() if sweep or sweep_only else []
+        failure = _search(session, swept, 0 if sweep_only else examples, seed, database, progress, on_example)
+    coverage = Coverage({cell: hits - hits_before[cell] for cell, hits in session.coverage.cells.items()})
+    return FuzzResult(
+        target=session.target.name,
+        examples=session.examples - examples_before,
+        seconds=time.perf_counter() - started,
+        seed=seed,
+        coverage=coverage,
+        operations=session.operations,
+        failure=failure,
+        swept=len(swept),
+        replayed=replay is not None,
+    )
+
+
+def _replay(
+    session: FuzzSession, plan: Plan, on_example: Callable[[Observation], None] | None
+) -> Failure | None:
+    """Run exactly `plan`, once, and judge it."""
+    try:
+        observation = session.run_example(plan)
+    except ControlError as exc:  # the plan's world or faults, refused before the target ran
+        raise ValueError(f"the mock refuses the plan: {exc}") from None
+    if on_example is not None:
+        on_example(observation)
+    problems = check_all(observation)
+    if problems:
+        session.keep_log(observation.workdir)
+        return _kept(plan, problems, observation.workdir)
+    shutil.rmtree(observation.workdir, ignore_errors=True)
+    return None
+
+
+def _search(
+    session: FuzzSession,
+    swept: list[Plan],
+    examples: int,
+    seed: int | None,
+    database: ExampleDatabase | None,
+    progress: bool,
+    on_example: Callable[[Observation], None] | None,
+) -> Failure | None:
+    """The sweep's plans, then Hypothesis's: the first failure, shrunk."""
     strategy = plans(list(session.coverage.cells), session.read_operations)
-    swept = session.sweep() if (sweep or sweep_only) and replay is None else []
-    examples = 0 if sweep_only else examples
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]
     if not examples:
         phases.remove(Phase.generate)  # Hypothesis runs at least one example when it may generate
@@ -298,7 +394,7 @@ def fuzz_in(
         max_examples=max(examples, 1),
         database=TargetDatabase(database, session.target.name) if database is not None else None,
         deadline=None,
-        print_blob=True,
+        print_blob=False,
         derandomize=False,
         phases=phases,
         suppress_health_check=list(HealthCheck),
@@ -312,7 +408,7 @@ def fuzz_in(
             on_example(observation)
         problems = check_all(observation)
         if problems:
-            (observation.workdir / "target.log").write_text("\n".join(session.log.lines) + "\n")
+            session.keep_log(observation.workdir)
             broken = InvariantBroken(problems)
             failing.append((broken, plan, observation.workdir))
             raise broken
@@ -323,75 +419,27 @@ def fuzz_in(
         run = hypothesis.example(plan)(run)
     if seed is not None:
         run = hypothesis.seed(seed)(run)
-    if replay is not None:
-        run = hypothesis.reproduce_failure(hypothesis.__version__, replay.encode())(run)
-    started = time.perf_counter()
-    try:
-        failure = _outcome(run, failing, swept, replay, ran=lambda: session.examples > examples_before)
-    finally:
-        meter.finish()
-    coverage = Coverage({cell: hits - hits_before[cell] for cell, hits in session.coverage.cells.items()})
-    return FuzzResult(
-        target=session.target.name,
-        examples=session.examples - examples_before,
-        seconds=time.perf_counter() - started,
-        seed=seed,
-        coverage=coverage,
-        operations=session.operations,
-        failure=failure,
-        swept=len(swept),
-    )
-
-
-def _outcome(
-    run: Callable[[], None],
-    failing: list[tuple[InvariantBroken, Plan, Path]],
-    swept: list[Plan],
-    replay: str | None,
-    *,
-    ran: Callable[[], bool],
-) -> Failure | None:
-    """Run the Hypothesis test; its failure, if any. `ran` tells whether any example ran."""
     try:
         run()
     except (InvariantBroken, BaseExceptionGroup) as exc:
-        return _failure(exc, failing, swept, replay)
+        raised, plan, workdir = _reported(exc, failing)
+        return _kept(plan, raised.problems, workdir, swept=plan in swept)
     except unittest.SkipTest:
         pass  # nothing to run: no sweep, no random examples, nothing in the database
-    except (DidNotReproduce, InvalidArgument) as exc:
-        if replay is None:
-            raise
-        if not ran():  # the blob did not even make a plan
-            raise ValueError(f"the blob does not replay with this target and Hypothesis: {exc}") from None
-        # else the replayed example ran and passed, which Hypothesis reports as an error
+    finally:
+        meter.finish()
     return None
 
 
-def _failure(
-    found: BaseException,
-    failing: list[tuple[InvariantBroken, Plan, Path]],
-    swept: list[Plan],
-    replay: str | None,
-) -> Failure:
-    """The Failure of the first broken invariant in what Hypothesis raised: one InvariantBroken, or a group
-    of them (several failing sweep plans, distinct failures, a flaky one). Anything else is re-raised."""
+def _reported(
+    found: BaseException, failing: list[tuple[InvariantBroken, Plan, Path]]
+) -> tuple[InvariantBroken, Plan, Path]:
+    """The first broken invariant in what Hypothesis raised, one InvariantBroken or a group of them
+    (several failing sweep plans, distinct failures, a flaky one), with its plan and workdir. Anything
+    else is re-raised."""
     if isinstance(found, BaseExceptionGroup) and found.split(InvariantBroken)[1] is not None:
         raise found  # something other than an invariant broke
-    # A random example's blob is in the notes Hypothesis added, to the exception or to a group around it.
-    first, notes = found, list(getattr(found, "__notes__", []))
+    first = found
     while isinstance(first, BaseExceptionGroup):
         first = first.exceptions[0]
-        notes += getattr(first, "__notes__", [])
-    raised, plan, workdir = next(entry for entry in failing if entry[0] is first)
-    blob = _BLOB.search("\n".join(notes))
-    return Failure(
-        plan, raised.problems, blob.group(2) if blob else replay, _keep(workdir), swept=plan in swept
-    )
-
-
-def _keep(workdir: Path) -> Path:
-    """Move a failing example's workdir out of the session's temporary root, which is removed at the end."""
-    kept = Path(tempfile.mkdtemp(prefix="contracts-fuzz-failure-"))
-    if workdir.exists():
-        shutil.copytree(workdir, kept, dirs_exist_ok=True)
-    return kept
+    return next(entry for entry in failing if entry[0] is first)

@@ -4,9 +4,7 @@ after every sync (convergence only after a sync that met no fault)."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from hypothesis import settings as Settings
@@ -41,7 +39,7 @@ def machine_for(session: FuzzSession) -> type[RuleBasedStateMachine]:
         def __init__(self) -> None:
             super().__init__()
             world.reset()
-            self.workdir = Path(tempfile.mkdtemp(dir=session.root))
+            self.context = session.new_context()
             self.faults: list[FaultSpec] = []
             self.state: Mapping[str, Any] | None = None
             self.checked = world.journal.last_seq  # exchanges up to here belong to earlier examples
@@ -83,7 +81,7 @@ def machine_for(session: FuzzSession) -> type[RuleBasedStateMachine]:
         @rule()
         def sync(self) -> None:
             faulted = bool(self.faults)
-            run = session._call(self.workdir)
+            run = session._call(self.context)
             # Only syncs send requests (the other rules change the world directly), so each exchange is
             # judged once, by the sync that sent it.
             entries = world.journal.entries(since=self.checked)
@@ -92,10 +90,10 @@ def machine_for(session: FuzzSession) -> type[RuleBasedStateMachine]:
             observation = Observation(
                 target=session.target,
                 plan=Plan(faults=tuple(self.faults)),
-                workdir=self.workdir,
+                context=self.context,
                 faulted=run if faulted else _IDLE,
                 clean=_IDLE if faulted else run,
-                journal=[entry.to_json() for entry in entries],
+                journal=entries,
                 snapshot=world.snapshot(),
                 time_bound=session.time_bound,
                 core_users=session.core_users,

@@ -1,9 +1,10 @@
-"""The bridge as a test target: one sync against the mock services, with the mock's default accounts, and
-an oracle that says whether a mock world is in the state the bridge promises.
+"""The bridge as a test target: one sync against the mock services, configured from the `FuzzContext` the
+fuzz runner (or a test) hands it, and an oracle that says whether a mock world is in the state the bridge
+promises.
 
-A fuzz runner calls `sync_against(letta_url, matrix_url, workdir)` after arranging the world and faults; the
-mapping file lives in `workdir`, so calling it again with the same `workdir` is the bridge's next run. Then
-`convergence_problems(world.snapshot())` lists what is not as it should be."""
+A fuzz runner calls `fuzz_sync(context)` after arranging the world and faults; the mapping file lives in
+`context.workdir`, so calling it again with the same context is the bridge's next run. Then
+`convergence_problems(world.snapshot(), context)` lists what is not as it should be."""
 
 from __future__ import annotations
 
@@ -11,54 +12,49 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from contracts.harness.fuzz.target import fuzz_target
+from contracts.harness.fuzz.target import FuzzContext, fuzz_target
 from letta_matrix_reference.bridge.config import BridgeConfig
 from letta_matrix_reference.bridge.errors import BridgeError
 from letta_matrix_reference.bridge.http import Sleep
 from letta_matrix_reference.bridge.store import MAPPING_FILE, MappingFile
 from letta_matrix_reference.bridge.sync import Bridge, SyncReport
 from letta_matrix_reference.bridge.users import MAX_DISPLAY_NAME, agent_localpart
-from mockgen.world import DEFAULT_LETTA_TOKEN, DEFAULT_USERS, MockConfig
-
-# The mock's seeded accounts (mockgen.world): the first is the server admin, the second the bot.
-_ADMIN, _BOT = DEFAULT_USERS[0], DEFAULT_USERS[1]
 
 
 async def no_wait(seconds: float) -> None:
     """Retries against a mock need not wait: its faults do not heal with time."""
 
 
-def mock_config(letta_url: str, matrix_url: str, workdir: Path, **settings: object) -> BridgeConfig:
-    """A config for the mock's default accounts; `settings` override any field (e.g. `concurrency`)."""
+def mock_config(context: FuzzContext, **settings: object) -> BridgeConfig:
+    """A config for the context's servers and accounts (the admin as the bridge's admin, the bot as its
+    bot), the mapping in its workdir; `settings` override any field (e.g. `concurrency`)."""
     values: dict[str, object] = {
-        "letta_url": letta_url,
-        "letta_token": DEFAULT_LETTA_TOKEN,
-        "matrix_url": matrix_url,
-        "server_name": MockConfig().server_name,
-        "admin_user": _ADMIN["username"],
-        "admin_password": _ADMIN["password"],
-        "bot_user": _BOT["username"],
-        "bot_password": _BOT["password"],
-        "data_dir": workdir,
+        "letta_url": context.letta_url,
+        "letta_token": context.letta_token,
+        "matrix_url": context.matrix_url,
+        "server_name": context.server_name,
+        "admin_user": context.admin.username,
+        "admin_password": context.admin.password,
+        "bot_user": context.bot.username,
+        "bot_password": context.bot.password,
+        "data_dir": context.workdir,
         "request_timeout": 10.0,
     }
     values.update(settings)
     return BridgeConfig.from_sources(values, env={})
 
 
-async def sync_against(
-    letta_url: str, matrix_url: str, workdir: Path, *, sleep: Sleep = no_wait, **settings: object
-) -> SyncReport:
+async def sync_against(context: FuzzContext, *, sleep: Sleep = no_wait, **settings: object) -> SyncReport:
     """One full sync (a fresh `Bridge`, as one `python -m letta_matrix_reference.bridge sync --once` run
     would make)."""
-    async with Bridge(mock_config(letta_url, matrix_url, Path(workdir), **settings), sleep=sleep) as bridge:
+    async with Bridge(mock_config(context, **settings), sleep=sleep) as bridge:
         return await bridge.sync_once()
 
 
 def convergence_problems(
     snapshot: Mapping[str, Any],
+    context: FuzzContext,
     *,
-    admin: str | None = None,
     bot: str | None = None,
     space_name: str = "Letta Agents",
     space_id: str | None = None,
@@ -68,11 +64,13 @@ def convergence_problems(
     after the agent, joined by the admin and the bot), listed in the space (child and parent): the one named
     `space_name`, or `space_id` if given (e.g. the mapping's, when an older space was left behind).
 
+    The admin and the bot are the context's (`bot`, a user id, when the bridge ran with another).
+
     A link counts only as the snapshot counts it: an m.space.child or m.space.parent with a non-empty `via`
     list of server names (the spec ignores one without), so a link the bridge wrote without `via` fails."""
     server = str(snapshot["server_name"])
-    admin = admin or f"@{_ADMIN['username']}:{server}"
-    bot = bot or f"@{_BOT['username']}:{server}"
+    admin = context.user_id(context.admin)
+    bot = bot or context.user_id(context.bot)
     users = {user["user_id"]: user for user in snapshot["users"]}
     rooms = snapshot["rooms"]
     problems: list[str] = []
@@ -122,11 +120,11 @@ def load_state(workdir: Path) -> dict[str, Any]:
     return {agent_id: record.to_json() for agent_id, record in state.agents.items()}
 
 
-def check_converged(snapshot: Mapping[str, Any], workdir: Path) -> list[str]:
+def check_converged(snapshot: Mapping[str, Any], context: FuzzContext) -> list[str]:
     """`convergence_problems` for the space the mapping names, and whether the mapping agrees with the
     world: every agent active, registered, with the room that is in the world."""
-    state = MappingFile(Path(workdir) / MAPPING_FILE).load()
-    problems = convergence_problems(snapshot, space_id=state.space_id)
+    state = MappingFile(context.workdir / MAPPING_FILE).load()
+    problems = convergence_problems(snapshot, context, space_id=state.space_id)
     server = str(snapshot["server_name"])
     rooms_by_creator = {
         room["creator"]: room["room_id"] for room in snapshot["rooms"] if not room["is_space"]
@@ -146,6 +144,6 @@ def check_converged(snapshot: Mapping[str, Any], workdir: Path) -> list[str]:
 
 
 @fuzz_target(expected_exceptions=EXPECTED_EXCEPTIONS, load_state=load_state, check_converged=check_converged)
-async def fuzz_sync(letta_url: str, matrix_url: str, workdir: Path) -> None:
-    """The default target of `contracts fuzz`: one bridge run, the mapping kept in `workdir`."""
-    await sync_against(letta_url, matrix_url, workdir)
+async def fuzz_sync(context: FuzzContext) -> None:
+    """The default target of `contracts fuzz`: one bridge run, the mapping kept in the context's workdir."""
+    await sync_against(context)
