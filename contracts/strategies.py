@@ -28,7 +28,7 @@ from hypothesis_jsonschema import from_schema
 
 from contracts.coverage import service_of
 from contracts.oas import to_json_schema
-from contracts.validation import ContractValidator, primary_media, validator_for
+from contracts.validation import primary_media, validator_for
 
 _ANNOTATIONS = frozenset({"title", "description", "default", "$comment"})
 # The keywords `_compile` understands; a schema using anything else goes to hypothesis-jsonschema.

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from contracts.coverage import service_of
-from contracts.validation import ContractValidator, Operation, fill_template, validator_for
+from contracts.validation import Operation, fill_template, validator_for
 from mockgen.faults import Fault
 from mockgen.store.errors import ControlError, LettaError
 from mockgen.world import World

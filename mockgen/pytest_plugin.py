@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from contracts.core import Violation
+from contracts.validation import Violation
 from mockgen import control
 from mockgen.faults import Fault
 from mockgen.journal import Entry

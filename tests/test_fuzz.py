@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.database import InMemoryExampleDatabase
 
-from contracts.core import Violation, validator_for
 from contracts.coverage import Coverage
 from contracts.harness.cli import main as contracts_main
 from contracts.harness.fuzz import Account, FuzzContext
@@ -26,6 +25,7 @@ from contracts.harness.fuzz.plan import SWEEP_AGENTS, FaultSpec, Plan, load_plan
 from contracts.harness.fuzz.runner import FuzzSession, InvariantBroken, fuzz
 from contracts.harness.fuzz.stateful import machine_for, run_stateful
 from contracts.harness.fuzz.target import Target, fuzz_target, load_target
+from contracts.validation import Violation, validator_for
 from mockgen.journal import Entry, Journal
 
 BROKEN = "tests.fuzz_targets:crashes_on_envelope"

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts.core import Side, Violation
 from contracts.harness.fuzz.plan import Plan
 from contracts.harness.fuzz.target import FuzzContext, Target
+from contracts.validation import Side, Violation
 from mockgen.journal import Entry
 
 
