@@ -191,14 +191,22 @@ def test_a_request_against_the_contract_is_recorded(matrix_mock):
 '''
 
 TARGET = '''
-"""A user's fuzz target: log in as the admin the runner's world has, list the agents."""
+"""A user's fuzz target in the context form: log in as the admin the runner hands it."""
 import json
 import urllib.error
 import urllib.request
 
+from contracts.harness.fuzz import FuzzContext
 
-async def target(letta_url, matrix_url, workdir):
-    request = urllib.request.Request(f"{matrix_url}/_matrix/client/versions")
+
+async def target(context: FuzzContext) -> None:
+    body = {"type": "m.login.password", "user": context.admin.username, "password": context.admin.password}
+    request = urllib.request.Request(
+        f"{context.matrix_url}/_matrix/client/v3/login",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             json.load(answer)
