@@ -1,4 +1,8 @@
-"""`mockgen serve`: both mock services from the command line, until SIGINT or SIGTERM."""
+"""`mockgen serve`: both mock services from the command line, until SIGINT or SIGTERM.
+
+The first signal stops the servers gracefully, within `--shutdown-grace` and a second, and the exit status
+is 0. A second signal gets the signal's default action: the process dies at once, killed by it (a shell
+reports 130 for SIGINT, 143 for SIGTERM)."""
 
 from __future__ import annotations
 
@@ -9,18 +13,38 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from mockgen.server import LOOP_FACTORY, Endpoints, MockServers
 from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World, load_seed_file
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
 
 def _parser() -> argparse.ArgumentParser:
+    defaults = MockConfig()
     parser = argparse.ArgumentParser(
         prog="mockgen", description="Contract-checked mocks of Letta and Matrix."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve both mocks until interrupted")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1; beyond loopback it warns)"
+    )
     serve.add_argument("--letta-port", type=int, default=8283, help="Letta mock port; 0 = any free port")
     serve.add_argument("--matrix-port", type=int, default=8008, help="Matrix mock port; 0 = any free port")
     serve.add_argument(
@@ -35,6 +59,32 @@ def _parser() -> argparse.ArgumentParser:
         "--letta-format", choices=("array", "envelope"), default="array", help="agent list format"
     )
     serve.add_argument("--no-validate", action="store_true", help="do not check the mock's own answers")
+    limits = serve.add_argument_group("connection limits (the README says why these defaults)")
+    limits.add_argument(
+        "--header-timeout", type=_seconds, default=defaults.header_timeout, metavar="S",
+        help="a request head is cut S seconds after its first byte (default: %(default)g)",
+    )  # fmt: skip
+    limits.add_argument(
+        "--body-timeout", type=_seconds, default=defaults.body_timeout, metavar="S",
+        help="a request body is cut after a pause of S seconds (default: %(default)g)",
+    )  # fmt: skip
+    limits.add_argument(
+        "--keep-alive-timeout", type=_seconds, default=defaults.keep_alive_timeout, metavar="S",
+        help="an idle connection is closed after S seconds (default: %(default)g)",
+    )  # fmt: skip
+    limits.add_argument(
+        "--max-header-bytes", type=_count, default=defaults.max_header_bytes, metavar="N",
+        help="a longer request line and headers get 431 (default: %(default)d)",
+    )  # fmt: skip
+    limits.add_argument(
+        "--max-connections", type=_count, default=defaults.max_connections, metavar="N",
+        help="open connections of both mocks together; at the cap the oldest idle one is closed "
+        "(default: half the open-file limit, at most 1024)",
+    )  # fmt: skip
+    limits.add_argument(
+        "--shutdown-grace", type=_seconds, default=defaults.shutdown_grace, metavar="S",
+        help="at a stop, requests running after S seconds get 503 (default: %(default)g)",
+    )  # fmt: skip
     return parser
 
 
@@ -46,6 +96,12 @@ def serve(args: argparse.Namespace) -> int:
         agents=args.agents,
         letta_format=args.letta_format,
         validate=not args.no_validate,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        max_header_bytes=args.max_header_bytes,
+        max_connections=args.max_connections,
+        shutdown_grace=args.shutdown_grace,
     )
     servers = MockServers(
         World(config), host=args.host, letta_port=args.letta_port, matrix_port=args.matrix_port
@@ -61,9 +117,20 @@ def serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await servers.serve(stop, announce)
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            # A plain handler, not the loop's: it runs even while the loop is busy. The next signal gets
+            # the default action, so a stop that does not come kills the process.
+            for handled in STOP_SIGNALS:
+                signal.signal(handled, signal.SIG_DFL)
+            loop.call_soon_threadsafe(stop.set)
+
+        before = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+        try:
+            await servers.serve(stop, announce)
+        finally:
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
 
     runner = asyncio.Runner(loop_factory=LOOP_FACTORY)
     with runner:

@@ -19,6 +19,7 @@ from mockgen.journal import Journal
 from mockgen.store.errors import ControlError, LettaError, MatrixError
 from mockgen.store.letta import LettaStore
 from mockgen.store.matrix import PRESETS, MatrixStore
+from mockgen.wakeups import Wakeups
 
 DEFAULT_USERS: list[dict[str, Any]] = [
     {"username": "admin", "password": "admin_password", "admin": True},
@@ -28,6 +29,8 @@ DEFAULT_LETTA_TOKEN = "mock-letta-token"
 # Synapse's listener limit (max(12.5 MiB, max_upload_size = 50 MiB)); a bigger body gets the connection
 # dropped, no answer at all.
 DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024
+# Twisted's (so Synapse's) and h11's (so Letta's under uvicorn) limit on a request line and headers.
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 
 
 @dataclass
@@ -44,6 +47,13 @@ class MockConfig:
     validate: bool = True
     registration_enabled: bool = True
     matrix_public_url: str | None = None
+    # The listeners' limits (mockgen/http/wire.py; the README says why these values). Seconds.
+    header_timeout: float = 10.0  # a request line and headers, from their first byte
+    body_timeout: float = 30.0  # between two reads of a request body
+    keep_alive_timeout: float = 30.0  # an idle connection between requests
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_connections: int | None = None  # both listeners together; None: half the open-file limit, <= 1024
+    shutdown_grace: float = 0.5  # what a request still running at shutdown gets before its 503
 
 
 def load_seed_file(path: str | Path) -> dict[str, Any]:
@@ -62,6 +72,7 @@ class World:
         self.config = config or MockConfig()
         self.faults = FaultTable()
         self.journal = Journal(self.config.journal_capacity)
+        self.wakeups = Wakeups()
         self.matrix = self._new_matrix()
         self.letta = LettaStore(seed=self.config.random_seed)
         self._apply_start_seed(check_messages=True)
@@ -96,6 +107,7 @@ class World:
         self.matrix = self._new_matrix()
         self.letta = LettaStore(seed=self.config.random_seed)
         self._apply_start_seed(check_messages=False)
+        self.wakeups.wake()
 
     def set_public_url(self, matrix_url: str) -> None:
         """Where the Matrix mock is reachable (login answers carry it as `well_known`)."""

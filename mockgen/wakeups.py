@@ -1,0 +1,60 @@
+"""Where a long-running handler (a long-poll such as Matrix `/sync`) waits, and what wakes it: a reset of
+the world (what it waits for is gone) or the servers' shutdown (nobody will wait for its answer).
+
+Thread-safe: the servers' loop may run on a background thread while a test resets the world from its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+
+class Wakeups:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: set[asyncio.Future[None]] = set()
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        """The servers are shutting down: a handler should answer now rather than wait."""
+        return self._closing
+
+    async def wait(self) -> None:
+        """Return once woken (at once while closing). Bound it with `asyncio.timeout`, as a long-poll does."""
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self._closing:
+                return
+            self._waiting.add(future)
+        try:
+            await future
+        finally:
+            with self._lock:
+                self._waiting.discard(future)
+
+    def wake(self) -> None:
+        """Wake every waiter, from any thread."""
+        with self._lock:
+            waiting = list(self._waiting)
+        for future in waiting:
+            # A loop already closed has no waiter left to wake.
+            with contextlib.suppress(RuntimeError):
+                future.get_loop().call_soon_threadsafe(_resolve, future)
+
+    def close(self) -> None:
+        """Shutdown: wake every waiter, and let no new one wait."""
+        with self._lock:
+            self._closing = True
+        self.wake()
+
+    def reopen(self) -> None:
+        """Serving again (the same world under new servers): waits wait again."""
+        with self._lock:
+            self._closing = False
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
