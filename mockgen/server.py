@@ -23,7 +23,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mockgen.app import build_app
 from mockgen.http import refusals
-from mockgen.http.exchange import send_reply
 from mockgen.http.wire import Connections, Limits, WireConfig
 from mockgen.world import World
 
@@ -75,7 +74,7 @@ class _Abortable:
             # An answer already begun cannot be replaced: the server refuses a second start (as ASGI has
             # it) and closes the connection once this returns.
             with contextlib.suppress(RuntimeError):
-                await send_reply(send, reply)
+                await reply.send(send)
         finally:
             self._running.discard(task)
 
