@@ -10,6 +10,10 @@ import pytest
 
 from contracts.validation import UnencodableText, parse_json
 from mockgen.pytest_plugin import LettaMock, MatrixMock
+from mockgen.store import letta as letta_store
+from mockgen.store.errors import MatrixError, UserInteractiveAuthRequired
+from mockgen.store.letta import LettaStore
+from mockgen.store.matrix import MatrixStore
 from tests.support import call, login
 
 # Every test sends what the contract refuses.
@@ -103,3 +107,74 @@ async def test_letta_token_is_checked_before_the_body(
     url = f"{letta_mock.url}/v1/agents/{agent.id}"
     answer = await call(http, "PATCH", url, json_body={"name": SURROGATE}, token="wrong")
     assert (answer.status, answer.body) == (401, {"detail": "Unauthorized"})
+
+
+# -- all or nothing: a store write that fails half-way leaves nothing behind
+
+
+def test_createroom_refused_half_way_leaves_no_room() -> None:
+    store = MatrixStore("matrix.test", seed=1)
+    store.add_user("creator", "pw")
+    creator = store.user_by_name("creator")
+    rooms, aliases = dict(store.rooms), dict(store.aliases)
+    # The create, member and power-level events are made before the oversized entry is refused (413).
+    oversized = {"type": "m.room.topic", "state_key": "", "content": {"topic": "x" * 70_000}}
+    body = {"room_alias_name": "kept", "initial_state": [oversized]}
+    with pytest.raises(MatrixError) as refused:
+        store.create_room(creator, body)
+    assert refused.value.errcode == "M_TOO_LARGE"
+    assert (store.rooms, store.aliases) == (rooms, aliases)
+    assert store.joined_rooms(creator) == []
+    room_id = store.create_room(creator, {"room_alias_name": "kept"})
+    assert store.joined_rooms(creator) == [room_id]
+
+
+def test_register_whose_device_fails_keeps_no_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MatrixStore("matrix.test", seed=1)
+    with pytest.raises(UserInteractiveAuthRequired) as started:
+        store.register({"username": "solo", "password": "pw"})
+    session = started.value.body["session"]
+
+    def failing(localpart: str) -> str:
+        raise RuntimeError("device storage failed")
+
+    monkeypatch.setattr(store._ids, "access_token", failing)
+    with pytest.raises(RuntimeError):
+        store.register({"auth": {"type": "m.login.dummy", "session": session}})
+    assert "@solo:matrix.test" not in store.users
+    assert store.username_available("solo")
+    monkeypatch.undo()
+    answer = store.register({"auth": {"type": "m.login.dummy", "session": session}})
+    assert answer["user_id"] == "@solo:matrix.test"
+    assert store.authenticate(answer["access_token"])[0].user_id == "@solo:matrix.test"
+
+
+def test_login_whose_token_fails_adds_no_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MatrixStore("matrix.test", seed=1)
+    store.add_user("solo", "pw")
+    user = store.user_by_name("solo")
+    devices = dict(user.devices)
+
+    def failing(localpart: str) -> str:
+        raise RuntimeError("token minting failed")
+
+    monkeypatch.setattr(store._ids, "access_token", failing)
+    with pytest.raises(RuntimeError):
+        store.login(user="solo", password="pw", device_id="NEWDEVICE")
+    assert user.devices == devices
+
+
+def test_agent_patch_that_fails_half_way_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = LettaStore(seed=3)
+    agent = store.create("before", tags=["a"])
+    before = agent.to_json()
+
+    def failing(value: object) -> object:
+        raise RecursionError("too deep to copy")
+
+    # `metadata` is copied after the name and tags are worked out.
+    monkeypatch.setattr(letta_store.copy, "deepcopy", failing)
+    with pytest.raises(RecursionError):
+        store.modify(agent.id, {"name": "after", "tags": ["b"], "metadata": {"k": 1}})
+    monkeypatch.undo()
+    assert store.retrieve(agent.id) == before
