@@ -173,7 +173,7 @@ def test_agent_patch_that_fails_half_way_changes_nothing(monkeypatch: pytest.Mon
         raise RecursionError("too deep to copy")
 
     # `metadata` is copied after the name and tags are worked out.
-    monkeypatch.setattr(letta_store.copy, "deepcopy", failing)
+    monkeypatch.setattr(f"{letta_store.__name__}.copy.deepcopy", failing)
     with pytest.raises(RecursionError):
         store.modify(agent.id, {"name": "after", "tags": ["b"], "metadata": {"k": 1}})
     monkeypatch.undo()

@@ -273,7 +273,8 @@ class LettaStore:
         """Apply `changes`; returns the agent as served, serialized under the lock."""
         with self._lock:
             agent = self._get(agent_id)
-            # Every new value first, then the assignments (which cannot fail): a change that fails leaves the agent as it was.
+            # Every new value first, then the assignments (which cannot fail): a change that fails leaves
+            # the agent as it was.
             updated: dict[str, Any] = {}
             if changes.get("name") is not None:
                 updated["name"] = str(changes["name"])
