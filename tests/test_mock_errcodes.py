@@ -556,6 +556,9 @@ LETTA_NATURAL: dict[tuple[str, int], Callable[[aiohttp.ClientSession, LettaMock]
     ("createAgent", 500): lambda h, m: call(
         h, "POST", f"{m.url}/v1/agents/", token=m.token, json_body={"name": "x"}
     ),
+    ("createAgent", 400): lambda h, m: call(
+        h, "POST", f"{m.url}/v1/agents/", token=m.token, json_body={"name": "\ud800"}
+    ),
     ("retrieveAgent", 400): lambda h, m: call(h, "GET", f"{m.url}/v1/agents/bad-id", token=m.token),
     ("retrieveAgent", 401): lambda h, m: call(h, "GET", f"{m.url}/v1/agents/{GHOST_AGENT}"),
     ("retrieveAgent", 404): lambda h, m: call(h, "GET", f"{m.url}/v1/agents/{GHOST_AGENT}", token=m.token),

@@ -7,7 +7,7 @@ that only ever says "valid". Modules, lowest first: `json_values`, `fastpath`, `
 
 from contracts.validation.checks import ContractValidator, validator_for
 from contracts.validation.fastpath import SchemaCheck, Side, fast_validator
-from contracts.validation.json_values import parse_json
+from contracts.validation.json_values import UNENCODABLE, UnencodableText, check_text, parse_json
 from contracts.validation.model import (
     HTTP_METHODS,
     JSON_MEDIA_TYPE,
@@ -28,6 +28,7 @@ from contracts.validation.violations import Violation
 __all__ = [
     "HTTP_METHODS",
     "JSON_MEDIA_TYPE",
+    "UNENCODABLE",
     "Body",
     "ContractValidator",
     "ExchangeCheck",
@@ -40,8 +41,10 @@ __all__ = [
     "RouteTable",
     "SchemaCheck",
     "Side",
+    "UnencodableText",
     "Variant",
     "Violation",
+    "check_text",
     "fast_validator",
     "fill_template",
     "parse_json",

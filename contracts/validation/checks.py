@@ -18,7 +18,7 @@ from openapi_core.util import BOOLEAN_FALSE_VALUES, BOOLEAN_TRUE_VALUES
 from contracts.specs import SPEC_FILES, Spec, load_resolved
 from contracts.validation.compile import compile_operations
 from contracts.validation.fastpath import first_error
-from contracts.validation.json_values import parse_json, short
+from contracts.validation.json_values import UNENCODABLE, UnencodableText, check_text, parse_json, short
 from contracts.validation.model import (
     ExchangeCheck,
     NoRoute,
@@ -127,6 +127,17 @@ class ContractValidator:
         result = RequestCheck()
         query_values = parse_qs(query, keep_blank_values=True) if isinstance(query, str) else query
         header_values = headers or {}
+        # Percent-decoding replaces what is not UTF-8, so HTTP cannot put a surrogate here; a caller handing
+        # decoded values in could, and it gets the body's answer rather than a crash further on.
+        texts = [(f"path parameter '{k}'", [k, v]) for k, v in path_params.items()]
+        texts += [(f"query parameter '{k}'", [k, *v]) for k, v in query_values.items()]
+        for location, values in texts:
+            try:
+                for text in values:
+                    check_text(text)
+            except UnencodableText as error:
+                result.violations.append(_unencodable(operation.operation_id, location, error))
+                return result
         for (location, name), param in operation.params.items():
             if location == "path":
                 raw = path_params.get(name)
@@ -180,6 +191,9 @@ class ContractValidator:
         schema, validator = primary_media(operation.body.media_types)
         try:
             result.body = parse_json(body)
+        except UnencodableText as error:
+            result.violations.append(_unencodable(op_id, "request body", error))
+            return
         except ValueError as exc:
             result.violations.append(
                 Violation(
@@ -356,3 +370,9 @@ def validator_for(name_or_path: str) -> ContractValidator:
         )
         _CACHE[name_or_path] = found
     return found
+
+
+def _unencodable(operation_id: str, location: str, error: UnencodableText) -> Violation:
+    return Violation(
+        "request", operation_id, location, "", UNENCODABLE, "text without lone surrogates", error.reason
+    )

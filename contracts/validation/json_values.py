@@ -4,6 +4,7 @@ type name and a bounded rendering of it."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,6 +40,47 @@ def json_pointer(path: Iterable[Any]) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
 
 
+# The violation keyword for a string with a lone surrogate, wherever in the request it came.
+UNENCODABLE = "unencodable"
+
+
+class UnencodableText(ValueError):
+    """A string holds a lone UTF-16 surrogate (JSON's `\\ud800` escape): valid JSON text, but not Unicode
+    any store, journal or answer can encode. `reason` is Python's own words, the text Letta answers with."""
+
+    def __init__(self, error: UnicodeEncodeError) -> None:
+        self.reason = str(error)
+        super().__init__(self.reason)
+
+
+# Only an escape can put a surrogate into decoded JSON (raw surrogate bytes are not UTF-8): texts without
+# one skip the walk.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def check_text(value: str) -> None:
+    """Raise `UnencodableText` when `value` holds a lone surrogate (a valid pair decodes to one character)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise UnencodableText(error) from None
+
+
+def check_strings(document: Any) -> None:
+    """`check_text` for every string of a JSON document, keys included, at any depth (without recursing)."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            check_text(value)
+        elif isinstance(value, dict):
+            for key in value:
+                check_text(key)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -48,9 +90,14 @@ _STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def parse_json(body: bytes) -> Any:
-    """Strict JSON: UTF-8 only and no NaN/Infinity (what Synapse and FastAPI accept). Every failure is a
-    ValueError, nesting too deep for the decoder included."""
+    """Strict JSON: UTF-8 only, no NaN/Infinity (what Synapse and FastAPI accept) and no lone surrogate
+    in any string (`UnencodableText`). Every failure is a ValueError, nesting too deep for the decoder
+    included. The one decoder of request bodies: nothing it returns can break an encoder later."""
+    text = body.decode("utf-8")
     try:
-        return _STRICT_JSON.decode(body.decode("utf-8"))
+        document = _STRICT_JSON.decode(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text):
+        check_strings(document)
+    return document

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from starlette.types import Send
 
-from contracts.validation import Violation
+from contracts.validation import UNENCODABLE, Violation
 from mockgen.store.errors import ControlError, LettaError, MatrixError, UserInteractiveAuthRequired
 from mockgen.store.matrix import User
 from mockgen.store.matrix.errcodes import (
@@ -76,6 +76,12 @@ def _bearer(headers: Mapping[str, str], *, case_sensitive: bool = False) -> tupl
     if len(parts) != 2 or not scheme_ok or not parts[1]:
         return None, False
     return parts[1], True
+
+
+def _unencodable(violations: Sequence[Violation]) -> Violation | None:
+    """The lone-surrogate violation, if any: it wins over every other, since an answer that echoed the
+    offending value could not be encoded (Letta's 422 turns into this 400 for that reason)."""
+    return next((v for v in violations if v.keyword == UNENCODABLE), None)
 
 
 def _request_order(violation: Violation) -> int:
@@ -153,6 +159,10 @@ class MatrixDialect(Dialect):
         return self.error(500, M_UNKNOWN, "Internal server error")
 
     def invalid_request(self, violations: Sequence[Violation]) -> Reply:
+        if _unencodable(violations) is not None:
+            # What Synapse answers for the same character sent as raw bytes; the escaped form makes it
+            # answer 500 or nothing at all (specs/matrix.yaml, x-lone-surrogates).
+            return self.error(400, M_NOT_JSON, "Content not JSON.")
         first = sorted(violations, key=_request_order)[0]
         if first.location.startswith("path"):
             return self.not_found()
@@ -267,6 +277,11 @@ class LettaDialect(Dialect):
         return {"type": "value_error", "loc": loc, "msg": violation.message, "input": violation.value}
 
     def invalid_request(self, violations: Sequence[Violation]) -> Reply:
+        unencodable = _unencodable(violations)
+        if unencodable is not None:
+            # Letta's ValueError handler: 400 with Python's UnicodeEncodeError text (specs/letta.yaml,
+            # x-lone-surrogates).
+            return self.detail(400, unencodable.actual)
         return self.detail(422, [self._item(v) for v in sorted(violations, key=_request_order)])
 
     def authenticate(

@@ -273,17 +273,24 @@ class LettaStore:
         """Apply `changes`; returns the agent as served, serialized under the lock."""
         with self._lock:
             agent = self._get(agent_id)
+            # Every new value first, then the assignments (which cannot fail): a change that fails leaves
+            # the agent as it was.
+            updated: dict[str, Any] = {}
             if changes.get("name") is not None:
-                agent.name = str(changes["name"])
+                updated["name"] = str(changes["name"])
             if "description" in changes:
-                agent.description = changes["description"]
+                updated["description"] = changes["description"]
             if changes.get("tags") is not None:
-                agent.tags = list(changes["tags"])
+                updated["tags"] = list(changes["tags"])
             if changes.get("system") is not None:
-                agent.system = str(changes["system"])
+                updated["system"] = str(changes["system"])
             if "metadata" in changes:
-                agent.metadata = copy.deepcopy(changes["metadata"])
-            agent.updated_at = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+                updated["metadata"] = copy.deepcopy(changes["metadata"])
+            updated["updated_at"] = datetime.fromtimestamp(self._clock(), UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.%f"
+            )
+            for name, value in updated.items():
+                setattr(agent, name, value)
             return agent.to_json()
 
     def delete(self, agent_id: str) -> Agent:

@@ -70,7 +70,10 @@ class Accounts:
         return user, owner.device_id
 
     def _issue_device(self, user: User, device_id: str | None, display_name: str | None) -> tuple[str, str]:
+        # Everything that can fail comes before the first write: a login never leaves a device without its
+        # token.
         device_id = device_id or self._ids.device_id()
+        token = self._ids.access_token(user.localpart)
         device = user.devices.get(device_id)
         if device is None:
             device = user.devices[device_id] = Device(device_id, display_name)
@@ -79,7 +82,6 @@ class Accounts:
             for old in device.tokens:
                 self.tokens.pop(old, None)
             device.tokens.clear()
-        token = self._ids.access_token(user.localpart)
         device.tokens.add(token)
         self.tokens[token] = TokenOwner(user.user_id, device_id)
         return device_id, token
@@ -117,7 +119,15 @@ class Accounts:
     def _create_user(
         self, localpart: str, password: str | None, *, admin: bool = False, displayname: str | None = None
     ) -> User:
-        user = User(
+        user = self._new_user(localpart, password, admin=admin, displayname=displayname)
+        self.users[user.user_id] = user
+        return user
+
+    def _new_user(
+        self, localpart: str, password: str | None, *, admin: bool = False, displayname: str | None = None
+    ) -> User:
+        """An account not yet in the directory."""
+        return User(
             user_id=self.user_id_for(localpart),
             localpart=localpart,
             password=password,
@@ -125,8 +135,6 @@ class Accounts:
             displayname=localpart if displayname is None else displayname,
             creation_ts=self._ids.now_s(),
         )
-        self.users[user.user_id] = user
-        return user
 
     def _next_numeric_localpart(self) -> str:
         while self.user_id_for(str(self._next_numeric)) in self.users:
@@ -192,14 +200,16 @@ class Accounts:
             else:
                 localpart = str(username).lower()
                 self._check_username(localpart)
-            user = self._create_user(localpart, session.password)
-            session.registered_user_id = user.user_id
+            user = self._new_user(localpart, session.password)
         result: dict[str, Any] = {"user_id": user.user_id, "home_server": self._ids.server_name}
         if not params.get("inhibit_login"):
             issued_device, token = self._issue_device(
                 user, params.get("device_id"), params.get("initial_device_display_name")
             )
             result.update(access_token=token, device_id=issued_device)
+        # The account is kept only with its device (Synapse keeps an account whose device failed, P01).
+        self.users[user.user_id] = user
+        session.registered_user_id = user.user_id
         return result
 
     # -- login

@@ -177,33 +177,46 @@ class Rooms:
                 tuple(dict.fromkeys(invites)) if version == "12" and preset.invitees_ops else ()
             ),
         )
-        self._add_create_event(room, body.get("creation_content") or {})
+        # Built aside and committed at the end: an event refused half-way (e.g. 413 for an initial_state
+        # entry) leaves no half-built room for a retrying client to duplicate.
+        try:
+            self._add_create_event(room, body.get("creation_content") or {})
+            self._send_state(room, creator, "m.room.member", creator, self._member_content(creator, "join"))
+            defaults: list[tuple[str, dict[str, Any]]] = [("m.room.power_levels", levels)]
+            if alias is not None:
+                defaults.append(("m.room.canonical_alias", {"alias": alias}))
+            defaults.append(("m.room.join_rules", {"join_rule": preset.join_rule}))
+            defaults.append(("m.room.history_visibility", {"history_visibility": "shared"}))
+            if preset.guest_access:
+                defaults.append(("m.room.guest_access", {"guest_access": preset.guest_access}))
+            for event_type, content in defaults:
+                # An initial_state entry replaces the default event of its type, at its own place.
+                if (event_type, "") not in initial_state:
+                    self._send_state(room, creator, event_type, "", content)
+            for (event_type, state_key), content in initial_state.items():
+                self._send_state(room, creator, event_type, state_key, content)
+            if "name" in body:
+                self._send_state(room, creator, "m.room.name", "", {"name": body["name"]})
+            if "topic" in body:
+                topic = {"topic": body["topic"], "m.topic": {"m.text": [{"body": body["topic"]}]}}
+                self._send_state(room, creator, "m.room.topic", "", topic)
+            for invitee in invites:
+                extra = {"is_direct": True} if body.get("is_direct") else {}
+                invite = self._member_content(invitee, "invite", **extra)
+                self._send_state(room, creator, "m.room.member", invitee, invite)
+        except BaseException:
+            self._forget_memberships(room)
+            raise
         self.rooms[room.room_id] = room
-        self._send_state(room, creator, "m.room.member", creator, self._member_content(creator, "join"))
-        defaults: list[tuple[str, dict[str, Any]]] = [("m.room.power_levels", levels)]
         if alias is not None:
             self.aliases[alias] = room.room_id
-            defaults.append(("m.room.canonical_alias", {"alias": alias}))
-        defaults.append(("m.room.join_rules", {"join_rule": preset.join_rule}))
-        defaults.append(("m.room.history_visibility", {"history_visibility": "shared"}))
-        if preset.guest_access:
-            defaults.append(("m.room.guest_access", {"guest_access": preset.guest_access}))
-        for event_type, content in defaults:
-            # An initial_state entry replaces the default event of its type, at its own place.
-            if (event_type, "") not in initial_state:
-                self._send_state(room, creator, event_type, "", content)
-        for (event_type, state_key), content in initial_state.items():
-            self._send_state(room, creator, event_type, state_key, content)
-        if "name" in body:
-            self._send_state(room, creator, "m.room.name", "", {"name": body["name"]})
-        if "topic" in body:
-            topic = {"topic": body["topic"], "m.topic": {"m.text": [{"body": body["topic"]}]}}
-            self._send_state(room, creator, "m.room.topic", "", topic)
-        for invitee in invites:
-            extra = {"is_direct": True} if body.get("is_direct") else {}
-            invite = self._member_content(invitee, "invite", **extra)
-            self._send_state(room, creator, "m.room.member", invitee, invite)
         return room.room_id
+
+    def _forget_memberships(self, room: Room) -> None:
+        """Undo what `_append` recorded in `_joined` for a room that is not kept."""
+        for event_type, state_key in room.state:
+            if event_type == "m.room.member":
+                self._joined.get(state_key, {}).pop(room.room_id, None)
 
     def resolve_room(self, room_id_or_alias: str) -> str:
         if room_id_or_alias.startswith("#"):
