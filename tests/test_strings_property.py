@@ -134,6 +134,8 @@ def _exercise(
 def test_matrix_operation_survives_any_string(
     operation: Operation, matrix_mock: MatrixMock, data: st.DataObject
 ) -> None:
+    # A fresh world per example: one example may lock or rename the admin the next one logs in as.
+    matrix_mock.world.reset()
     login = matrix_mock.world.matrix.login(user="admin", password="admin_password")
     admin = login["user_id"]
     room = matrix_mock.world.matrix.create_room(matrix_mock.world.matrix.users[admin], {})
@@ -155,6 +157,7 @@ def test_matrix_operation_survives_any_string(
 def test_letta_operation_survives_any_string(
     operation: Operation, letta_mock: LettaMock, data: st.DataObject
 ) -> None:
+    letta_mock.world.reset()  # a fresh world per example, as the fixture gives each test
     agents = letta_mock.world.letta.list_agents()
     values = {"agent_id": str(agents[0]["id"]) if agents else letta_mock.add_agents(1)[0].id}
     _exercise(letta_mock, operation, values, letta_mock.headers, data)
