@@ -41,7 +41,7 @@ package: $(STAMP)
 fuzz: $(STAMP)
 	$(RUN) $(VENV)/bin/contracts fuzz --target $(FUZZ_TARGET) --examples $(FUZZ_EXAMPLES) --workers 2 --report reports/fuzz
 	rm -rf reports/fuzz-shards
-	$(RUN) HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 tests_fuzz tests/test_fast_path.py
+	$(RUN) HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 tests_fuzz tests/test_fast_path.py tests/test_strings_property.py
 	$(RUN) CONTRACTS_SCHEMATHESIS_COVERAGE=1 $(PY) -m pytest -n 2 tests/test_schemathesis_selfcheck.py
 	$(VENV)/bin/contracts coverage reports/fuzz-shards --report reports/fuzz-shards
 
