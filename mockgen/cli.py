@@ -6,12 +6,17 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
+from mockgen.http.dialects import CONTROL_TOKEN_HEADER
 from mockgen.server import LOOP_FACTORY, Endpoints, MockServers
 from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World, load_seed_file
+
+# Where `--control-token` comes from when not given.
+CONTROL_TOKEN_ENV = "MOCKGEN_CONTROL_TOKEN"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         "--letta-format", choices=("array", "envelope"), default="array", help="agent list format"
     )
     serve.add_argument("--no-validate", action="store_true", help="do not check the mock's own answers")
+    serve.add_argument(
+        "--control-token",
+        default=os.environ.get(CONTROL_TOKEN_ENV),
+        help=f"require this token in {CONTROL_TOKEN_HEADER} on every /_mock/ call (default: "
+        f"${CONTROL_TOKEN_ENV}, which, unlike the command line, other local users cannot read)",
+    )
     return parser
 
 
@@ -46,6 +57,7 @@ def serve(args: argparse.Namespace) -> int:
         agents=args.agents,
         letta_format=args.letta_format,
         validate=not args.no_validate,
+        control_token=args.control_token or None,
     )
     servers = MockServers(
         World(config), host=args.host, letta_port=args.letta_port, matrix_port=args.matrix_port

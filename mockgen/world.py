@@ -44,6 +44,8 @@ class MockConfig:
     validate: bool = True
     registration_enabled: bool = True
     matrix_public_url: str | None = None
+    # When set, every control API call must carry it (see mockgen.http.dialects.CONTROL_TOKEN_HEADER).
+    control_token: str | None = None
 
 
 def load_seed_file(path: str | Path) -> dict[str, Any]:
