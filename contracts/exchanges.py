@@ -8,7 +8,9 @@ A line looks like
                   "body": {"errcode": "M_INVALID_PARAM"}}}
 
 `body` holds the parsed JSON; a body that is not JSON goes in `body_text` (UTF-8) or `body_base64`, so a
-recording keeps malformed traffic exactly. `url` may be absolute; only its path and query are checked. The
+recording keeps malformed traffic exactly. A redacted recording (the default) masks secrets everywhere
+(`contracts.redaction`): in the query, the headers, the JSON bodies, and in a body that is not JSON, which is
+cut after the first word naming a secret. `url` may be absolute; only its path and query are checked. The
 aiohttp hook (`contracts.adapters.aiohttp_hook`) writes this format; `contracts validate` reads it."""
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from contracts.redaction import redact, redact_headers
+from contracts.redaction import redact, redact_bytes, redact_headers, redact_query, redact_text
 from contracts.validation import ContractValidator, ExchangeCheck, Violation, parse_json
 
 
@@ -57,7 +59,8 @@ class Exchange:
 
     def to_json(self, *, redacted: bool = True) -> dict[str, Any]:
         parsed = urlsplit(self.url)
-        url = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+        query = redact_query(parsed.query) if redacted else parsed.query
+        url = parsed.path + (f"?{query}" if query else "")
         return {
             "method": self.method,
             "url": url,
@@ -88,10 +91,13 @@ def _side(headers: Mapping[str, str], body: bytes, redacted: bool) -> dict[str, 
         # re-encoded from it would hide that the original was malformed.
         document = parse_json(body)
     except ValueError:
+        # Kept exactly, unless redacted: then cut after the first word naming a secret (see redact_text).
         try:
-            side["body_text"] = body.decode("utf-8")
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
-            side["body_base64"] = base64.b64encode(body).decode()
+            side["body_base64"] = base64.b64encode(redact_bytes(body) if redacted else body).decode()
+        else:
+            side["body_text"] = redact_text(text) if redacted else text
         return side
     side["body"] = redact(document) if redacted else document
     return side

@@ -10,11 +10,13 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from mockgen.http.dialects import CONTROL_TOKEN_HEADER
 from mockgen.server import LOOP_FACTORY, Endpoints, MockServers
 from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World, load_seed_file
 
@@ -33,6 +35,10 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
+
+
+# Where `--control-token` comes from when not given.
+CONTROL_TOKEN_ENV = "MOCKGEN_CONTROL_TOKEN"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
         "--letta-format", choices=("array", "envelope"), default="array", help="agent list format"
     )
     serve.add_argument("--no-validate", action="store_true", help="do not check the mock's own answers")
+    serve.add_argument(
+        "--control-token",
+        default=os.environ.get(CONTROL_TOKEN_ENV),
+        help=f"require this token in {CONTROL_TOKEN_HEADER} on every /_mock/ call (default: "
+        f"${CONTROL_TOKEN_ENV}, which, unlike the command line, other local users cannot read)",
+    )
     limits = serve.add_argument_group("connection limits (the README says why these defaults)")
     limits.add_argument(
         "--header-timeout", type=_seconds, default=defaults.header_timeout, metavar="S",
@@ -102,6 +114,7 @@ def serve(args: argparse.Namespace) -> int:
         max_header_bytes=args.max_header_bytes,
         max_connections=args.max_connections,
         shutdown_grace=args.shutdown_grace,
+        control_token=args.control_token or None,
     )
     servers = MockServers(
         World(config), host=args.host, letta_port=args.letta_port, matrix_port=args.matrix_port

@@ -1,7 +1,8 @@
 """A bounded record of every exchange the mock served, for assertions and coverage. Bodies are kept as the
 bytes that went over the wire and come out parsed and redacted (`contracts.redaction`) when read: reading is
 rare, serving is not, and parsing every answer a second time for the journal was a tenth of the mock's
-time per request."""
+time per request. The query string is redacted when recorded (it is short, and readers take it as is);
+violations come from the validator with their secrets already masked."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from contracts.redaction import redact
+from contracts.redaction import redact, redact_query, redact_text
 from contracts.validation import Violation, parse_json
 
 # Bodies larger than this are journaled as their size only.
@@ -20,6 +21,8 @@ BODY_LIMIT = 16 * 1024
 # Violations kept per entry; the rest are only counted (one hostile request can break the contract in
 # thousands of places, and the journal is read back whole).
 VIOLATION_LIMIT = 20
+# Bytes of a body that is not JSON shown in its place.
+RAW_LIMIT = 200
 
 
 def _kept(raw: bytes) -> bytes | int:
@@ -34,9 +37,12 @@ def _readable(kept: bytes | int) -> Any:
         return None
     raw = kept
     try:
-        return redact(parse_json(raw))
+        document = parse_json(raw)
+        # A body that is one string is text (a client that encoded its JSON twice sent its password in it).
+        return redact_text(document) if isinstance(document, str) else redact(document)
     except (ValueError, RecursionError):  # RecursionError: `redact` on a body the mock refused as too deep
-        return {"_raw": raw[:200].decode("utf-8", "replace")}
+        # Not JSON (or too deep to walk): no structure tells where a password is, so the text is cut.
+        return {"_raw": redact_text(raw[:RAW_LIMIT].decode("utf-8", "replace"))}
 
 
 @dataclass(frozen=True)
@@ -126,13 +132,14 @@ class Journal:
             violation if violation.value is None else replace(violation, value=None)
             for violation in violations[:VIOLATION_LIMIT]
         )
+        shown_query = redact_query(query)
         with self._lock:
             self._seq += 1
             if len(self._entries) == self._entries.maxlen:
                 self.dropped += 1
             entry = Entry(
                 seq=self._seq, time=time, service=service, operation=operation, method=method, path=path,
-                query=query, user=user, request_raw=_kept(request_raw), status=status,
+                query=shown_query, user=user, request_raw=_kept(request_raw), status=status,
                 response_raw=_kept(response_raw), duration_ms=duration_ms, fault=fault, variant=variant,
                 violations=kept, violations_omitted=max(0, len(violations) - VIOLATION_LIMIT),
             )  # fmt: skip

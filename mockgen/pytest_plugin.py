@@ -2,10 +2,14 @@
 
 Both mocks start once per test session on free loopback ports and share one `World`, which is reset before
 every test. Strict by default: a test fails if the client under test broke the contract in any exchange (or
-if the mock's own answer did, which is a mock bug). Mark a test `@pytest.mark.mock_lenient` to only record."""
+if the mock's own answer did, which is a mock bug). Mark a test `@pytest.mark.mock_lenient` to only record.
+
+The session's mocks guard their control API with a random token: the fixtures act on the world directly, and
+a test that calls `/_mock/...` over HTTP sends `control_headers`."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,12 +18,15 @@ import pytest
 from contracts.validation import Violation
 from mockgen import control
 from mockgen.faults import Fault
+from mockgen.http.dialects import CONTROL_TOKEN_HEADER
 from mockgen.journal import Entry
 from mockgen.server import MockServers
 from mockgen.store.letta import Agent
 from mockgen.world import DEFAULT_USERS, MockConfig, World
 
 LENIENT_MARK = "mock_lenient"
+# Bytes of randomness in the session's control token.
+CONTROL_TOKEN_BYTES = 32
 
 
 class MockHandle:
@@ -28,6 +35,18 @@ class MockHandle:
     def __init__(self, world: World, url: str) -> None:
         self.world = world
         self.url = url
+
+    @property
+    def control_token(self) -> str | None:
+        """The token the control API asks for (the session's mocks always have one)."""
+        return self.world.config.control_token
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """What an HTTP call to `/_mock/...` needs: the control token and, for a write, the JSON content
+        type (harmless on a read)."""
+        token = {CONTROL_TOKEN_HEADER: self.control_token} if self.control_token is not None else {}
+        return {**token, "Content-Type": "application/json"}
 
     def inject(self, operation: str | None = None, **fault: Any) -> Fault:
         """Install a fault (see specs/mock-control.yaml `Fault`), e.g. `inject("createRoom", status=500,
@@ -104,7 +123,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def mockgen_servers() -> Iterator[MockServers]:
     """Both mock services for the whole session (free loopback ports)."""
-    servers = MockServers(World(MockConfig()))
+    servers = MockServers(World(MockConfig(control_token=secrets.token_urlsafe(CONTROL_TOKEN_BYTES))))
     servers.start()
     yield servers
     servers.stop()

@@ -54,6 +54,8 @@ class MockConfig:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_connections: int | None = None  # both listeners together; None: half the open-file limit, <= 1024
     shutdown_grace: float = 0.5  # what a request still running at shutdown gets before its 503
+    # When set, every control API call must carry it (see mockgen.http.dialects.CONTROL_TOKEN_HEADER).
+    control_token: str | None = None
 
 
 def load_seed_file(path: str | Path) -> dict[str, Any]:

@@ -15,11 +15,12 @@ from tests.support import call, login
 async def test_control_api_on_both_servers(
     http: aiohttp.ClientSession, matrix_mock: MatrixMock, letta_mock: LettaMock
 ) -> None:
+    control = matrix_mock.control_headers
     for base, service in ((matrix_mock.url, "matrix"), (letta_mock.url, "letta")):
-        health = await call(http, "GET", f"{base}/_mock/health")
+        health = await call(http, "GET", f"{base}/_mock/health", headers=control)
         assert health.body == {"status": "ok", "service": service}
     seeded = await call(
-        http, "POST", f"{matrix_mock.url}/_mock/seed",
+        http, "POST", f"{matrix_mock.url}/_mock/seed", headers=control,
         json_body={
             "users": [{"username": "bot", "password": "botpw"}],
             "agents": [{"name": "one"}, {"name": "two", "tags": ["t"]}],
@@ -30,34 +31,45 @@ async def test_control_api_on_both_servers(
     )  # fmt: skip
     assert seeded.status == 200
     assert seeded.body["users"] == ["@bot:matrix.test"]
-    state = await call(http, "GET", f"{letta_mock.url}/_mock/state")
+    state = await call(http, "GET", f"{letta_mock.url}/_mock/state", headers=control)
     assert [a["name"] for a in state.body["agents"]] == ["one", "two"]
     [space] = state.body["rooms"]
     assert space["is_space"]
     assert space["members"]["@bot:matrix.test"] == "join"
     agent_id = seeded.body["agents"][0]["id"]
     renamed = await call(
-        http, "PATCH", f"{letta_mock.url}/_mock/agents/{agent_id}", json_body={"name": "uno"}
+        http, "PATCH", f"{letta_mock.url}/_mock/agents/{agent_id}", json_body={"name": "uno"}, headers=control
     )
     assert renamed.body == {"id": agent_id, "name": "uno"}
-    assert (await call(http, "DELETE", f"{letta_mock.url}/_mock/agents/{agent_id}")).status == 200
-    assert (await call(http, "DELETE", f"{letta_mock.url}/_mock/agents/{agent_id}")).status == 404
-    added = await call(http, "POST", f"{letta_mock.url}/_mock/agents", json_body={"name": "three"})
+    removed = [
+        (await call(http, "DELETE", f"{letta_mock.url}/_mock/agents/{agent_id}", headers=control)).status
+        for _ in range(2)
+    ]
+    assert removed == [200, 404]
+    added = await call(
+        http, "POST", f"{letta_mock.url}/_mock/agents", json_body={"name": "three"}, headers=control
+    )
     assert added.status == 201
-    fmt = await call(http, "PUT", f"{letta_mock.url}/_mock/letta/format", json_body={"agents": "envelope"})
+    fmt = await call(
+        http, "PUT", f"{letta_mock.url}/_mock/letta/format", json_body={"agents": "envelope"}, headers=control
+    )
     assert fmt.body == {"agents": "envelope", "messages": "array"}
     listed = await call(http, "GET", f"{letta_mock.url}/v1/agents/", token=letta_mock.token)
     assert set(listed.body) == {"data", "cursor"}
-    bad = await call(http, "PUT", f"{letta_mock.url}/_mock/letta/format", json_body={"agents": "xml"})
+    bad = await call(
+        http, "PUT", f"{letta_mock.url}/_mock/letta/format", json_body={"agents": "xml"}, headers=control
+    )
     assert bad.status == 400
     assert "agents" in bad.body["error"]
-    journal = await call(http, "GET", f"{matrix_mock.url}/_mock/journal", params={"service": "letta"})
+    journal = await call(
+        http, "GET", f"{matrix_mock.url}/_mock/journal", params={"service": "letta"}, headers=control
+    )
     assert [e["operation"] for e in journal.body["entries"]] == [
         "listAgents"
     ]  # control calls are not journaled
-    reset = await call(http, "POST", f"{letta_mock.url}/_mock/reset")
+    reset = await call(http, "POST", f"{letta_mock.url}/_mock/reset", headers=control)
     assert reset.body == {"reset": True}
-    state = await call(http, "GET", f"{letta_mock.url}/_mock/state")
+    state = await call(http, "GET", f"{letta_mock.url}/_mock/state", headers=control)
     assert state.body["agents"] == []
     assert state.body["letta_format"] == {
         "agents": "array",
@@ -76,11 +88,12 @@ async def test_fault_with_documented_status_and_default_body(
         "POST",
         f"{matrix_mock.url}/_mock/faults",
         json_body={"operation": "createRoom", "status": 500, "times": 2, "after": 1},
+        headers=matrix_mock.control_headers,
     )
     assert installed.status == 201
     statuses = [(await call(http, "POST", url, token=token, json_body={})).status for _ in range(4)]
     assert statuses == [200, 500, 500, 200]
-    faults = await call(http, "GET", f"{matrix_mock.url}/_mock/faults")
+    faults = await call(http, "GET", f"{matrix_mock.url}/_mock/faults", headers=matrix_mock.control_headers)
     assert faults.body[0]["fired"] == 2
     assert faults.body[0]["remaining"] == 0
     faulted = matrix_mock.journal("createRoom")[1]

@@ -46,7 +46,7 @@ async def test_json_nested_too_deep_is_not_json(http: aiohttp.ClientSession, mat
     assert (refused.status, refused.errcode) == (400, "M_NOT_JSON")
     at_limit = f'{{"creation_content": {{"x": {_nested(398)}}}}}'  # 400 levels in all
     assert (await call(http, "POST", f"{base}/createRoom", data=at_limit, token=token)).status == 200
-    journal = await call(http, "GET", f"{matrix_mock.url}/_mock/journal")
+    journal = await call(http, "GET", f"{matrix_mock.url}/_mock/journal", headers=matrix_mock.control_headers)
     assert journal.status == 200
     assert [e["status"] for e in journal.body["entries"]] == [400, 200, 400, 200]
 
@@ -131,17 +131,18 @@ async def test_control_errors_are_the_control_shape(
     service: str,
 ) -> None:
     base = matrix_mock.url if service == "matrix" else letta_mock.url
+    control = matrix_mock.control_headers
     for path in ("/_mock/nosuch", "/_mock/health/"):
-        missing = await call(http, "GET", f"{base}{path}", allow_redirects=False)
+        missing = await call(http, "GET", f"{base}{path}", allow_redirects=False, headers=control)
         assert (missing.status, missing.body) == (404, {"error": "no such control route"})
-    wrong = await call(http, "DELETE", f"{base}/_mock/health")
+    wrong = await call(http, "DELETE", f"{base}/_mock/health", headers=control)
     assert (wrong.status, set(wrong.body), wrong.headers["Allow"]) == (405, {"error"}, "GET")
 
     def broken() -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(matrix_mock.world, "snapshot", broken)
-    failed = await call(http, "GET", f"{base}/_mock/state")
+    failed = await call(http, "GET", f"{base}/_mock/state", headers=control)
     assert (failed.status, set(failed.body)) == (500, {"error"})
     assert matrix_mock.journal() == []  # control requests are not journaled, routed or not
 
@@ -184,7 +185,11 @@ async def test_bad_fault_path_over_http_is_a_control_error(
     http: aiohttp.ClientSession, matrix_mock: MatrixMock
 ) -> None:
     answer = await call(
-        http, "POST", f"{matrix_mock.url}/_mock/faults", json_body={"path": "(", "status": 500}
+        http,
+        "POST",
+        f"{matrix_mock.url}/_mock/faults",
+        json_body={"path": "(", "status": 500},
+        headers=matrix_mock.control_headers,
     )
     assert answer.status == 400
     assert "regular expression" in answer.body["error"]

@@ -10,12 +10,9 @@ from typing import Any, cast
 
 from jsonschema.exceptions import ValidationError
 
-from contracts.redaction import SECRET_KEYS, TOKEN_KEYS
+from contracts.redaction import is_secret_path, redact_quoted
 from contracts.validation.fastpath import SchemaCheck, Side
 from contracts.validation.json_values import json_pointer, json_type, short
-
-# Values never repeated in a violation (they end up in logs and journals).
-SECRET_FIELDS = SECRET_KEYS | TOKEN_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,22 +185,23 @@ def _missing_property(error: ValidationError) -> str | None:
     return next((str(name) for name in required if name not in error.instance), None)
 
 
-def _describe(error: ValidationError) -> tuple[str, str]:
-    """(expected, actual) for a jsonschema error, in words."""
+def _describe(error: ValidationError, shown: Any) -> tuple[str, str]:
+    """(expected, actual) for a jsonschema error, in words; `shown` is the instance as it may be quoted
+    (`redact_quoted`)."""
     keyword, value, instance = (
         str(error.validator),
         cast(Any, error.validator_value),
         cast(Any, error.instance),
     )
     if keyword == "type":
-        return f"type {value}", "null" if instance is None else f"{json_type(instance)} {short(instance)}"
+        return f"type {value}", "null" if instance is None else f"{json_type(instance)} {short(shown)}"
     if keyword == "required":
         return f"property '{_missing_property(error)}'", "nothing (missing)"
     if keyword in ("enum", "const"):
         options = value if keyword == "enum" else [value]
-        return "one of " + ", ".join(short(v) for v in options), short(instance)
+        return "one of " + ", ".join(short(v) for v in options), short(shown)
     if keyword == "pattern":
-        return f"a string matching /{value}/", short(instance)
+        return f"a string matching /{value}/", short(shown)
     if keyword in ("maxLength", "minLength"):
         bound = "at most" if keyword == "maxLength" else "at least"
         return f"{bound} {value} characters", f"{len(instance)} characters"
@@ -211,18 +209,19 @@ def _describe(error: ValidationError) -> tuple[str, str]:
         bound = "at most" if keyword == "maxItems" else "at least"
         return f"{bound} {value} items", f"{len(instance)} items"
     if keyword in ("maximum", "minimum"):
-        return f"a number {'<=' if keyword == 'maximum' else '>='} {value}", short(instance)
+        return f"a number {'<=' if keyword == 'maximum' else '>='} {value}", short(shown)
     if keyword == "additionalProperties":
         return "no undocumented properties", error.message
     if keyword == "format":
-        return f"format '{value}'", short(instance)
+        return f"format '{value}'", short(shown)
     if keyword == "oneOf":
         if "is valid under each of" in error.message:
             return "exactly one matching alternative", "a value matching several"
-        return f"one of {len(value)} alternatives", short(instance)
+        return f"one of {len(value)} alternatives", short(shown)
     if keyword == "anyOf":
-        return f"any of {len(value)} alternatives", short(instance)
-    return keyword, error.message
+        return f"any of {len(value)} alternatives", short(shown)
+    # jsonschema's own words quote the instance whole: only when nothing of it had to be hidden.
+    return keyword, error.message if shown == instance else short(shown)
 
 
 def _node_errcode(node: Any, keyword: str) -> str | None:
@@ -286,7 +285,11 @@ def schema_violations(
     seen: set[tuple[str, str, str]] = set()
     for top in validator.iter_errors(instance):
         for error in _narrow(top):
-            expected, actual = _describe(error)
+            # Under a secret name the value is not shown at all; elsewhere it is shown with its secrets
+            # masked (an object holding a password, a body sent as one string).
+            secret = is_secret_path(error.absolute_path)
+            shown = redact_quoted(error.instance)
+            expected, actual = _describe(error, shown)
             errcode, accepted = _errcode_and_acceptance(root_schema, error)
             pointer = pointer_prefix + json_pointer(error.absolute_path)
             missing = _missing_property(error)
@@ -296,7 +299,6 @@ def schema_violations(
             if (pointer, str(error.validator), expected) in seen:
                 continue
             seen.add((pointer, str(error.validator), expected))
-            secret = bool(error.absolute_path) and str(error.absolute_path[-1]) in SECRET_FIELDS
             if secret:
                 actual = f"{json_type(error.instance)} (redacted)"
             found.append(
@@ -310,7 +312,7 @@ def schema_violations(
                     actual=actual,
                     errcode=errcode,
                     accepted=accepted,
-                    value=error.instance if missing is None and not secret else None,
+                    value=shown if missing is None and not secret else None,
                 )
             )
     return found

@@ -6,15 +6,16 @@ FastAPI's 422 list for Letta, or in the control API's `{"error"}`; a store's ref
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from starlette.types import Send
+from starlette.types import Scope, Send
 
-from contracts.validation import UNENCODABLE, Violation
+from contracts.validation import JSON_MEDIA_TYPE, UNENCODABLE, Violation
 from mockgen.store.errors import ControlError, LettaError, MatrixError, UserInteractiveAuthRequired
 from mockgen.store.matrix import User
 from mockgen.store.matrix.errcodes import (
@@ -29,6 +30,14 @@ from mockgen.store.matrix.errcodes import (
 )
 from mockgen.world import World
 
+# The control API's credential, when the mock has one (`MockConfig.control_token`): a header of its own, so
+# that a client can send it beside the Authorization header both services use for their own tokens.
+CONTROL_TOKEN_HEADER = "X-Mock-Control-Token"
+# Control calls that change the world. A browser sends a cross-origin POST without asking first (no
+# preflight) only with a "simple" Content-Type (text/plain, a form); requiring JSON forces the preflight,
+# which the mock never grants.
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
 _PARAM_LOCATION = re.compile(r"^(query|path|header) parameter '(.+)'$|^header '(.+)'$")
 _STATE_TRAILING_SLASH = re.compile(r"^(/_matrix/client/[^/]+/rooms/[^/]+/state/[^/]+)/$")
 
@@ -93,6 +102,19 @@ def _request_order(violation: Violation) -> int:
     return 2
 
 
+def own_origins(scope: Scope) -> frozenset[str]:
+    """The origins of the address and port a request arrived on (from the connection, not from the Host
+    header, which a page on another site can make name this server through DNS rebinding)."""
+    server = scope.get("server")
+    if not server:
+        return frozenset()
+    scheme = str(scope.get("scheme", "http"))
+    host, port = str(server[0]), int(server[1])
+    named = f"{scheme}://[{host}]" if ":" in host else f"{scheme}://{host}"
+    # A browser leaves the scheme's default port out of an origin.
+    return frozenset({f"{named}:{port}", *([named] if DEFAULT_PORTS.get(scheme) == port else [])})
+
+
 class Dialect:
     service: ClassVar[str]
     # FastAPI behind Letta's authentication middleware: a token is asked for before the path is routed,
@@ -102,6 +124,10 @@ class Dialect:
 
     def normalize_path(self, path: str) -> str:
         return path
+
+    def guard(self, world: World, scope: Scope, headers: Mapping[str, str]) -> Reply | None:
+        """A refusal before the request is even routed (the services have none; the control API does)."""
+        return None
 
     def not_found(self) -> Reply:
         raise NotImplementedError
@@ -320,9 +346,32 @@ class ControlDialect(Dialect):
     def invalid_request(self, violations: Sequence[Violation]) -> Reply:
         return self.error(400, "; ".join(v.message for v in violations))
 
+    def guard(self, world: World, scope: Scope, headers: Mapping[str, str]) -> Reply | None:
+        """Every control call, routed or not, in this order: an `Origin` other than the server's own is 403
+        (a page in a browser), a missing or wrong control token 401 (when the mock has one), a write
+        without a JSON Content-Type 415 (what a browser sends cross-origin without a preflight)."""
+        origin = headers.get("origin")
+        if origin is not None and origin.lower() not in own_origins(scope):
+            return self.error(
+                403, f"Origin {origin} is not this server's: the control API takes no cross-origin calls"
+            )
+        expected = world.config.control_token
+        # Constant time: the token is what keeps other local users out.
+        if expected is not None and not hmac.compare_digest(
+            headers.get(CONTROL_TOKEN_HEADER.lower(), "").encode("latin-1"), expected.encode("utf-8")
+        ):
+            return self.error(401, f"the control API needs the control token in {CONTROL_TOKEN_HEADER}")
+        media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if scope["method"] in WRITE_METHODS and media != JSON_MEDIA_TYPE:
+            return self.error(
+                415, f"a control {scope['method']} needs Content-Type: {JSON_MEDIA_TYPE}, even without a body"
+            )
+        return None
+
     def authenticate(
         self, world: World, headers: Mapping[str, str], query: Mapping[str, list[str]], required: bool
     ) -> Credentials | Reply:
+        """Nobody to name: `guard` has checked the control token before routing."""
         return Credentials()
 
     def rate_limited(self, retry_after_ms: int) -> Reply:

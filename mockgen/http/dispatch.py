@@ -74,6 +74,10 @@ class Dispatcher:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query_string = scope.get("query_string", b"").decode("latin-1")
         query = parse_qs(query_string, keep_blank_values=True)
+        # Before routing: the control API tells a caller it refuses nothing about itself, not even a 404.
+        refused = exchange.dialect.guard(self.world, scope, headers)
+        if refused is not None:
+            return refused
         route = exchange.route
         if isinstance(route.found, NoRoute):
             return self._no_route(exchange, route.found, method, path, headers, query, query_string)
