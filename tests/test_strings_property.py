@@ -89,7 +89,7 @@ def _check(mock: MatrixMock | LettaMock, operation: Operation, status: int, raw:
     answer_breaks = [v for v in entry.violations if v.side == "response"]
     assert not answer_breaks, answer_breaks
     for view in ("journal", "state"):
-        code, raw = _send("GET", f"{mock.url}/_mock/{view}", None, {})
+        code, raw = _send("GET", f"{mock.url}/_mock/{view}", None, mock.control_headers)
         assert code == 200, view
         json.loads(raw.decode("utf-8"))
 
