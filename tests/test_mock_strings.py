@@ -23,9 +23,9 @@ SURROGATE = "\ud800"
 ENCODE_ERROR = "'utf-8' codec can't encode character '\\ud800' in position {}: surrogates not allowed"
 
 
-async def _readable_views(http: aiohttp.ClientSession, url: str) -> None:
+async def _readable_views(http: aiohttp.ClientSession, mock: MatrixMock | LettaMock) -> None:
     for view in ("journal", "state"):
-        answer = await call(http, "GET", f"{url}/_mock/{view}")
+        answer = await call(http, "GET", f"{mock.url}/_mock/{view}", headers=mock.control_headers)
         assert answer.status == 200, (view, answer)
         json.dumps(answer.body).encode("utf-8")
 
@@ -50,7 +50,7 @@ async def test_matrix_displayname_surrogate_is_not_json_and_profile_stays_readab
     assert (after.status, after.body) == (before.status, before.body)
     room = await call(http, "POST", f"{base}/createRoom", json_body={}, token=token)
     assert room.status == 200
-    await _readable_views(http, matrix_mock.url)
+    await _readable_views(http, matrix_mock)
 
 
 async def test_matrix_login_with_surrogate_user_keeps_the_journal_readable(
@@ -63,7 +63,7 @@ async def test_matrix_login_with_surrogate_user_keeps_the_journal_readable(
     keyed = {"type": "m.login.password", "user": "admin", "password": "admin_password", SURROGATE: 1}
     answer = await call(http, "POST", f"{matrix_mock.url}/_matrix/client/v3/login", json_body=keyed)
     assert (answer.status, answer.errcode) == (400, "M_NOT_JSON")
-    await _readable_views(http, matrix_mock.url)
+    await _readable_views(http, matrix_mock)
 
 
 async def test_matrix_createroom_with_surrogate_builds_no_room(
@@ -97,7 +97,7 @@ async def test_letta_patch_with_surrogate_is_refused_and_the_list_stays_readable
     )
     assert (created.status, created.body) == (400, {"detail": ENCODE_ERROR.format(0)})
     assert len(letta_mock.world.letta.list_agents()) == 1
-    await _readable_views(http, letta_mock.url)
+    await _readable_views(http, letta_mock)
 
 
 async def test_letta_token_is_checked_before_the_body(
