@@ -70,6 +70,12 @@ def test_tokens_belong_to_devices(store: MatrixStore) -> None:
     first = store.login(user="alice", password="pw", device_id="PHONE")
     second = store.login(user="alice", password="pw", device_id="PHONE")
     assert store.authenticate(second["access_token"])[1] == "PHONE"
+    # Synapse 1.163 keeps the device's earlier tokens valid when it logs in again (probes C19b, C72b).
+    assert store.authenticate(first["access_token"])[1] == "PHONE"
+    assert first["access_token"] != second["access_token"]
+    # "" is a device id like any other (C73); only an absent one is generated.
+    assert store.login(user="alice", password="pw", device_id="")["device_id"] == ""
+    store.admin_put_user(_user(store, "admin"), "@alice:matrix.test", {"password": "pw"})
     with pytest.raises(MatrixError) as revoked:
         store.authenticate(first["access_token"])
     assert (revoked.value.status, revoked.value.errcode, revoked.value.extra) == (
