@@ -48,7 +48,9 @@ def login(call: Call) -> Reply:
         user = identifier.get("user") if isinstance(identifier, dict) else None
     call.reject("/password")
     device_fields = ("/device_id", "/initial_device_display_name")
-    call.reject(*(v for v in _top_fields(call) if v not in device_fields))
+    before_credentials = _top_fields(call) - set(device_fields)
+    if before_credentials:
+        call.reject(*before_credentials)
     if not isinstance(user, str):
         raise MatrixError(400, M_INVALID_PARAM, "Invalid login submission")
     return ok(
