@@ -107,7 +107,8 @@ async def test_display_names(http: aiohttp.ClientSession, matrix_mock: MatrixMoc
     )  # fmt: skip
     assert (other.status, other.errcode) == (400, "M_FORBIDDEN")
     assert (await call(http, "PUT", url, json_body={"displayname": ""}, token=token)).status == 200
-    assert (await call(http, "GET", url)).body == {"displayname": None}
+    # Cleared: Synapse answers without the key, not with null.
+    assert (await call(http, "GET", url)).body == {}
 
 
 async def test_space_room_invite_join_and_state(http: aiohttp.ClientSession, matrix_mock: MatrixMock) -> None:
@@ -234,3 +235,20 @@ async def test_concurrent_registrations_of_one_name(
     statuses = sorted((a.status, a.errcode) for a in answers)
     assert statuses.count((200, None)) == 1
     assert statuses.count((400, "M_USER_IN_USE")) == 99
+
+
+@pytest.mark.mock_lenient
+async def test_which_error_wins_at_login(http: aiohttp.ClientSession, matrix_mock: MatrixMock) -> None:
+    """Synapse looks at device_id's type only once the credentials pass (B13): a wrong password is the 403,
+    the right one the 400 — and no device is made."""
+    url = f"{matrix_mock.url}/_matrix/client/v3/login"
+    body = {"type": "m.login.password", "user": "letta", "device_id": 5}
+    wrong = await call(http, "POST", url, json_body={**body, "password": "wrong"})
+    assert (wrong.status, wrong.errcode) == (403, "M_FORBIDDEN")
+    right = await call(http, "POST", url, json_body={**body, "password": "letta"})
+    assert (right.status, right.errcode) == (400, "M_INVALID_PARAM")
+    assert matrix_mock.world.matrix.user_by_name("letta").devices == {}
+    # A user named nowhere is still refused, after the password's type.
+    nobody = await call(http, "POST", url, json_body={"type": "m.login.password", "password": 5})
+    assert (nobody.status, nobody.errcode) == (400, "M_INVALID_PARAM")
+    assert "password" in nobody.body["error"]

@@ -70,6 +70,12 @@ def test_tokens_belong_to_devices(store: MatrixStore) -> None:
     first = store.login(user="alice", password="pw", device_id="PHONE")
     second = store.login(user="alice", password="pw", device_id="PHONE")
     assert store.authenticate(second["access_token"])[1] == "PHONE"
+    # Synapse 1.163 keeps the device's earlier tokens valid when it logs in again (probes C19b, C72b).
+    assert store.authenticate(first["access_token"])[1] == "PHONE"
+    assert first["access_token"] != second["access_token"]
+    # "" is a device id like any other (C73); only an absent one is generated.
+    assert store.login(user="alice", password="pw", device_id="")["device_id"] == ""
+    store.admin_put_user(_user(store, "admin"), "@alice:matrix.test", {"password": "pw"})
     with pytest.raises(MatrixError) as revoked:
         store.authenticate(first["access_token"])
     assert (revoked.value.status, revoked.value.errcode, revoked.value.extra) == (
@@ -334,3 +340,32 @@ def test_the_named_errcodes_are_the_ones_the_contract_documents() -> None:
     named = {name: value for name, value in vars(errcodes).items() if name.startswith("M_")}
     assert set(named) == documented
     assert all(value == name for name, value in named.items())
+
+
+def test_profiles_as_synapse_keeps_them(store: MatrixStore) -> None:
+    """Probes C48b, X14 (whitespace stripped, "   " kept as ""), C49e (the server name compared exactly),
+    B62/C46 (an admin names a local user who has no account), B59/C49d (remote PUT)."""
+    alice, admin = _user(store, "alice"), _user(store, "admin")
+    store.set_displayname(alice, alice.user_id, "  padded  ")
+    assert store.get_displayname(alice.user_id) == "padded"
+    store.set_displayname(alice, alice.user_id, "   ")
+    assert store.get_displayname(alice.user_id) == ""
+    store.set_displayname(alice, alice.user_id, "")
+    assert store.get_displayname(alice.user_id) is None
+    with pytest.raises(MatrixError) as remote:
+        store.get_displayname("@alice:MATRIX.TEST")
+    assert (remote.value.status, remote.value.errcode, remote.value.error) == (
+        403,
+        "M_FORBIDDEN",
+        "Federation denied with MATRIX.TEST.",
+    )
+    with pytest.raises(MatrixError) as not_hosted:
+        store.set_displayname(admin, "@alice:MATRIX.TEST", "x")
+    assert (not_hosted.value.status, not_hosted.value.errcode) == (400, "M_UNKNOWN")
+    with pytest.raises(MatrixError) as ghost:
+        store.get_displayname("@ghost:matrix.test")
+    assert ghost.value.status == 404
+    store.set_displayname(admin, "@ghost:matrix.test", " Ghost ")
+    assert store.get_displayname("@ghost:matrix.test") == "Ghost"
+    with pytest.raises(MatrixError, match="another user"):
+        store.set_displayname(alice, "@ghost2:matrix.test", "x")

@@ -33,6 +33,7 @@ class Step:
     raw: bytes | None = None  # a body sent as is (malformed JSON and the like)
     token: str | None = None  # the variable holding the bearer token to send
     params: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent as is (after the token's)
     save: Mapping[str, str] = field(default_factory=dict)  # variable -> top-level field of the answer
     expect: int | None = (
         None  # the status the scenario expects (real servers decide; mismatches are reported)
@@ -103,6 +104,7 @@ async def run_scenario(
             headers: dict[str, str] = {}
             if step.token is not None and known.get(step.token):
                 headers["Authorization"] = f"Bearer {known[step.token]}"
+            headers.update(_fill(dict(step.headers), known))
             data: bytes | None = step.raw
             if step.body is not None:
                 data = json.dumps(_fill(step.body, known)).encode()

@@ -82,6 +82,11 @@ class Operation:
         return bool(self.security) and all(requirement for requirement in self.security)
 
     @property
+    def auth_optional(self) -> bool:
+        """Anonymous access allowed, but a token that is sent is checked (`security: [{}, {scheme: []}]`)."""
+        return any(not requirement for requirement in self.security) and any(self.security)
+
+    @property
     def documented_statuses(self) -> list[int]:
         return sorted(int(code) for code in self.responses if code.isdigit())
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from mockgen.http.dialects import Reply
-from mockgen.http.dispatch import Call
+from mockgen.http.dispatch import Call, orders_checks
 from mockgen.store.errors import MatrixError
 from mockgen.store.matrix.errcodes import M_INVALID_PARAM, M_UNKNOWN
+from mockgen.store.matrix.rules import check_registration_kind
 
 SPEC_VERSIONS = [
     "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
@@ -29,10 +30,27 @@ def get_login_flows(call: Call) -> Reply:
     return ok({"flows": [{"type": "m.login.password"}, {"type": "m.login.application_service"}]})
 
 
+@orders_checks
 def login(call: Call) -> Reply:
+    """Synapse's order: the body, `type`, `refresh_token`, who (the legacy `user` field, when present,
+    replaces `identifier` whatever that holds), the password, then the credentials; the device id's form only
+    once they pass."""
+    call.reject("")
+    call.reject("/type")
+    call.reject("/refresh_token")
     body = call.body
-    identifier = body.get("identifier")
-    user = identifier.get("user") if isinstance(identifier, dict) else body.get("user")
+    if "user" in body:
+        call.ignore("/identifier")
+        user = body["user"]
+    else:
+        call.reject("/identifier")
+        identifier = body.get("identifier")
+        user = identifier.get("user") if isinstance(identifier, dict) else None
+    call.reject("/password")
+    device_fields = ("/device_id", "/initial_device_display_name")
+    before_credentials = _top_fields(call) - set(device_fields)
+    if before_credentials:
+        call.reject(*before_credentials)
     if not isinstance(user, str):
         raise MatrixError(400, M_INVALID_PARAM, "Invalid login submission")
     return ok(
@@ -41,11 +59,30 @@ def login(call: Call) -> Reply:
             password=body["password"],
             device_id=body.get("device_id"),
             initial_device_display_name=body.get("initial_device_display_name"),
+            check_device=call.reject,
         )
     )
 
 
+def _top_fields(call: Call) -> set[str]:
+    """Every place (`Call.reject` selector) at which the request has a violation left."""
+    found = set()
+    for violation in call.rejected:
+        if violation.location == "request body":
+            found.add("/" + violation.pointer.split("/")[1] if violation.pointer else "")
+        elif violation.location.startswith("query parameter '"):
+            found.add("?" + violation.location.split("'")[1])
+    return found
+
+
+@orders_checks
 def register(call: Call) -> Reply:
+    """Synapse's order: the body, `kind`, an access token sent along, the `auth` dict, the UIA session, the
+    username's and password's types and lengths, then the username's form and whether it is taken."""
+    call.reject("")
+    call.ignore("?kind")
+    kind = call.query.get("kind", "user")
+    check_registration_kind(kind)
     if call.token is not None:
         raise MatrixError(
             400,
@@ -53,7 +90,16 @@ def register(call: Call) -> Reply:
             "An access token should not be provided on requests to /register "
             "(except if type is m.login.application_service)",
         )
-    return ok(call.world.matrix.register(call.body, kind=call.query.get("kind", "user")))
+    call.reject("/auth")
+
+    def check_fields() -> None:
+        # The username's form is the store's to check, after its type and length.
+        call.rejected = tuple(
+            v for v in call.rejected if not (v.pointer == "/username" and v.keyword == "pattern")
+        )
+        call.reject()
+
+    return ok(call.world.matrix.register(call.body, kind=kind, check_fields=check_fields))
 
 
 def check_username_availability(call: Call) -> Reply:
@@ -65,10 +111,17 @@ def get_token_owner(call: Call) -> Reply:
 
 
 def get_display_name(call: Call) -> Reply:
-    return ok({"displayname": call.world.matrix.get_displayname(call.path["userId"])})
+    displayname = call.world.matrix.get_displayname(call.path["userId"])
+    # A cleared name is answered without the key, not as null.
+    return ok({} if displayname is None else {"displayname": displayname})
 
 
+@orders_checks
 def set_display_name(call: Call) -> Reply:
+    """The body and `displayname`'s presence and type first; its length only after the user id, its server
+    and the permission (the store checks those, then the length)."""
+    call.rejected = tuple(v for v in call.rejected if v.keyword != "maxLength")
+    call.reject()
     call.world.matrix.set_displayname(call.requester, call.path["userId"], call.body["displayname"])
     return ok({})
 
@@ -156,6 +209,10 @@ def admin_get_user(call: Call) -> Reply:
     return ok(call.world.matrix.admin_get_user(call.requester, call.path["userId"]))
 
 
+@orders_checks
 def admin_put_user(call: Call) -> Reply:
-    status, user = call.world.matrix.admin_put_user(call.requester, call.path["userId"], call.body)
+    """Synapse's order: admin, the user id, local, (for a new account) the localpart, then the body."""
+    status, user = call.world.matrix.admin_put_user(
+        call.requester, call.path["userId"], call.body, check_body=call.reject
+    )
     return Reply(status, user)

@@ -155,7 +155,13 @@ class Dialect:
         raise NotImplementedError
 
     def authenticate(
-        self, world: World, headers: Mapping[str, str], query: Mapping[str, list[str]], required: bool
+        self,
+        world: World,
+        headers: Mapping[str, str],
+        query: Mapping[str, list[str]],
+        required: bool,
+        *,
+        optional: bool = False,
     ) -> Credentials | Reply:
         raise NotImplementedError
 
@@ -203,10 +209,19 @@ class MatrixDialect(Dialect):
         return self.error(400, first.errcode or default, first.message)
 
     def authenticate(
-        self, world: World, headers: Mapping[str, str], query: Mapping[str, list[str]], required: bool
+        self,
+        world: World,
+        headers: Mapping[str, str],
+        query: Mapping[str, list[str]],
+        required: bool,
+        *,
+        optional: bool = False,
     ) -> Credentials | Reply:
         token, well_formed = _bearer(headers, case_sensitive=True)
         if not well_formed:
+            if not (required or optional):
+                # Synapse never reads the header on login, login flows, register or register/available.
+                return Credentials()
             return self.error(401, M_MISSING_TOKEN, "Invalid Authorization header.")
         if query.get("access_token"):
             if token is not None:
@@ -218,8 +233,9 @@ class MatrixDialect(Dialect):
             if required:
                 return self.error(401, M_MISSING_TOKEN, "Missing access token")
             return Credentials()
-        if not required:
-            # Synapse does not look at tokens on public endpoints.
+        if not (required or optional):
+            # Synapse does not look at tokens on public endpoints (register refuses one being sent at all);
+            # on endpoints with optional auth (/versions, profile reads) it checks one that is sent.
             return Credentials(token=token)
         try:
             user, device_id = world.matrix.authenticate(token)
@@ -311,7 +327,13 @@ class LettaDialect(Dialect):
         return self.detail(422, [self._item(v) for v in sorted(violations, key=_request_order)])
 
     def authenticate(
-        self, world: World, headers: Mapping[str, str], query: Mapping[str, list[str]], required: bool
+        self,
+        world: World,
+        headers: Mapping[str, str],
+        query: Mapping[str, list[str]],
+        required: bool,
+        *,
+        optional: bool = False,
     ) -> Credentials | Reply:
         if not required:
             return Credentials()
@@ -369,7 +391,13 @@ class ControlDialect(Dialect):
         return None
 
     def authenticate(
-        self, world: World, headers: Mapping[str, str], query: Mapping[str, list[str]], required: bool
+        self,
+        world: World,
+        headers: Mapping[str, str],
+        query: Mapping[str, list[str]],
+        required: bool,
+        *,
+        optional: bool = False,
     ) -> Credentials | Reply:
         """Nobody to name: `guard` has checked the control token before routing."""
         return Credentials()

@@ -4,7 +4,7 @@ and call the plain handler Connexion resolved for its operationId, or answer why
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,9 +25,32 @@ from mockgen.world import World
 MAX_JSON_DEPTH = 400
 
 
+class Rejected(Exception):
+    """Raised by `Call.reject`: answer these request violations now, in the service's words."""
+
+    def __init__(self, violations: Sequence[Violation]) -> None:
+        super().__init__(violations)
+        self.violations = list(violations)
+
+
+def _selects(violation: Violation, where: str) -> bool:
+    """Whether `where` names this violation: "" the body as a whole (not JSON, not an object), "/field" a
+    top-level body field and what is inside it, "?name" a query parameter."""
+    if where.startswith("?"):
+        return violation.location == f"query parameter '{where[1:]}'"
+    if violation.location != "request body":
+        return False
+    if where == "":
+        return violation.keyword == "not-json" or (violation.pointer == "" and violation.keyword == "type")
+    return violation.pointer == where or violation.pointer.startswith(f"{where}/")
+
+
 @dataclass
 class Call:
-    """Everything a handler gets: the world, the checked request and who sent it."""
+    """Everything a handler gets: the world, the checked request and who sent it.
+
+    `rejected` holds the request's violations when the handler orders its own checks (see `orders_checks`):
+    it calls `reject` at the point the real server would look at each part, and `reject()` before acting."""
 
     world: World
     service: str
@@ -40,6 +63,17 @@ class Call:
     device_id: str | None
     token: str | None
     query_string: str
+    rejected: tuple[Violation, ...] = ()
+
+    def reject(self, *where: str) -> None:
+        """Raise `Rejected` with the violations at `where` (see `_selects`); with no argument, all of them."""
+        found = [v for v in self.rejected if not where or any(_selects(v, w) for w in where)]
+        if found:
+            raise Rejected(found)
+
+    def ignore(self, *where: str) -> None:
+        """Forget the violations at `where`: the server does not look at that part of this request."""
+        self.rejected = tuple(v for v in self.rejected if not any(_selects(v, w) for w in where))
 
     @property
     def requester(self) -> User:
@@ -49,6 +83,13 @@ class Call:
 
 
 Handler = Callable[[Call], Reply]
+
+
+def orders_checks(handler: Handler) -> Handler:
+    """Mark a handler that is given the request's violations (`Call.rejected`) and answers them itself, in
+    the order the real server checks things, instead of having them answered before it runs."""
+    handler.orders_checks = True  # type: ignore[attr-defined]
+    return handler
 
 
 class Dispatcher:
@@ -116,11 +157,15 @@ class Dispatcher:
                     return None
                 if faulted is not None:
                     return faulted
-        credentials = dialect.authenticate(self.world, headers, query, route.needs_token)
+        credentials = dialect.authenticate(
+            self.world, headers, query, route.needs_token, optional=operation.auth_optional
+        )
         if isinstance(credentials, Reply):
             return credentials
         exchange.user = credentials.user.user_id if credentials.user else None
-        if rejected:
+        handler = self.handlers[operation_id]
+        ordered = getattr(handler, "orders_checks", False)
+        if rejected and not ordered:
             return dialect.invalid_request(rejected)
         call = Call(
             world=self.world,
@@ -134,8 +179,9 @@ class Dispatcher:
             device_id=credentials.device_id,
             token=credentials.token,
             query_string=query_string,
+            rejected=tuple(rejected) if ordered else (),
         )
-        return self._call_handler(operation_id, call)
+        return self._call_handler(handler, call)
 
     def _no_route(
         self,
@@ -174,10 +220,11 @@ class Dispatcher:
         reply.headers.update(fault.headers)
         return reply
 
-    def _call_handler(self, operation_id: str, call: Call) -> Reply:
-        handler = self.handlers[operation_id]
+    def _call_handler(self, handler: Handler, call: Call) -> Reply:
         try:
             return handler(call)
+        except Rejected as exc:
+            return self.dialect.invalid_request(exc.violations)
         except STORE_ERRORS as exc:
             return error_reply(exc)
 

@@ -171,6 +171,7 @@ def _step(service: str, fields: Mapping[str, Any]) -> Step:
         raw=None if raw is None else raw.encode(),
         token=fields.get("token"),
         params=fields.get("params", {}),
+        headers=fields.get("headers", {}),
         save=fields.get("save", {}),
         expect=fields["expect"],
         follow_redirects=fields.get("follow_redirects", True),

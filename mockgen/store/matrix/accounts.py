@@ -17,13 +17,16 @@ from mockgen.store.matrix.errcodes import (
     M_NOT_FOUND,
     M_UNKNOWN,
     M_UNKNOWN_TOKEN,
-    M_UNRECOGNIZED,
     M_USER_DEACTIVATED,
     M_USER_IN_USE,
     M_USER_LOCKED,
 )
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Device, TokenOwner, UiaSession, User
+
+
+def no_check() -> None:
+    """The default of the `check_*` hooks: a caller that checked the request whole has nothing left."""
 
 
 def _locked() -> MatrixError:
@@ -49,6 +52,8 @@ class Accounts:
         self.users: dict[str, User] = {}
         self.tokens: dict[str, TokenOwner] = {}
         self._uia_sessions: dict[str, UiaSession] = {}
+        # Display names an admin set for local users who have no account (Synapse keeps the profile row).
+        self._orphan_profiles: dict[str, str | None] = {}
         self._next_numeric = 1
 
     def user_id_for(self, localpart: str) -> str:
@@ -71,17 +76,14 @@ class Accounts:
 
     def _issue_device(self, user: User, device_id: str | None, display_name: str | None) -> tuple[str, str]:
         # Everything that can fail comes before the first write: a login never leaves a device without its
-        # token.
-        device_id = device_id or self._ids.device_id()
+        # token. Only an absent device id is generated: Synapse takes "" as a device id like any other.
+        device_id = self._ids.device_id() if device_id is None else device_id
         token = self._ids.access_token(user.localpart)
         device = user.devices.get(device_id)
         if device is None:
             device = user.devices[device_id] = Device(device_id, display_name)
-        else:
-            # Logging in again with a known device id replaces that device's tokens.
-            for old in device.tokens:
-                self.tokens.pop(old, None)
-            device.tokens.clear()
+        # Logging in again with a known device id adds a token: the device's earlier ones stay valid
+        # (Synapse 1.163).
         device.tokens.add(token)
         self.tokens[token] = TokenOwner(user.user_id, device_id)
         return device_id, token
@@ -120,8 +122,13 @@ class Accounts:
         self, localpart: str, password: str | None, *, admin: bool = False, displayname: str | None = None
     ) -> User:
         user = self._new_user(localpart, password, admin=admin, displayname=displayname)
-        self.users[user.user_id] = user
+        self._enter(user)
         return user
+
+    def _enter(self, user: User) -> None:
+        """A new account into the directory; a profile an admin set before it existed is now its own."""
+        self.users[user.user_id] = user
+        self._orphan_profiles.pop(user.user_id, None)
 
     def _new_user(
         self, localpart: str, password: str | None, *, admin: bool = False, displayname: str | None = None
@@ -164,17 +171,22 @@ class Accounts:
             session.password = body["password"]
         return str(session_id), session
 
-    def register(self, body: dict[str, Any], *, kind: str = "user") -> dict[str, Any]:
+    def register(
+        self, body: dict[str, Any], *, kind: str = "user", check_fields: Callable[[], None] = no_check
+    ) -> dict[str, Any]:
         """POST /register, including the user-interactive-auth (m.login.dummy) dance, as Synapse runs it. A
-        session that already registered someone answers with that account again."""
-        if kind == "guest":
-            raise MatrixError(403, M_UNKNOWN, "Guest access is disabled")
-        if kind != "user":
-            raise MatrixError(400, M_UNRECOGNIZED, f"Do not understand membership kind: {kind}")
+        session that already registered someone answers with that account again. `check_fields` answers the
+        request's own violations at the point Synapse looks at the fields: after the session is found."""
+        rules.check_registration_kind(kind)
         if not self.registration_enabled:
             raise MatrixError(403, M_FORBIDDEN, "Registration has been disabled")
         auth = body.get("auth")
-        existing = self._uia_sessions.get(str(auth.get("session"))) if isinstance(auth, dict) else None
+        session_named = auth.get("session") if isinstance(auth, dict) else None
+        existing = self._uia_sessions.get(str(session_named)) if session_named is not None else None
+        if session_named is not None and existing is None:
+            # Before the username: an unknown session wins over a taken name.
+            raise MatrixError(400, M_UNKNOWN, f"Unknown session ID: {session_named}")
+        check_fields()
         assigned = existing.registered_user_id if existing is not None else None
         # The username is checked before the auth stage, so a taken name is a 400 even without auth.
         if body.get("username") is not None:
@@ -208,7 +220,7 @@ class Accounts:
             )
             result.update(access_token=token, device_id=issued_device)
         # The account is kept only with its device (Synapse keeps an account whose device failed, P01).
-        self.users[user.user_id] = user
+        self._enter(user)
         session.registered_user_id = user.user_id
         return result
 
@@ -221,8 +233,10 @@ class Accounts:
         password: str,
         device_id: str | None = None,
         initial_device_display_name: str | None = None,
+        check_device: Callable[[], None] = no_check,
     ) -> dict[str, Any]:
-        """POST /login with m.login.password; `user` is a localpart or a user id, matched in any case."""
+        """POST /login with m.login.password; `user` is a localpart or a user id, matched in any case.
+        `check_device` answers the request's violations at the device fields, once the credentials pass."""
         lowered = user.lower()
         localpart = self._local_localpart(lowered) if lowered.startswith("@") else lowered
         account = self.users.get(self.user_id_for(localpart)) if localpart is not None else None
@@ -234,6 +248,7 @@ class Accounts:
         if account.locked:
             # Only after the password: a wrong one is the usual 403.
             raise _locked()
+        check_device()
         issued_device, token = self._issue_device(account, device_id, initial_device_display_name)
         result: dict[str, Any] = {
             "user_id": account.user_id,
@@ -247,28 +262,52 @@ class Accounts:
 
     # -- profile
 
-    def _profile_user(self, user_id: str) -> User:
+    @staticmethod
+    def _parse_profile_user(user_id: str) -> str:
+        """The server part of a profile's user id (Synapse's `UserID.from_string`, worded as profiles do)."""
         if not rules.is_user_id(user_id):
             raise MatrixError(400, M_INVALID_PARAM, "Invalid user id")
-        user = self.users.get(user_id)
-        if user is None or self._local_localpart(user_id) is None:
-            raise MatrixError(404, M_NOT_FOUND, "Profile was not found")
-        return user
+        return user_id.split(":", 1)[1]
 
     def get_displayname(self, user_id: str) -> str | None:
-        return self._profile_user(user_id).displayname
+        """The display name, None when cleared. A user on another server (the server name compared exactly,
+        so an upper-cased one is remote too) would need federation, which is off."""
+        server = self._parse_profile_user(user_id)
+        if server != self._ids.server_name:
+            raise MatrixError(403, M_FORBIDDEN, f"Federation denied with {server}.")
+        user = self.users.get(user_id)
+        if user is not None:
+            return user.displayname
+        if user_id in self._orphan_profiles:
+            return self._orphan_profiles[user_id]
+        raise MatrixError(404, M_NOT_FOUND, "Profile was not found")
+
+    @staticmethod
+    def _stored_displayname(displayname: str | None) -> str | None:
+        """What Synapse stores: "" clears the name, anything else is stripped of surrounding whitespace (so
+        "   " is kept as "")."""
+        if not displayname:
+            return None
+        return displayname.strip()
 
     def _set_displayname(self, target: User, displayname: str | None) -> None:
-        # An empty name clears it.
-        target.displayname = displayname or None
+        target.displayname = self._stored_displayname(displayname)
         self._profile_changed(target)
 
     def set_displayname(self, requester: User, user_id: str, displayname: str) -> None:
+        """Synapse's order: the id parses, is local (for admins too), is the requester's own (unless an admin
+        asks), then the length. An admin may name a local user who has no account: the profile is kept."""
+        server = self._parse_profile_user(user_id)
+        if server != self._ids.server_name:
+            raise MatrixError(400, M_UNKNOWN, "User is not hosted on this homeserver")
         if user_id != requester.user_id and not requester.admin:
             raise MatrixError(400, M_FORBIDDEN, "Cannot set another user's displayname")
-        target = self._profile_user(user_id)
         if len(displayname) > rules.MAX_DISPLAYNAME:
             raise MatrixError(400, M_UNKNOWN, f"Displayname is too long (max {rules.MAX_DISPLAYNAME})")
+        target = self.users.get(user_id)
+        if target is None:
+            self._orphan_profiles[user_id] = self._stored_displayname(displayname)
+            return
         self._set_displayname(target, displayname)
 
     # -- Synapse admin API
@@ -319,19 +358,28 @@ class Accounts:
         self._revoke_all(user)
 
     def admin_put_user(
-        self, requester: User, user_id: str, body: dict[str, Any]
+        self,
+        requester: User,
+        user_id: str,
+        body: dict[str, Any],
+        *,
+        check_body: Callable[[], None] = no_check,
     ) -> tuple[int, dict[str, Any]]:
         """Create (201) or modify (200) an account the way Synapse's admin API does: one change after the
-        other, so a refused change leaves the earlier ones made."""
+        other, so a refused change leaves the earlier ones made. Synapse's order: admin, the user id, local,
+        (a new account's) localpart, then the body (`check_body` answers the request's own violations)."""
         self._require_admin(requester)
         if not user_id.startswith("@"):
             raise MatrixError(400, M_INVALID_PARAM, "Expected UserID string to start with '@'")
         localpart = self._local_localpart(user_id)
         if localpart is None:
             raise MatrixError(400, M_UNKNOWN, "This endpoint can only be used with local users")
+        user = self.users.get(user_id)
+        if user is None:
+            rules.check_localpart(localpart, self._ids.server_name)
+        check_body()
         if body.get("deactivated") and body.get("locked"):
             raise MatrixError(400, M_UNKNOWN, "An user can't be deactivated and locked")
-        user = self.users.get(user_id)
         if user is None:
             self._check_username(localpart)
             user = self._create_user(

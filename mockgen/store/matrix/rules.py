@@ -20,6 +20,7 @@ from mockgen.store.matrix.errcodes import (
     M_INVALID_USERNAME,
     M_TOO_LARGE,
     M_UNKNOWN,
+    M_UNRECOGNIZED,
 )
 from mockgen.store.matrix.model import Room
 
@@ -119,6 +120,14 @@ def check_localpart(localpart: str, server_name: str) -> None:
         raise MatrixError(400, M_INVALID_USERNAME, "User ID may not begin with _")
     if len(user_id_for(localpart, server_name)) > MAX_ID_LENGTH:
         raise MatrixError(400, M_INVALID_USERNAME, "User ID may not be longer than 255 characters")
+
+
+def check_registration_kind(kind: str) -> None:
+    """/register's `kind`: guests are refused (guest access is off), anything else but `user` is unknown."""
+    if kind == "guest":
+        raise MatrixError(403, M_UNKNOWN, "Guest access is disabled")
+    if kind != "user":
+        raise MatrixError(400, M_UNRECOGNIZED, f"Do not understand membership kind: {kind}")
 
 
 def check_not_numeric(localpart: str) -> None:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mockgen.store.matrix.accounts import Accounts
+from mockgen.store.matrix.accounts import Accounts, no_check
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Room, User
 from mockgen.store.matrix.rooms import Rooms
@@ -91,9 +91,11 @@ class MatrixStore:
         with self._lock:
             return self._accounts.username_available(username)
 
-    def register(self, body: dict[str, Any], *, kind: str = "user") -> dict[str, Any]:
+    def register(
+        self, body: dict[str, Any], *, kind: str = "user", check_fields: Callable[[], None] = no_check
+    ) -> dict[str, Any]:
         with self._lock:
-            return self._accounts.register(body, kind=kind)
+            return self._accounts.register(body, kind=kind, check_fields=check_fields)
 
     def login(
         self,
@@ -102,6 +104,7 @@ class MatrixStore:
         password: str,
         device_id: str | None = None,
         initial_device_display_name: str | None = None,
+        check_device: Callable[[], None] = no_check,
     ) -> dict[str, Any]:
         with self._lock:
             return self._accounts.login(
@@ -109,6 +112,7 @@ class MatrixStore:
                 password=password,
                 device_id=device_id,
                 initial_device_display_name=initial_device_display_name,
+                check_device=check_device,
             )
 
     def get_displayname(self, user_id: str) -> str | None:
@@ -124,10 +128,15 @@ class MatrixStore:
             return self._accounts.admin_get_user(requester, user_id)
 
     def admin_put_user(
-        self, requester: User, user_id: str, body: dict[str, Any]
+        self,
+        requester: User,
+        user_id: str,
+        body: dict[str, Any],
+        *,
+        check_body: Callable[[], None] = no_check,
     ) -> tuple[int, dict[str, Any]]:
         with self._lock:
-            return self._accounts.admin_put_user(requester, user_id, body)
+            return self._accounts.admin_put_user(requester, user_id, body, check_body=check_body)
 
     def add_user(
         self,
