@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
-from contracts.validation import NoRoute, Operation, Violation
+from contracts.validation import UNENCODABLE, NoRoute, Operation, Violation
 from mockgen.faults import Fault
 from mockgen.http.context import Exchange, exchange_of
 from mockgen.http.dialects import STORE_ERRORS, Dialect, Reply, error_reply
@@ -41,7 +41,9 @@ def _selects(violation: Violation, where: str) -> bool:
     if violation.location != "request body":
         return False
     if where == "":
-        return violation.keyword == "not-json" or (violation.pointer == "" and violation.keyword == "type")
+        # A body with lone surrogates is no JSON the service can decode, like one that does not parse.
+        undecodable = violation.keyword in ("not-json", UNENCODABLE)
+        return undecodable or (violation.pointer == "" and violation.keyword == "type")
     return violation.pointer == where or violation.pointer.startswith(f"{where}/")
 
 
