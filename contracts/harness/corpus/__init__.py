@@ -170,6 +170,7 @@ def _step(service: str, fields: Mapping[str, Any]) -> Step:
         body=fields.get("body"),
         raw=None if raw is None else raw.encode(),
         token=fields.get("token"),
+        headers=fields.get("headers", {}),
         params=fields.get("params", {}),
         save=fields.get("save", {}),
         expect=fields["expect"],
