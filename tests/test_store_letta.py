@@ -96,7 +96,9 @@ def test_only_retrieve_checks_the_id_format(agent_id: str, status: int) -> None:
     with pytest.raises(LettaError) as modified:
         store.modify(agent_id, {})
     assert modified.value.status == 404
-    assert modified.value.detail.startswith(f"Agent not found with id='['{agent_id}']', access level in ['read']")
+    assert modified.value.detail.startswith(
+        f"Agent not found with id='['{agent_id}']', access level in ['read']"
+    )
     with pytest.raises(LettaError) as deleted:
         store.delete(agent_id)
     assert deleted.value.detail == f"Agent agent_id={agent_id} not found for user_id={USER_ID}."
@@ -105,14 +107,20 @@ def test_only_retrieve_checks_the_id_format(agent_id: str, status: int) -> None:
 def test_a_message_cursor_naming_no_message_is_404() -> None:
     store = LettaStore(seed=3)
     agent = store.create("x")
-    for cursor in ({"after": "garbage"}, {"before": "message-00000000-0000-4000-8000-000000000000"}):
-        with pytest.raises(LettaError) as missing:
-            store.list_messages(agent.id, **cursor)
-        (named,) = cursor.values()
-        assert (missing.value.status, missing.value.detail) == (
-            404,
-            f"No message found with id '{named}' for agent '{agent.id}'.",
-        )
+    named = "message-00000000-0000-4000-8000-000000000000"
+    with pytest.raises(LettaError) as before:
+        store.list_messages(agent.id, before=named)
+    assert (before.value.status, before.value.detail) == (
+        404,
+        f"No message found with id '{named}' for agent '{agent.id}'.",
+    )
+    named = "garbage"
+    with pytest.raises(LettaError) as missing:
+        store.list_messages(agent.id, after=named)
+    assert (missing.value.status, missing.value.detail) == (
+        404,
+        f"No message found with id '{named}' for agent '{agent.id}'.",
+    )
 
 
 def test_modify_answers_a_snapshot_taken_under_the_lock() -> None:

@@ -43,7 +43,10 @@ def required_fields(outcome: Outcome) -> tuple[str, ...]:
 # What differs between any two runs by design, masked before Letta's `detail`s are compared: ids (generated
 # on each side), the run's prefix, and the timestamps Letta prints into its PATCH 404.
 _VOLATILE = (
-    (re.compile(r"\b(agent|message|user|org)-[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"), r"\1-<id>"),
+    (
+        re.compile(r"\b(agent|message|user|org)-[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"),
+        r"\1-<id>",
+    ),
     (re.compile(r"\bcc[0-9a-f]{10}"), "<prefix>"),
     (re.compile(r"datetime\.datetime\([^)]*\)"), "datetime.datetime(<when>)"),
 )

@@ -82,7 +82,9 @@ class Dispatcher:
         operation_id = operation.operation_id
         if dialect.last_query_value_wins:
             query = {
-                name: values if (param := operation.params.get(("query", name))) and param.is_array else values[-1:]
+                name: values
+                if (param := operation.params.get(("query", name))) and param.is_array
+                else values[-1:]
                 for name, values in query.items()
             }
         check = route.validator.check_request(

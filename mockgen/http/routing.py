@@ -65,7 +65,7 @@ class Router:
         if isinstance(found, RouteMatch):
             return Route(control, validator, dialect, found, needs_token=found.operation.auth_required)
         if found.kind == "method":
-            # The token the path's own operations ask for (Letta's health route is exempt, whatever the method).
+            # The token the path's own operations ask for (Letta's health is exempt, whatever the method).
             sibling = validator.routes.find(found.allowed[0], path)
             needs = not isinstance(sibling, RouteMatch) or sibling.operation.auth_required
             return Route(control, validator, dialect, found, needs_token=needs)

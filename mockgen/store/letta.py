@@ -17,7 +17,7 @@ from mockgen.store.errors import LettaError
 
 AGENT_ID = re.compile(r"agent-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Letta's own check (`letta/constants.py`), used by GET /v1/agents/{agent_id} only: case-insensitive, a uuid4
-# (version and variant nibbles), and `$` lets one trailing newline through. The other agent routes never check.
+# (version and variant nibbles), and `$` lets one trailing newline through. Other agent routes never check.
 AGENT_ID_PATTERN = re.compile(
     r"^agent-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE
 )
