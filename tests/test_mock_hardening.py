@@ -18,6 +18,9 @@ from tests.support import call, login
 
 AGENT = "agent-24018008-5ea1-4466-a8d1-127c48a64e70"
 
+# Letta (FastAPI) reads a body as JSON only when it is sent as JSON (aiohttp labels a str body text/plain).
+JSON_TYPE = {"Content-Type": "application/json"}
+
 
 def _nested(depth: int) -> str:
     return "[" * depth + "]" * depth
@@ -56,7 +59,9 @@ async def test_letta_body_nested_too_deep_is_json_invalid(
     http: aiohttp.ClientSession, letta_mock: LettaMock
 ) -> None:
     body = f'{{"name": "deep", "metadata": {{"x": {_nested(500)}}}}}'
-    answer = await call(http, "POST", f"{letta_mock.url}/v1/agents/", data=body, token=letta_mock.token)
+    answer = await call(
+        http, "POST", f"{letta_mock.url}/v1/agents/", data=body, token=letta_mock.token, headers=JSON_TYPE
+    )
     assert answer.status == 422
     assert answer.body["detail"][0]["type"] == "json_invalid"
 

@@ -150,10 +150,16 @@ async def test_letta_malformed_body_is_fastapi_422(
     http: aiohttp.ClientSession, letta_mock: LettaMock
 ) -> None:
     answer = await call(
-        http, "POST", f"{letta_mock.url}/v1/agents/", data=b"{bad json", token=letta_mock.token
+        http,
+        "POST",
+        f"{letta_mock.url}/v1/agents/",
+        data=b"{bad json",
+        token=letta_mock.token,
+        headers={"Content-Type": "application/json"},
     )
     assert answer.status == 422
     assert answer.body["detail"][0]["type"] == "json_invalid"
+    assert answer.body["detail"][0]["loc"] == ["body", 1]  # FastAPI: the decoder's character offset
     typed = await call(
         http, "POST", f"{letta_mock.url}/v1/agents/", json_body={"name": 123}, token=letta_mock.token
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mockgen.store.errors import LettaError
-from mockgen.store.letta import LettaStore
+from mockgen.store.letta import USER_ID, LettaStore
 
 
 def _ids(page: list[dict[str, object]]) -> list[object]:
@@ -65,12 +65,62 @@ def test_messages_are_the_newest_oldest_first() -> None:
     assert store.list_messages(agent.id, after=turn, limit=100) == everything[3:]
 
 
-def test_agent_id_with_a_trailing_newline_is_malformed() -> None:
+def test_agent_id_with_a_trailing_newline_passes_the_check_and_is_not_found() -> None:
+    # Letta's AGENT_ID_PATTERN ends in `$`, which matches before a final newline (probe LD87): 404, not 400.
     store = LettaStore(seed=3)
     agent = store.create("x")
-    with pytest.raises(LettaError) as malformed:
+    with pytest.raises(LettaError) as missing:
         store.retrieve(agent.id + "\n")
-    assert malformed.value.status == 400
+    assert (missing.value.status, missing.value.detail) == (404, f"Agent with ID {agent.id}\n not found")
+
+
+@pytest.mark.parametrize(
+    ("agent_id", "status"),
+    [
+        ("AGENT-3c9ae2df-ba53-4278-882b-7116be60b407", 404),  # the prefix is checked case-insensitively
+        ("agent-3C9AE2DF-BA53-4278-882B-7116BE60B407", 404),  # so is the hex
+        ("agent-3c9ae2df-ba53-1278-882b-7116be60b407", 400),  # a uuid1: the version nibble must be 4
+        ("agent-3c9ae2df-ba53-4278-082b-7116be60b407", 400),  # the variant nibble must be 8-b
+        ("not-an-id", 400),
+    ],
+)
+def test_only_retrieve_checks_the_id_format(agent_id: str, status: int) -> None:
+    store = LettaStore(seed=3)
+    with pytest.raises(LettaError) as retrieved:
+        store.retrieve(agent_id)
+    assert retrieved.value.status == status
+    # The other routes look the id up as sent: 404, each in its own words (probes LD01m-LD23).
+    with pytest.raises(LettaError) as listed:
+        store.list_messages(agent_id)
+    assert (listed.value.status, listed.value.detail) == (404, f"Agent with ID {agent_id} not found")
+    with pytest.raises(LettaError) as modified:
+        store.modify(agent_id, {})
+    assert modified.value.status == 404
+    assert modified.value.detail.startswith(
+        f"Agent not found with id='['{agent_id}']', access level in ['read']"
+    )
+    with pytest.raises(LettaError) as deleted:
+        store.delete(agent_id)
+    assert deleted.value.detail == f"Agent agent_id={agent_id} not found for user_id={USER_ID}."
+
+
+def test_a_message_cursor_naming_no_message_is_404() -> None:
+    store = LettaStore(seed=3)
+    agent = store.create("x")
+    named = "message-00000000-0000-4000-8000-000000000000"
+    with pytest.raises(LettaError) as before:
+        store.list_messages(agent.id, before=named)
+    assert (before.value.status, before.value.detail) == (
+        404,
+        f"No message found with id '{named}' for agent '{agent.id}'.",
+    )
+    named = "garbage"
+    with pytest.raises(LettaError) as missing:
+        store.list_messages(agent.id, after=named)
+    assert (missing.value.status, missing.value.detail) == (
+        404,
+        f"No message found with id '{named}' for agent '{agent.id}'.",
+    )
 
 
 def test_modify_answers_a_snapshot_taken_under_the_lock() -> None:

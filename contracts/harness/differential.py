@@ -3,6 +3,7 @@ status, errcode, and which of the fields the contract requires for that answer c
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from mockgen.world import DEFAULT_LETTA_TOKEN, World
 @dataclass(frozen=True)
 class Disagreement:
     step: str
-    aspect: str  # status | errcode | fields
+    aspect: str  # status | errcode | detail | fields
     mock: Any
     real: Any
 
@@ -39,6 +40,36 @@ def required_fields(outcome: Outcome) -> tuple[str, ...]:
     return tuple(sorted(name for name in schema.get("required", []) if name in outcome.body))
 
 
+# What differs between any two runs by design, masked before Letta's `detail`s are compared: ids (generated
+# on each side), the run's prefix, and the timestamps Letta prints into its PATCH 404.
+_VOLATILE = (
+    (
+        re.compile(r"\b(agent|message|user|org)-[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"),
+        r"\1-<id>",
+    ),
+    (re.compile(r"\bcc[0-9a-f]{10}"), "<prefix>"),
+    (re.compile(r"datetime\.datetime\([^)]*\)"), "datetime.datetime(<when>)"),
+)
+
+
+def letta_detail(outcome: Outcome) -> Any:
+    """A Letta error as compared: a string `detail` with its volatile parts masked, or a 422's items as
+    (type, loc, msg, keys) — the parts a client reads; `input` echoes what each side was sent."""
+    if not isinstance(outcome.body, dict) or "detail" not in outcome.body:
+        return None
+    detail = outcome.body["detail"]
+    if isinstance(detail, list):
+        return [
+            (item.get("type"), item.get("loc"), item.get("msg"), sorted(item))
+            for item in detail
+            if isinstance(item, dict)
+        ]
+    text = str(detail)
+    for pattern, replacement in _VOLATILE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def compare(mock: Sequence[Outcome], real: Sequence[Outcome]) -> list[Disagreement]:
     """Step-by-step differences; the runs must be of the same corpus."""
     found: list[Disagreement] = []
@@ -50,6 +81,10 @@ def compare(mock: Sequence[Outcome], real: Sequence[Outcome]) -> list[Disagreeme
             found.append(Disagreement(name, "status", ours.status, theirs.status))
         elif ours.errcode != theirs.errcode:
             found.append(Disagreement(name, "errcode", ours.errcode, theirs.errcode))
+        elif ours.step.service == "letta" and (detail := letta_detail(ours)) != (
+            their_detail := letta_detail(theirs)
+        ):
+            found.append(Disagreement(name, "detail", detail, their_detail))
         elif (fields := required_fields(ours)) != (their_fields := required_fields(theirs)):
             found.append(Disagreement(name, "fields", fields, their_fields))
     return found

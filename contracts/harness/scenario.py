@@ -32,8 +32,8 @@ class Step:
     body: Any = None
     raw: bytes | None = None  # a body sent as is (malformed JSON and the like)
     token: str | None = None  # the variable holding the bearer token to send
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent as given, after token and Content-Type
     params: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)  # sent as is (after the token's)
     save: Mapping[str, str] = field(default_factory=dict)  # variable -> top-level field of the answer
     expect: int | None = (
         None  # the status the scenario expects (real servers decide; mismatches are reported)
@@ -104,11 +104,11 @@ async def run_scenario(
             headers: dict[str, str] = {}
             if step.token is not None and known.get(step.token):
                 headers["Authorization"] = f"Bearer {known[step.token]}"
-            headers.update(_fill(dict(step.headers), known))
             data: bytes | None = step.raw
             if step.body is not None:
                 data = json.dumps(_fill(step.body, known)).encode()
                 headers["Content-Type"] = "application/json"
+            headers.update(_fill(dict(step.headers), known))
             url = bases[step.service].rstrip("/") + _quote_ids(_fill(step.path, known))
             async with session.request(
                 step.method, url, data=data, headers=headers, params=_fill(dict(step.params), known),

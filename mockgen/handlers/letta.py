@@ -27,6 +27,9 @@ def create_agent_redirect(call: Call) -> Reply:
 def list_agents(call: Call) -> Reply:
     query = call.query
     limit = int(query.get("limit", 50))
+    if not -(2**63) <= limit < 2**63:
+        # SQLite cannot bind it: Letta 0.11.7 answers its generic 500.
+        raise LettaError(500, "An internal server error occurred")
     store = call.world.letta
     page = store.list_agents(
         after=query.get("after"),

@@ -6,6 +6,7 @@ FastAPI's 422 list for Letta, or in the control API's `{"error"}`; a store's ref
 
 from __future__ import annotations
 
+import email.message
 import hmac
 import json
 import re
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 from starlette.types import Scope, Send
 
-from contracts.validation import JSON_MEDIA_TYPE, UNENCODABLE, Violation
+from contracts.validation import JSON_MEDIA_TYPE, UNENCODABLE, Operation, RequestCheck, Violation
 from mockgen.store.errors import ControlError, LettaError, MatrixError, UserInteractiveAuthRequired
 from mockgen.store.matrix import User
 from mockgen.store.matrix.errcodes import (
@@ -121,6 +122,15 @@ class Dialect:
     # and a path whose other spelling (trailing slash toggled) has a route answers 307 to it.
     authenticates_before_routing: ClassVar[bool] = False
     redirects_slashes: ClassVar[bool] = False
+    # Synapse answers HEAD as GET; FastAPI's routes do not (405).
+    head_as_get: ClassVar[bool] = True
+    # A repeated scalar query parameter: Synapse reads the first value, FastAPI the last.
+    last_query_value_wins: ClassVar[bool] = False
+
+    def reread_body(
+        self, operation: Operation, check: RequestCheck, body: bytes | None, content_type: str | None
+    ) -> None:
+        """Turn the validator's body violations into what this server makes of the body (default: as is)."""
 
     def normalize_path(self, path: str) -> str:
         return path
@@ -263,10 +273,76 @@ _PYDANTIC_TYPE = {
 }
 
 
+# Object-typed body fields that are plain dicts in Letta's pydantic models (the others are models).
+_DICT_FIELDS = frozenset({("body", "metadata")})
+
+
+def _fastapi_reads_json(content_type: str | None) -> bool:
+    """FastAPI parses a body as JSON when there is no Content-Type, or its media type is application/json or
+    application/*+json (read as `email.message` reads it: case-insensitive, parameters ignored)."""
+    if not content_type:
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    if message.get_content_maintype() != "application":
+        return False
+    subtype = message.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def _value_error(violation: Violation, loc: list[Any]) -> str | None:
+    """The text of the pydantic validator Letta runs where the contract has a pattern, or None."""
+    if violation.keyword != "pattern" or len(loc) != 2 or loc[0] != "body":
+        return None
+    if loc[1] == "name":
+        return "Name contains invalid characters."
+    if loc[1] in ("model", "embedding") and isinstance(violation.value, str):
+        if "/" not in violation.value:
+            return "not enough values to unpack (expected 2, got 1)"
+        kind = "llm" if loc[1] == "model" else "embedding"
+        return f"The {kind} config handle should be in the format provider/model-name"
+    return None
+
+
 class LettaDialect(Dialect):
     service = "letta"
     authenticates_before_routing = True
     redirects_slashes = True
+    head_as_get = False
+    last_query_value_wins = True
+
+    def reread_body(
+        self, operation: Operation, check: RequestCheck, body: bytes | None, content_type: str | None
+    ) -> None:
+        """FastAPI's reading of a body (`fastapi/routing.py`): no bytes or JSON `null` is a missing body; a
+        media type it does not read as JSON leaves the raw text, which is not an object; undecodable JSON
+        is `json_invalid` at the decoder's character offset."""
+        if operation.body is None:
+            return
+        others = [v for v in check.violations if v.location != "request body"]
+        op_id = operation.operation_id
+
+        def body_is(keyword: str, expected: str, actual: str, value: Any = None) -> None:
+            check.violations = [
+                *others,
+                Violation("request", op_id, "request body", "", keyword, expected, actual, value=value),
+            ]
+
+        if not body:
+            body_is("required", "a JSON body", "an empty body")
+        elif not _fastapi_reads_json(content_type):
+            text = body.decode("utf-8", "replace")
+            body_is("type", "type object", f"a {content_type} body", value=text)
+            check.body = text
+        elif any(v.location == "request body" and v.keyword == "not-json" for v in check.violations):
+            try:
+                json.loads(body)
+            except json.JSONDecodeError as exc:
+                body_is("not-json", "a JSON document", exc.msg, value=exc.pos)
+            except ValueError:
+                pass
+        elif check.body is None:
+            body_is("required", "a JSON body", "null")
 
     @staticmethod
     def detail(status: int, detail: Any) -> Reply:
@@ -294,12 +370,21 @@ class LettaDialect(Dialect):
             for p in violation.pointer.split("/")[1:]
         )
         if violation.keyword == "not-json":
+            # FastAPI: `loc` ends with the decoder's character offset, `ctx.error` its bare message.
             return {
                 "type": "json_invalid",
-                "loc": ["body", 0],
+                "loc": ["body", violation.value if isinstance(violation.value, int) else 0],
                 "msg": "JSON decode error",
                 "input": {},
                 "ctx": {"error": violation.actual},
+            }
+        if (text := _value_error(violation, loc)) is not None:
+            return {
+                "type": "value_error",
+                "loc": loc,
+                "msg": f"Value error, {text}",
+                "input": violation.value,
+                "ctx": {"error": {}},
             }
         if violation.keyword == "required":
             return {"type": "missing", "loc": loc, "msg": "Field required", "input": None}
@@ -308,6 +393,8 @@ class LettaDialect(Dialect):
             kind_name, msg = _PYDANTIC_TYPE.get(expected, ("value_error", violation.message))
             if loc[0] == "body" and kind_name.endswith("_parsing"):
                 kind_name = kind_name.replace("_parsing", "_type")
+            if expected == "object" and tuple(loc) in _DICT_FIELDS:
+                kind_name, msg = "dict_type", "Input should be a valid dictionary"
             return {"type": kind_name, "loc": loc, "msg": msg, "input": violation.value}
         if violation.keyword in ("enum", "const"):
             return {
@@ -337,10 +424,13 @@ class LettaDialect(Dialect):
     ) -> Credentials | Reply:
         if not required:
             return Credentials()
-        token, _ = _bearer(headers)
-        bare = headers.get("x-bare-password", "")
-        if token == world.config.letta_token or bare == f"password {world.config.letta_token}":
-            return Credentials(token=token)
+        # Letta's password middleware compares whole header values, scheme spelling included
+        # (`letta/server/rest_api/middleware/check_password.py`): `bearer <pw>` is 401.
+        password = world.config.letta_token
+        if headers.get("authorization") == f"Bearer {password}":
+            return Credentials(token=password)
+        if headers.get("x-bare-password") == f"password {password}":
+            return Credentials(token=password)
         return self.detail(401, "Unauthorized")
 
     def rate_limited(self, retry_after_ms: int) -> Reply:

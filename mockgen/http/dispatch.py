@@ -127,6 +127,13 @@ class Dispatcher:
         control, dialect = exchange.control, exchange.dialect
         operation = exchange.operation = route.found.operation
         operation_id = operation.operation_id
+        if dialect.last_query_value_wins:
+            query = {
+                name: values
+                if (param := operation.params.get(("query", name))) and param.is_array
+                else values[-1:]
+                for name, values in query.items()
+            }
         check = route.validator.check_request(
             operation,
             path_params=route.found.path_params,
@@ -135,6 +142,7 @@ class Dispatcher:
             body=exchange.body,
             content_type=headers.get("content-type"),
         )
+        dialect.reread_body(operation, check, exchange.body, headers.get("content-type"))
         if _nested_deeper_than(check.body, MAX_JSON_DEPTH):
             # First, so that every dialect answers it as its "not JSON" error.
             check.violations.insert(0, _too_deep(operation_id))
@@ -196,14 +204,16 @@ class Dispatcher:
         query_string: str,
     ) -> Reply:
         route, dialect = exchange.route, exchange.dialect
-        if found.kind == "method":
-            # Before authentication and without a violation, as the Starlette router this replaced answered.
-            return dialect.method_not_allowed(found.allowed)
-        exchange.violations.append(found.violation(method, path))
+        if found.kind != "method":
+            exchange.violations.append(found.violation(method, path))
         if dialect.authenticates_before_routing:
+            # Letta's password middleware runs before the router: a wrong method without a token is 401.
             credentials = dialect.authenticate(self.world, headers, query, route.needs_token)
             if isinstance(credentials, Reply):
                 return credentials
+        if found.kind == "method":
+            # Without a violation, as the Starlette router this replaced answered.
+            return dialect.method_not_allowed(found.allowed)
         if route.redirect is not None:
             return dialect.redirect(headers, route.redirect, query_string)
         return dialect.not_found()

@@ -59,12 +59,17 @@ class Router:
             (self.control_validator, self.control_dialect) if control else (self.validator, self.dialect)
         )
         found = validator.routes.find(method, path)
-        if isinstance(found, NoRoute) and method == "HEAD" and "GET" in found.allowed:
+        if isinstance(found, NoRoute) and method == "HEAD" and "GET" in found.allowed and dialect.head_as_get:
             # HEAD is answered as GET (Synapse does; so did the Starlette router this replaces).
             found = validator.routes.find("GET", path)
         if isinstance(found, RouteMatch):
             return Route(control, validator, dialect, found, needs_token=found.operation.auth_required)
-        if found.kind == "method" or not dialect.redirects_slashes:
+        if found.kind == "method":
+            # The token the path's own operations ask for (Letta's health is exempt, whatever the method).
+            sibling = validator.routes.find(found.allowed[0], path)
+            needs = not isinstance(sibling, RouteMatch) or sibling.operation.auth_required
+            return Route(control, validator, dialect, found, needs_token=needs)
+        if not dialect.redirects_slashes:
             return Route(control, validator, dialect, found)
         other = path[:-1] if path.endswith("/") else path + "/"
         target = validator.routes.find(method, other)

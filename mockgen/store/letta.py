@@ -16,7 +16,13 @@ from typing import Any, Literal
 from mockgen.store.errors import LettaError
 
 AGENT_ID = re.compile(r"agent-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Letta's own check (`letta/constants.py`), used by GET /v1/agents/{agent_id} only: case-insensitive, a uuid4
+# (version and variant nibbles), and `$` lets one trailing newline through. Other agent routes never check.
+AGENT_ID_PATTERN = re.compile(
+    r"^agent-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE
+)
 USER_ID = "user-00000000-0000-4000-8000-000000000000"
+ORGANIZATION_ID = "org-00000000-0000-4000-8000-000000000000"
 AgentsFormat = Literal["array", "envelope"]
 MessagesFormat = Literal["array", "items"]
 
@@ -87,6 +93,8 @@ class LettaStore:
         self._sequence = 0
         self.agents_format: AgentsFormat = "array"
         self.messages_format: MessagesFormat = "array"
+        # When Letta made its default user (named in PATCH's 404 text): the store's start, to the second.
+        self._user_created = datetime.fromtimestamp(int(time.time()), UTC).replace(tzinfo=None)
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
@@ -142,20 +150,22 @@ class LettaStore:
     # -- queries
 
     def check_id(self, agent_id: str) -> None:
-        # fullmatch: `$` would let a trailing newline (`%0A`) through as well-formed.
+        """The ids the mock itself hands out or is seeded with: `agent-<uuid>`, lower case, whole."""
         if not AGENT_ID.fullmatch(agent_id):
             raise LettaError(400, f"agent_id {agent_id} is not in the valid format 'agent-<uuid4>'")
 
     def _get(self, agent_id: str) -> Agent:
-        """The live agent: only for use under the lock."""
-        self.check_id(agent_id)
+        """The live agent: only for use under the lock. Ids are compared exactly (no format check)."""
         agent = self.agents.get(agent_id)
         if agent is None:
             raise LettaError(404, f"Agent with ID {agent_id} not found")
         return agent
 
     def retrieve(self, agent_id: str) -> dict[str, Any]:
-        """The agent as served, serialized under the lock (a concurrent change cannot tear it)."""
+        """The agent as served, serialized under the lock (a concurrent change cannot tear it). The only
+        route whose id Letta checks: with `AGENT_ID_PATTERN`, 400 before the lookup."""
+        if not AGENT_ID_PATTERN.match(agent_id):
+            raise LettaError(400, f"agent_id {agent_id} is not in the valid format 'agent-<uuid4>'")
         with self._lock:
             return self._get(agent_id).to_json()
 
@@ -207,11 +217,15 @@ class LettaStore:
     def list_messages(
         self, agent_id: str, *, after: str | None = None, before: str | None = None, limit: int = 10
     ) -> list[dict[str, Any]]:
-        """The newest `limit` messages (after/before the cursor messages), oldest first."""
+        """The newest `limit` messages (after/before the cursor messages), oldest first. A cursor that names
+        no message of the agent is 404, as Letta answers it."""
         with self._lock:
             messages = list(self._get(agent_id).messages)
             ids = [message["id"] for message in messages]
-            if after is not None and after in ids:
+            for cursor in (after, before):
+                if cursor is not None and cursor not in ids:
+                    raise LettaError(404, f"No message found with id '{cursor}' for agent '{agent_id}'.")
+            if after is not None:
                 last = len(ids) - 1 - ids[::-1].index(after)
                 messages = messages[last + 1 :]
                 ids = ids[last + 1 :]
@@ -272,7 +286,9 @@ class LettaStore:
     def modify(self, agent_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply `changes`; returns the agent as served, serialized under the lock."""
         with self._lock:
-            agent = self._get(agent_id)
+            agent = self.agents.get(agent_id)
+            if agent is None:
+                raise LettaError(404, self._not_found_for_update(agent_id))
             # Every new value first, then the assignments (which cannot fail): a change that fails leaves
             # the agent as it was.
             updated: dict[str, Any] = {}
@@ -293,9 +309,17 @@ class LettaStore:
                 setattr(agent, name, value)
             return agent.to_json()
 
+    def _not_found_for_update(self, agent_id: str) -> str:
+        """Letta's PATCH 404: the access check's message, naming the default user (and when it was made)."""
+        stamp = repr(self._user_created)
+        actor = (
+            f"id='{USER_ID}' organization_id='{ORGANIZATION_ID}' name='default_user' "
+            f"created_at={stamp} updated_at={stamp} is_deleted=False"
+        )
+        return f"Agent not found with id='['{agent_id}']', access level in ['read'] for actor='{actor}'"
+
     def delete(self, agent_id: str) -> Agent:
         with self._lock:
-            self.check_id(agent_id)
             agent = self.agents.pop(agent_id, None)
             if agent is None:
                 raise LettaError(404, f"Agent agent_id={agent_id} not found for user_id={USER_ID}.")
