@@ -341,6 +341,8 @@ class LettaDialect(Dialect):
                 body_is("not-json", "a JSON document", exc.msg, value=exc.pos)
             except ValueError:
                 pass
+        elif any(v.keyword == UNENCODABLE for v in check.violations):
+            return  # decoded, but holding lone surrogates: Letta's 400, not a missing body
         elif check.body is None:
             body_is("required", "a JSON body", "null")
 
