@@ -336,6 +336,7 @@ NATURAL: dict[tuple[str, int, str | None], Scenario] = {
     ("joinRoom", 404, "M_NOT_FOUND"): _join_alias_missing,
     ("joinRoom", 404, "M_UNKNOWN"): _join("/join/{room}", {}, room="!doesnotexist:matrix.test"),
     ("joinRoom", 413, "M_TOO_LARGE"): _join_alias_huge_reason,
+    ("joinRoom", 502, "M_UNKNOWN"): _join("/join/{room}", {}, room="%23remote:other.server"),
     ("inviteUser", 400, "M_MISSING_PARAM"): _invite({}),
     ("inviteUser", 400, "M_INVALID_PARAM"): _invite({"user_id": "notauser"}),
     ("inviteUser", 400, "M_NOT_JSON"): _invite(data=b"{"),
