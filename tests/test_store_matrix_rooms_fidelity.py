@@ -1,6 +1,6 @@
-"""Room state rules the differential cannot see (it compares statuses and errcodes): which createRoom failures
-leave a room behind, what a txn id returns, the empty alias. Each as Synapse 1.163.2 answered it (the probe ids
-are those of the issue 12 research)."""
+"""Room state rules the differential cannot see (it compares statuses and errcodes): which createRoom
+failures leave a room behind, what a txn id returns, the empty alias. Each as Synapse 1.163.2 answered it
+(the probe ids are those of the issue 12 research)."""
 
 from __future__ import annotations
 
@@ -106,11 +106,16 @@ def test_a_txn_id_returns_the_first_event_whatever_the_type(store: MatrixStore) 
     assert store.send_event(alice, "D", room, "x.other", "t", {}) == first
     assert store.send_event(alice, "D", room, "m.room.topic", "t", {"topic": "state only"}) == first
     assert len(store.rooms[room].timeline) == length
-    assert store.send_event(alice, "D", other, "m.room.message", "t", {"msgtype": "m.text", "body": "a"}) != first
+    assert (
+        store.send_event(alice, "D", other, "m.room.message", "t", {"msgtype": "m.text", "body": "a"})
+        != first
+    )
 
 
 @pytest.mark.parametrize("event_type", ["m.room.create", "m.room.power_levels", "m.room.member"])
-def test_send_refuses_what_synapse_cannot_send_and_stores_nothing(store: MatrixStore, event_type: str) -> None:
+def test_send_refuses_what_synapse_cannot_send_and_stores_nothing(
+    store: MatrixStore, event_type: str
+) -> None:
     # B181-B183: Synapse answers 500; the mock 400 (documented), and nothing enters the room.
     alice = _alice(store)
     room = store.create_room(alice, {})

@@ -135,9 +135,9 @@ class Rooms:
         self._append(room, room.creator, "m.room.create", content, "", event_id=event_id)
 
     def create_room(self, requester: User, body: dict[str, Any]) -> str:
-        """POST /createRoom: Synapse's checks, then the events it sends, in its order. What Synapse checks only
-        as it sends an event (power levels, `initial_state` content, `name` and `topic`, each invitee) fails
-        after the room exists, with the creator joined, as on Synapse: the room is left behind."""
+        """POST /createRoom: Synapse's checks, then the events it sends, in its order. What Synapse checks
+        only as it sends an event (power levels, `initial_state` content, `name` and `topic`, each invitee)
+        fails after the room exists, with the creator joined, as on Synapse: the room is left behind."""
         version = str(body.get("room_version", rules.DEFAULT_ROOM_VERSION))
         if version not in rules.SUPPORTED_ROOM_VERSIONS:
             raise MatrixError(
@@ -365,8 +365,8 @@ class Rooms:
         txn_id: str,
         content: dict[str, Any],
     ) -> str:
-        """PUT /send/{type}/{txnId}: the same (user, device, room, txnId) returns the first event, whatever the
-        event type and content (Synapse looks the txn id up before anything else)."""
+        """PUT /send/{type}/{txnId}: the same (user, device, room, txnId) returns the first event, whatever
+        the event type and content (Synapse looks the txn id up before anything else)."""
         key = TxnKey(requester.user_id, device_id, room_id, txn_id)
         if key in self._txns:
             return self._txns[key]
