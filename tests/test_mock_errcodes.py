@@ -306,6 +306,9 @@ NATURAL: dict[tuple[str, int, str | None], Scenario] = {
         params={"format": "bogus"},
     ),
     ("createRoom", 400, "M_ROOM_IN_USE"): _create_public_alias_twice,
+    ("createRoom", 400, "M_MISSING_PARAM"): lambda c: c.req(
+        "POST", "/createRoom", token=c.user, json_body={"initial_state": [{"type": "x"}]}
+    ),
     ("createRoom", 400, "M_UNSUPPORTED_ROOM_VERSION"): lambda c: c.req(
         "POST", "/createRoom", token=c.user, json_body={"room_version": "999"}
     ),
