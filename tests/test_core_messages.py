@@ -90,7 +90,7 @@ def test_status_and_errcode_messages() -> None:
     assert _response("matrix", "createRoom", 400, {"errcode": "M_TEAPOT"}) == [
         'createRoom: response body at /errcode: expected one of "M_ROOM_IN_USE", '
         '"M_UNSUPPORTED_ROOM_VERSION", '
-        '"M_UNKNOWN", "M_BAD_JSON", "M_NOT_JSON", "M_INVALID_PARAM", got "M_TEAPOT"'
+        '"M_UNKNOWN", "M_BAD_JSON", "M_NOT_JSON", "M_INVALID_PARAM", "M_MISSING_PARAM", got "M_TEAPOT"'
     ]
 
 

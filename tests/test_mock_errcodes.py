@@ -311,6 +311,9 @@ NATURAL: dict[tuple[str, int, str | None], Scenario] = {
         params={"format": "bogus"},
     ),
     ("createRoom", 400, "M_ROOM_IN_USE"): _create_public_alias_twice,
+    ("createRoom", 400, "M_MISSING_PARAM"): lambda c: c.req(
+        "POST", "/createRoom", token=c.user, json_body={"initial_state": [{"type": "x"}]}
+    ),
     ("createRoom", 400, "M_UNSUPPORTED_ROOM_VERSION"): lambda c: c.req(
         "POST", "/createRoom", token=c.user, json_body={"room_version": "999"}
     ),
@@ -341,6 +344,7 @@ NATURAL: dict[tuple[str, int, str | None], Scenario] = {
     ("joinRoom", 404, "M_NOT_FOUND"): _join_alias_missing,
     ("joinRoom", 404, "M_UNKNOWN"): _join("/join/{room}", {}, room="!doesnotexist:matrix.test"),
     ("joinRoom", 413, "M_TOO_LARGE"): _join_alias_huge_reason,
+    ("joinRoom", 502, "M_UNKNOWN"): _join("/join/{room}", {}, room="%23remote:other.server"),
     ("inviteUser", 400, "M_MISSING_PARAM"): _invite({}),
     ("inviteUser", 400, "M_INVALID_PARAM"): _invite({"user_id": "notauser"}),
     ("inviteUser", 400, "M_NOT_JSON"): _invite(data=b"{"),

@@ -1,4 +1,4 @@
-"""Letta 0.11.7 as probed (/work/research fidelity probes, classes L, X, W, H): how FastAPI reads a body, the
+"""Letta 0.11.7 as probed (the issue 12 probes, classes L, X, W, H): how FastAPI reads a body, the
 password middleware's exact compare, which id checks run where, HEAD and repeated query parameters."""
 
 from __future__ import annotations

@@ -252,7 +252,8 @@ def _schema_nodes(root: Any, schema_path: Iterable[Any]) -> list[Any]:
 
 def _errcode_and_acceptance(root: Any, error: ValidationError) -> tuple[str | None, bool]:
     """The `x-errcode` the nearest annotated schema node gives this error, and whether a node on the way
-    says the real server accepts the value anyway (`x-accepted-by-server`)."""
+    says the real server accepts the value anyway (`x-accepted-by-server`) or checks it itself, in its own
+    order (`x-checked-by-server`): either way the request is served."""
     nodes = _schema_nodes(root, error.absolute_schema_path)
     keyword = str(error.validator)
     missing = _missing_property(error)
@@ -265,7 +266,13 @@ def _errcode_and_acceptance(root: Any, error: ValidationError) -> tuple[str | No
         if errcode is not None:
             break
         errcode = _node_errcode(node, keyword)
-    accepted = any(isinstance(node, dict) and node.get("x-accepted-by-server") is True for node in nodes)
+    # `x-checked-by-server`: the server checks the constraint itself, in its own order among checks the schema
+    # cannot see (state, or effects that come first); the violation stands, and the server's check answers.
+    accepted = any(
+        isinstance(node, dict)
+        and (node.get("x-accepted-by-server") is True or node.get("x-checked-by-server") is True)
+        for node in nodes
+    )
     return errcode, accepted
 
 

@@ -140,7 +140,9 @@ def join_room_by_id(call: Call) -> Reply:
 
 def join_room(call: Call) -> Reply:
     matrix = call.world.matrix
-    room_id = matrix.resolve_room(call.path["roomIdOrAlias"])
+    # The servers to join a room through: the deprecated `server_name` and `via` alike.
+    via = [*call.query.get("server_name", []), *call.query.get("via", [])]
+    room_id = matrix.resolve_room(call.path["roomIdOrAlias"], via)
     return ok({"room_id": matrix.join(call.requester, room_id, _reason(call))})
 
 

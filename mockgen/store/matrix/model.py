@@ -17,12 +17,13 @@ class TokenOwner(NamedTuple):
 
 
 class TxnKey(NamedTuple):
-    """What makes a PUT /send transaction id idempotent: the same key answers with the first event."""
+    """What makes a PUT /send transaction id idempotent: the same key answers with the first event. The event
+    type is not part of it (Synapse 1.163: the same txn id with another type returns the first event), nor is
+    the r0/v3 prefix."""
 
     user_id: str
     device_id: str
     room_id: str
-    event_type: str
     txn_id: str
 
 

@@ -6,7 +6,7 @@ Not locked on its own: `MatrixStore` holds its lock around every call. Every eve
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mockgen.store.errors import MatrixError
@@ -135,39 +135,37 @@ class Rooms:
         self._append(room, room.creator, "m.room.create", content, "", event_id=event_id)
 
     def create_room(self, requester: User, body: dict[str, Any]) -> str:
-        """POST /createRoom: Synapse's checks, then the events it sends, in its order."""
+        """POST /createRoom: Synapse's checks, then the events it sends, in its order. What Synapse checks
+        only as it sends an event (power levels, `initial_state` content, `name` and `topic`, each invitee)
+        fails after the room exists, with the creator joined, as on Synapse: the room is left behind."""
         version = str(body.get("room_version", rules.DEFAULT_ROOM_VERSION))
         if version not in rules.SUPPORTED_ROOM_VERSIONS:
             raise MatrixError(
                 400, M_UNSUPPORTED_ROOM_VERSION, "Your homeserver does not support this room version"
             )
+        rules.check_preset(body.get("preset"))
+        rules.check_initial_state(body.get("initial_state", []))
         rules.check_canonical_json(
             version,
             body.get("creation_content"),
             body.get("power_level_content_override"),
             [entry.get("content") for entry in body.get("initial_state", [])],
         )
-        alias = self._check_alias(str(body["room_alias_name"])) if body.get("room_alias_name") else None
+        # Synapse tests for the key: `room_alias_name: ""` makes the alias `#:server`.
+        alias = self._check_alias(str(body["room_alias_name"])) if "room_alias_name" in body else None
         invites = rules.validate_user_ids(body.get("invite", []))
         # Synapse only checks `visibility == "private"`: anything else picks the public preset.
         private = body.get("visibility", "private") == "private"
         preset = rules.PRESETS[body.get("preset") or ("private_chat" if private else "public_chat")]
         creator = requester.user_id
-        levels = rules.initial_power_levels(
-            version, creator, preset, invites, body.get("power_level_content_override")
-        )
         initial_state = {
             (str(entry["type"]), str(entry.get("state_key", ""))): dict(entry["content"])
             for entry in body.get("initial_state", [])
         }
-        for (event_type, _), content in initial_state.items():
-            rules.check_content(event_type, content)
-        if "name" in body:
-            rules.check_content("m.room.name", {"name": body["name"]})
         if any(event_type == "m.room.create" for event_type, _ in initial_state):
             # Synapse sends initial_state after the create event, and event auth refuses a create event
-            # with prev_events (auth rule 1.1). Synapse has persisted the room's first events by then;
-            # here nothing is created.
+            # with prev_events (auth rule 1.1). Synapse has persisted the room's first events by then (and
+            # answers 500); here nothing is created.
             raise MatrixError(403, M_FORBIDDEN, "Create event has prev events")
         room = Room(
             room_id=self._ids.room_id(version),
@@ -177,55 +175,68 @@ class Rooms:
                 tuple(dict.fromkeys(invites)) if version == "12" and preset.invitees_ops else ()
             ),
         )
-        # Built aside and committed at the end: an event refused half-way (e.g. 413 for an initial_state
-        # entry) leaves no half-built room for a retrying client to duplicate.
-        try:
-            self._add_create_event(room, body.get("creation_content") or {})
-            self._send_state(room, creator, "m.room.member", creator, self._member_content(creator, "join"))
-            defaults: list[tuple[str, dict[str, Any]]] = [("m.room.power_levels", levels)]
-            if alias is not None:
-                defaults.append(("m.room.canonical_alias", {"alias": alias}))
-            defaults.append(("m.room.join_rules", {"join_rule": preset.join_rule}))
-            defaults.append(("m.room.history_visibility", {"history_visibility": "shared"}))
-            if preset.guest_access:
-                defaults.append(("m.room.guest_access", {"guest_access": preset.guest_access}))
-            for event_type, content in defaults:
-                # An initial_state entry replaces the default event of its type, at its own place.
-                if (event_type, "") not in initial_state:
-                    self._send_state(room, creator, event_type, "", content)
-            for (event_type, state_key), content in initial_state.items():
-                self._send_state(room, creator, event_type, state_key, content)
-            if "name" in body:
-                self._send_state(room, creator, "m.room.name", "", {"name": body["name"]})
-            if "topic" in body:
-                topic = {"topic": body["topic"], "m.topic": {"m.text": [{"body": body["topic"]}]}}
-                self._send_state(room, creator, "m.room.topic", "", topic)
-            for invitee in invites:
-                extra = {"is_direct": True} if body.get("is_direct") else {}
-                invite = self._member_content(invitee, "invite", **extra)
-                self._send_state(room, creator, "m.room.member", invitee, invite)
-        except BaseException:
-            self._forget_memberships(room)
-            raise
+        self._add_create_event(room, body.get("creation_content") or {})
         self.rooms[room.room_id] = room
+        self._send_state(room, creator, "m.room.member", creator, self._member_content(creator, "join"))
+        levels = rules.initial_power_levels(
+            version, creator, preset, invites, body.get("power_level_content_override")
+        )
+        defaults: list[tuple[str, dict[str, Any]]] = [("m.room.power_levels", levels)]
         if alias is not None:
             self.aliases[alias] = room.room_id
+            defaults.append(("m.room.canonical_alias", {"alias": alias}))
+        defaults.append(("m.room.join_rules", {"join_rule": preset.join_rule}))
+        defaults.append(("m.room.history_visibility", {"history_visibility": "shared"}))
+        if preset.guest_access:
+            defaults.append(("m.room.guest_access", {"guest_access": preset.guest_access}))
+        for event_type, content in defaults:
+            # An initial_state entry replaces the default event of its type, at its own place.
+            if (event_type, "") not in initial_state:
+                self._send_state(room, creator, event_type, "", content)
+        for (event_type, state_key), content in initial_state.items():
+            rules.check_content(event_type, content)
+            self._send_state(room, creator, event_type, state_key, content)
+        if "name" in body:
+            rules.check_content("m.room.name", {"name": body["name"]})
+            self._send_state(room, creator, "m.room.name", "", {"name": body["name"]})
+        if "topic" in body:
+            rules.check_content("m.room.topic", {"topic": body["topic"]})
+            topic = {"topic": body["topic"], "m.topic": {"m.text": [{"body": body["topic"]}]}}
+            self._send_state(room, creator, "m.room.topic", "", topic)
+        for invitee in invites:
+            # Each invite is a membership change of its own, in the list's order: the creator is already in
+            # the room, and a remote invitee needs federation (which the mock, like a homeserver with
+            # federation off, does not have).
+            if room.membership(invitee) == "join":
+                raise MatrixError(403, M_FORBIDDEN, f"{invitee} is already in the room.")
+            self._check_local(invitee)
+            extra = {"is_direct": True} if body.get("is_direct") else {}
+            invite = self._member_content(invitee, "invite", **extra)
+            self._send_state(room, creator, "m.room.member", invitee, invite)
         return room.room_id
 
-    def _forget_memberships(self, room: Room) -> None:
-        """Undo what `_append` recorded in `_joined` for a room that is not kept."""
-        for event_type, state_key in room.state:
-            if event_type == "m.room.member":
-                self._joined.get(state_key, {}).pop(room.room_id, None)
+    def _check_local(self, user_id: str) -> None:
+        """An invite to a user on another server goes over federation, which this homeserver does not have:
+        Synapse with federation off answers 403 for the invitee's server."""
+        server = rules.server_of(user_id)
+        if server != self._ids.server_name:
+            raise MatrixError(403, M_FORBIDDEN, f"Federation denied with {server}.")
 
-    def resolve_room(self, room_id_or_alias: str) -> str:
+    def resolve_room(self, room_id_or_alias: str, via: Sequence[str] = ()) -> str:
+        """/join/{roomIdOrAlias}: the room id an alias names. A remote alias, or an unknown room id with a
+        remote server to join through, needs federation: Synapse with federation off answers 502."""
+        if not rules.is_room_id_or_alias(room_id_or_alias):
+            raise MatrixError(400, M_UNKNOWN, f"{room_id_or_alias} was not legal room ID or room alias")
         if room_id_or_alias.startswith("#"):
             room_id = self.aliases.get(room_id_or_alias)
+            if room_id is None and room_id_or_alias.partition(":")[2] != self._ids.server_name:
+                raise MatrixError(502, M_UNKNOWN, "Failed to fetch alias")
             if room_id is None:
                 raise MatrixError(404, M_NOT_FOUND, f"Room alias {room_id_or_alias} not found")
             return room_id
-        if not room_id_or_alias.startswith("!"):
-            raise MatrixError(400, M_UNKNOWN, f"{room_id_or_alias} was not legal room ID or room alias")
+        remote = [server for server in via if server != self._ids.server_name]
+        if room_id_or_alias not in self.rooms and remote:
+            raise MatrixError(502, M_UNKNOWN, "Failed to make_join via any server")
         return room_id_or_alias
 
     # -- membership
@@ -275,6 +286,8 @@ class Rooms:
             # Synapse answers a duplicate with the current event before any permission check.
             return duplicate
         rules.check_membership_auth(room, requester.user_id, target, membership, was)
+        if membership == "invite":
+            self._check_local(target)
         return self._send_state(room, requester.user_id, "m.room.member", target, content)
 
     def _membership_via_state(
@@ -352,14 +365,16 @@ class Rooms:
         txn_id: str,
         content: dict[str, Any],
     ) -> str:
-        """PUT /send/{type}/{txnId}: the same (user, device, room, type, txnId) returns the first event."""
-        key = TxnKey(requester.user_id, device_id, room_id, event_type, txn_id)
+        """PUT /send/{type}/{txnId}: the same (user, device, room, txnId) returns the first event, whatever
+        the event type and content (Synapse looks the txn id up before anything else)."""
+        key = TxnKey(requester.user_id, device_id, room_id, txn_id)
         if key in self._txns:
             return self._txns[key]
         room = self._room_for_member(requester, room_id)
         rules.check_not_state_only(event_type)
-        rules.check_canonical_json(room.version, content)
+        # The event validator's required keys come before the canonical-JSON check.
         rules.check_content(event_type, content)
+        rules.check_canonical_json(room.version, content)
         rules.check_send_level(room, requester.user_id, event_type, is_state=False)
         rules.check_size(event_type, None, content, room_id, requester.user_id)
         event = self._append(room, requester.user_id, event_type, content)

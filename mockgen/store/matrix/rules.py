@@ -18,6 +18,7 @@ from mockgen.store.matrix.errcodes import (
     M_FORBIDDEN,
     M_INVALID_PARAM,
     M_INVALID_USERNAME,
+    M_MISSING_PARAM,
     M_TOO_LARGE,
     M_UNKNOWN,
     M_UNRECOGNIZED,
@@ -39,6 +40,10 @@ MEMBERSHIPS = ("invite", "join", "knock", "leave", "ban")
 _LOCALPART_OK = re.compile(r"^[a-z0-9=_\-./+]*$")
 _USER_ID = re.compile(r"^@([^:]+):(.+)$")
 _WHITESPACE = re.compile(r"\s")
+_V12_ROOM_ID = re.compile(r"^![A-Za-z0-9_-]{43}$")
+# A DNS name, an IPv4 address or a bracketed IPv6 literal, with an optional port (Synapse's
+# parse_and_validate_server_name).
+_SERVER_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
 # Synapse's EventValidator: string fields some event types must carry.
 REQUIRED_STRINGS = {
     "m.room.name": ("name",),
@@ -46,6 +51,10 @@ REQUIRED_STRINGS = {
     "m.room.message": ("body", "msgtype"),
 }
 STATE_ONLY = ("m.room.name", "m.room.topic", "m.room.member", "m.room.tombstone")
+# Event types Synapse 1.163 cannot send through /send at all: it answers 500 M_UNKNOWN ("Tried to send member
+# event through non-member codepath" for m.room.member). The mock refuses them like the state-only types
+# (400 M_UNKNOWN) and stores nothing; the contract notes the difference (`x-server-answers-500`).
+SEND_REFUSED = ("m.room.member", "m.room.create", "m.room.power_levels")
 POWER_LEVEL_INTS = ("ban", "events_default", "invite", "kick", "redact", "state_default", "users_default")
 
 
@@ -97,6 +106,26 @@ def parse_user_id(user_id: str) -> None:
         raise MatrixError(400, M_INVALID_PARAM, "Expected UserID string to start with '@'")
     if not is_user_id(user_id):
         raise MatrixError(400, M_INVALID_PARAM, "Expected UserID of the form '@localname:domain'")
+
+
+def server_of(user_id: str) -> str:
+    """The server part of a (well-formed) user id."""
+    return user_id.split(":", 1)[1]
+
+
+def _valid_server_name(name: str) -> bool:
+    return bool(name) and _SERVER_NAME.match(name) is not None
+
+
+def is_room_id_or_alias(value: str) -> bool:
+    """Synapse's RoomID/RoomAlias `is_valid`: a sigil, a localpart (may be empty), `:` and a server name; or
+    a room version 12 room id, `!` and 43 url-safe base64 characters with no server part."""
+    if value[:1] not in ("!", "#"):
+        return False
+    if value[:1] == "!" and _V12_ROOM_ID.match(value):
+        return True
+    _, colon, server = value[1:].partition(":")
+    return bool(colon) and _valid_server_name(server)
 
 
 def validate_user_ids(invites: Iterable[Any]) -> list[str]:
@@ -215,8 +244,29 @@ def check_content(event_type: str, content: dict[str, Any]) -> None:
 
 
 def check_not_state_only(event_type: str) -> None:
-    if event_type in STATE_ONLY:
+    if event_type in STATE_ONLY or event_type in SEND_REFUSED:
         raise MatrixError(400, M_UNKNOWN, f"'{event_type}' must be state events")
+
+
+def check_initial_state(entries: list[Any]) -> None:
+    """createRoom's `initial_state` entries, after the preset. Synapse answers 500 to an entry that is not an
+    object or lacks `type` or `content`; the mock answers 400 as the contract documents."""
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise MatrixError(400, M_BAD_JSON, "initial_state entries must be objects")
+        for key in ("type", "content"):
+            if key not in entry:
+                raise MatrixError(400, M_MISSING_PARAM, f"Missing params: ['{key}']")
+        if not isinstance(entry["type"], str) or not isinstance(entry.get("state_key", ""), str):
+            raise MatrixError(400, M_BAD_JSON, "initial_state type and state_key must be strings")
+        if not isinstance(entry["content"], dict):
+            raise MatrixError(400, M_BAD_JSON, "initial_state content must be an object")
+
+
+def check_preset(preset: Any) -> None:
+    """createRoom's `preset`, checked after the room version and before the alias (Synapse's order)."""
+    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
+        raise MatrixError(400, M_BAD_JSON, f"{preset!r} is not a valid preset")
 
 
 # -- power levels

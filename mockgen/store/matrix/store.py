@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mockgen.store.matrix.accounts import Accounts, no_check
@@ -162,9 +162,9 @@ class MatrixStore:
         with self._lock:
             return self._rooms.create_room(requester, body)
 
-    def resolve_room(self, room_id_or_alias: str) -> str:
+    def resolve_room(self, room_id_or_alias: str, via: Sequence[str] = ()) -> str:
         with self._lock:
-            return self._rooms.resolve_room(room_id_or_alias)
+            return self._rooms.resolve_room(room_id_or_alias, via)
 
     def join(self, requester: User, room_id: str, reason: str | None = None) -> str:
         with self._lock:
