@@ -112,19 +112,22 @@ async def test_letta_token_is_checked_before_the_body(
 # -- all or nothing: a store write that fails half-way leaves nothing behind
 
 
-def test_createroom_refused_half_way_leaves_no_room() -> None:
+def test_createroom_refused_before_the_room_exists_stores_nothing() -> None:
+    """Synapse checks the room version, the preset, the alias and the invitees' ids before it makes the room;
+    a createRoom refused there leaves nothing (one refused later leaves the room, as on Synapse: see
+    tests/test_store_matrix_rooms_fidelity.py)."""
     store = MatrixStore("matrix.test", seed=1)
     store.add_user("creator", "pw")
     creator = store.user_by_name("creator")
     rooms, aliases = dict(store.rooms), dict(store.aliases)
-    # The create, member and power-level events are made before the oversized entry is refused (413).
-    oversized = {"type": "m.room.topic", "state_key": "", "content": {"topic": "x" * 70_000}}
-    body = {"room_alias_name": "kept", "initial_state": [oversized]}
-    with pytest.raises(MatrixError) as refused:
-        store.create_room(creator, body)
-    assert refused.value.errcode == "M_TOO_LARGE"
-    assert (store.rooms, store.aliases) == (rooms, aliases)
-    assert store.joined_rooms(creator) == []
+    for body in (
+        {"room_alias_name": "kept", "room_version": "99"},
+        {"room_alias_name": "kept", "invite": ["not-a-user-id"]},
+    ):
+        with pytest.raises(MatrixError):
+            store.create_room(creator, body)
+        assert (store.rooms, store.aliases) == (rooms, aliases)
+        assert store.joined_rooms(creator) == []
     room_id = store.create_room(creator, {"room_alias_name": "kept"})
     assert store.joined_rooms(creator) == [room_id]
 
