@@ -37,12 +37,12 @@ package: $(STAMP)
 
 # The long jobs. fuzz: the reference bridge against the sweep and FUZZ_EXAMPLES random examples (gated on
 # 100% contract coverage), then the sharded pytest fuzz suite and the long property tests under the
-# Hypothesis `fuzz` profile, Schemathesis with its coverage phase, the shards' coverage merged and gated too.
+# Hypothesis `fuzz` profile, Schemathesis with its coverage phase (200 examples an operation), the shards' coverage merged and gated too.
 fuzz: $(STAMP)
 	$(RUN) $(VENV)/bin/contracts fuzz --target $(FUZZ_TARGET) --examples $(FUZZ_EXAMPLES) --workers 2 --report reports/fuzz
 	rm -rf reports/fuzz-shards
 	$(RUN) HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 tests_fuzz tests/test_fast_path.py tests/test_strings_property.py
-	$(RUN) CONTRACTS_SCHEMATHESIS_COVERAGE=1 $(PY) -m pytest -n 2 tests/test_schemathesis_selfcheck.py
+	$(RUN) CONTRACTS_SCHEMATHESIS_COVERAGE=1 HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 tests/test_schemathesis_selfcheck.py
 	$(VENV)/bin/contracts coverage reports/fuzz-shards --report reports/fuzz-shards
 
 # live: a real Synapse and a real Letta (installed once into ~/.cache), the contract check, the
