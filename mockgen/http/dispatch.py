@@ -51,6 +51,17 @@ class Call:
 Handler = Callable[[Call], Reply]
 
 
+def before_body(check: Callable[[Call], None]) -> Callable[[Handler], Handler]:
+    """Mark a handler whose server checks the path (ids, a type) before it reads the body: `check` raises the
+    store error that wins over an invalid body. The handler must run the same check itself, first."""
+
+    def mark(handler: Handler) -> Handler:
+        handler.before_body = check  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -120,22 +131,34 @@ class Dispatcher:
         if isinstance(credentials, Reply):
             return credentials
         exchange.user = credentials.user.user_id if credentials.user else None
-        if rejected:
-            return dialect.invalid_request(rejected)
         call = Call(
             world=self.world,
             service=self.dialect.service,
             operation=operation,
             path=check.path,
             query=check.query,
-            body=check.body,
+            body=None if rejected else check.body,
             headers=headers,
             user=credentials.user,
             device_id=credentials.device_id,
             token=credentials.token,
             query_string=query_string,
         )
+        if rejected:
+            # A server that checks part of the request before it reads the body (see `before_body`).
+            first = self._before_body(operation_id, call)
+            return first if first is not None else dialect.invalid_request(rejected)
         return self._call_handler(operation_id, call)
+
+    def _before_body(self, operation_id: str, call: Call) -> Reply | None:
+        check = getattr(self.handlers[operation_id], "before_body", None)
+        if check is None:
+            return None
+        try:
+            check(call)
+        except STORE_ERRORS as exc:
+            return error_reply(exc)
+        return None
 
     def _no_route(
         self,
