@@ -406,6 +406,81 @@ NATURAL: dict[tuple[str, int, str | None], Scenario] = {
     ("adminPutUser", 403, "M_FORBIDDEN"): _admin("PUT", "@t:matrix.test", {"password": "pw"}, token="user"),
 }
 
+
+async def _joined_room(c: Ctx) -> tuple[str, str]:
+    """A room the plain user created, and the id of a message in it."""
+    room = await _member_of_room(c)
+    body = {"msgtype": "m.text", "body": "x"}
+    sent = await c.req("PUT", f"/rooms/{room}/send/m.room.message/m1", token=c.user, json_body=body)
+    return room, sent.body["event_id"]
+
+
+def _in_room(method: str, path: str, body: Any = None, *, data: bytes | None = None) -> Scenario:
+    """A request by the plain user in a room of its own: `path` may name `{room}` and `{event}`."""
+
+    async def run(c: Ctx) -> Answer:
+        room, event = await _joined_room(c)
+        filled = path.format(room=room, event=event, outside=c.room)
+        return await c.req(method, filled, token=c.user, json_body=body, data=data)
+
+    return run
+
+
+# The message path (issue 13): leave, typing, receipts, read markers, joined members.
+MESSAGE_PATH: dict[tuple[str, int, str | None], Scenario] = {
+    ("leaveRoom", 400, "M_NOT_JSON"): _in_room("POST", "/rooms/{room}/leave", data=b"{"),
+    ("leaveRoom", 400, "M_BAD_JSON"): _in_room("POST", "/rooms/{room}/leave", data=b"[]"),
+    ("leaveRoom", 403, "M_FORBIDDEN"): _in_room("POST", "/rooms/{outside}/leave", {}),
+    ("leaveRoom", 404, "M_UNKNOWN"): _in_room("POST", "/rooms/garbage/leave", {}),
+    ("leaveRoom", 413, "M_TOO_LARGE"): _in_room("POST", "/rooms/{room}/leave", {"reason": BIG}),
+    ("setTyping", 400, "M_NOT_JSON"): _in_room("PUT", "/rooms/{room}/typing/@user:matrix.test", data=b"{"),
+    ("setTyping", 400, "M_BAD_JSON"): _in_room("PUT", "/rooms/{room}/typing/@user:matrix.test", data=b"[]"),
+    ("setTyping", 400, "M_MISSING_PARAM"): _in_room("PUT", "/rooms/{room}/typing/@user:matrix.test", {}),
+    ("setTyping", 400, "M_INVALID_PARAM"): _in_room("PUT", "/rooms/{room}/typing/user", {"typing": True}),
+    ("setTyping", 400, "M_UNKNOWN"): _in_room("PUT", "/rooms/{room}/typing/@x:other.test", {"typing": True}),
+    ("setTyping", 400, "M_FORBIDDEN"): _in_room(
+        "PUT", "/rooms/{room}/typing/@admin:matrix.test", {"typing": True}
+    ),
+    ("setTyping", 403, "M_FORBIDDEN"): _in_room(
+        "PUT", "/rooms/{outside}/typing/@user:matrix.test", {"typing": True}
+    ),
+    ("postReceipt", 400, "M_UNKNOWN"): _in_room("POST", "/rooms/{room}/receipt/m.foo/{event}", {}),
+    ("postReceipt", 400, "M_NOT_JSON"): _in_room("POST", "/rooms/{room}/receipt/m.read/{event}", data=b""),
+    ("postReceipt", 400, "M_BAD_JSON"): _in_room("POST", "/rooms/{room}/receipt/m.read/{event}", data=b"[]"),
+    ("postReceipt", 400, "M_INVALID_PARAM"): _in_room(
+        "POST", "/rooms/{room}/receipt/m.read/{event}", {"thread_id": ""}
+    ),
+    ("postReceipt", 404, "M_UNKNOWN"): _in_room(
+        "POST", "/rooms/{room}/receipt/m.fully_read/$" + "x" * 43, {}
+    ),
+    ("setReadMarker", 400, "M_NOT_JSON"): _in_room("POST", "/rooms/{room}/read_markers", data=b"{"),
+    ("setReadMarker", 400, "M_BAD_JSON"): _in_room("POST", "/rooms/{room}/read_markers", data=b"[]"),
+    ("setReadMarker", 404, "M_UNKNOWN"): _in_room(
+        "POST", "/rooms/{room}/read_markers", {"m.fully_read": "$nope"}
+    ),
+    ("getJoinedMembers", 403, "M_FORBIDDEN"): _in_room("GET", "/rooms/{outside}/joined_members"),
+}
+
+
+async def _hidden_event(c: Ctx, then: Callable[[Ctx, str], Awaitable[Answer]]) -> Answer:
+    """An event of the admin's room, which the plain user is not in."""
+    body = {"msgtype": "m.text", "body": "x"}
+    sent = await c.req("PUT", f"/rooms/{c.room}/send/m.room.message/h1", token=c.admin, json_body=body)
+    return await then(c, sent.body["event_id"])
+
+
+MESSAGE_PATH[("postReceipt", 403, "M_FORBIDDEN")] = lambda c: _hidden_event(
+    c,
+    lambda c2, event: c2.req("POST", f"/rooms/{c2.room}/receipt/m.read/{event}", token=c2.user, json_body={}),
+)
+MESSAGE_PATH[("setReadMarker", 403, "M_FORBIDDEN")] = lambda c: _hidden_event(
+    c,
+    lambda c2, event: c2.req(
+        "POST", f"/rooms/{c2.room}/read_markers", token=c2.user, json_body={"m.read": event}
+    ),
+)
+NATURAL.update(MESSAGE_PATH)
+
 # What the mock only says when told to: outages, rate limits and server policies a mock has no state for.
 FAULT_ONLY_STATUSES = {500, 429}
 FAULT_ONLY = {
@@ -490,6 +565,13 @@ async def _valid_request(
             {"msgtype": "m.text", "body": "b"},
             True,
         ),
+        "leaveRoom": ("POST", f"/rooms/{room}/leave", {}, True),
+        "logout": ("POST", "/logout", {}, True),
+        "logoutAll": ("POST", "/logout/all", {}, True),
+        "setTyping": ("PUT", f"/rooms/{room}/typing/@admin:matrix.test", {"typing": True}, True),
+        "postReceipt": ("POST", f"/rooms/{room}/receipt/m.read/$unknown", {}, True),
+        "setReadMarker": ("POST", f"/rooms/{room}/read_markers", {}, True),
+        "getJoinedMembers": ("GET", f"/rooms/{room}/joined_members", None, True),
         "adminGetUser": ("GET", f"{c.root}/_synapse/admin/v2/users/@admin:matrix.test", None, True),
         "adminPutUser": (
             "PUT",

@@ -52,6 +52,11 @@ EXCLUDED: dict[str, list[Any]] = {
     # is a documented 502 on a homeserver without federation; which servers are remote depends on the
     # server's name, and whether a room or alias exists on state.
     "joinRoom": [not_a_server_error],
+    # Any user id is one to the schema; Synapse answers 400 to another user's (M_FORBIDDEN) or one of another
+    # server (M_UNKNOWN) in the typing path.
+    "setTyping": [positive_data_acceptance],
+    # A thread_id is refused with m.fully_read, and must name the event's thread: 400 M_INVALID_PARAM.
+    "postReceipt": [positive_data_acceptance],
     # Letta 0.11.7 answers 500 to a create without a usable model; the mock does the same.
     "createAgent": [not_a_server_error],
     # Letta 0.11.7 on SQLite answers 500 to a list `limit` beyond 64 bits (the schema says integer, as the

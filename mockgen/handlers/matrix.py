@@ -9,6 +9,7 @@ from typing import Any
 from mockgen.http.dialects import Reply
 from mockgen.http.dispatch import Call, orders_checks
 from mockgen.store.errors import MatrixError
+from mockgen.store.matrix import rules
 from mockgen.store.matrix.errcodes import M_INVALID_PARAM, M_UNKNOWN
 from mockgen.store.matrix.rules import check_registration_kind
 
@@ -218,3 +219,65 @@ def admin_put_user(call: Call) -> Reply:
         call.requester, call.path["userId"], call.body, check_body=call.reject
     )
     return Reply(status, user)
+
+
+# -- the message path (issue 13): leave, logout, typing, receipts, read markers, joined members. Each answers
+# exactly `{}` where it answers nothing (matrix-nio's schemas for these allow no other key).
+
+
+def leave_room(call: Call) -> Reply:
+    reason = call.body.get("reason") if isinstance(call.body, dict) else None
+    call.world.matrix.leave(call.requester, call.path["roomId"], reason)
+    return ok({})
+
+
+def logout(call: Call) -> Reply:
+    assert call.token is not None
+    call.world.matrix.logout(call.token)
+    return ok({})
+
+
+def logout_all(call: Call) -> Reply:
+    call.world.matrix.logout_all(call.requester)
+    return ok({})
+
+
+def _typing_path(call: Call) -> None:
+    # Synapse parses the path's user id before it reads the body.
+    rules.parse_user_id(call.path["userId"])
+
+
+@orders_checks
+def set_typing(call: Call) -> Reply:
+    """Synapse checks the path (whose typing, which room) before it reads the body."""
+    _typing_path(call)
+    call.reject()
+    body = call.body
+    call.world.matrix.set_typing(
+        call.requester, call.path["roomId"], call.path["userId"], bool(body["typing"]), body.get("timeout")
+    )
+    return ok({})
+
+
+def _receipt_path(call: Call) -> None:
+    call.world.matrix.check_receipt_path(call.path["roomId"], call.path["receiptType"], call.path["eventId"])
+
+
+@orders_checks
+def post_receipt(call: Call) -> Reply:
+    """Synapse checks the path (room, receipt type, event id) before it reads the body."""
+    _receipt_path(call)
+    call.reject()
+    call.world.matrix.post_receipt(
+        call.requester, call.path["roomId"], call.path["receiptType"], call.path["eventId"], call.body
+    )
+    return ok({})
+
+
+def set_read_marker(call: Call) -> Reply:
+    call.world.matrix.set_read_markers(call.requester, call.path["roomId"], call.body)
+    return ok({})
+
+
+def get_joined_members(call: Call) -> Reply:
+    return ok({"joined": call.world.matrix.joined_members(call.requester, call.path["roomId"])})

@@ -94,6 +94,19 @@ class Accounts:
                 self.tokens.pop(token, None)
             device.tokens.clear()
 
+    def logout(self, token: str) -> None:
+        """POST /logout: the token dies and its device with it (gone from the device list, research 5.6)."""
+        owner = self.tokens.pop(token)
+        device = self.users[owner.user_id].devices.pop(owner.device_id, None)
+        for other in device.tokens if device is not None else ():
+            self.tokens.pop(other, None)
+
+    def logout_all(self, user: User) -> None:
+        """POST /logout/all: every token and device of the user, the caller's included (research
+        5.17-5.21)."""
+        self._revoke_all(user)
+        user.devices.clear()
+
     # -- registration
 
     def _check_username(

@@ -178,3 +178,43 @@ class Room:
 
     def level_for(self, action: str, default: int) -> int:
         return int(self.content("m.room.power_levels").get(action, default))
+
+
+# -- what /sync will read besides events: typing, receipts, room account data (the message path, issue 13)
+
+
+class ReceiptKey(NamedTuple):
+    """A user's latest receipt of one type in one thread of a room (`thread_id` None: unthreaded)."""
+
+    receipt_type: str  # m.read | m.read.private
+    user_id: str
+    thread_id: str | None
+
+
+@dataclass
+class Receipt:
+    event_id: str
+    ts: int
+    stream: int  # the ephemeral stream position it was stored at
+
+
+@dataclass
+class Typing:
+    expires_ms: int
+    stream: int
+
+
+@dataclass
+class AccountData:
+    content: dict[str, Any]
+    stream: int
+
+
+@dataclass
+class RoomEphemeral:
+    """A room's typing users (until each one's expiry) and its latest receipts."""
+
+    typing: dict[str, Typing] = field(default_factory=dict)
+    # Bumped whenever the set of typing users changes (a start, a stop, an expiry seen by a read).
+    typing_stream: int = 0
+    receipts: dict[ReceiptKey, Receipt] = field(default_factory=dict)

@@ -244,11 +244,24 @@ class Rooms:
     def join(self, requester: User, room_id: str, reason: str | None = None) -> str:
         """POST /rooms/{roomId}/join (use `resolve_room` first for /join/{roomIdOrAlias})."""
         content = {"reason": reason} if reason is not None else {}
+        room = self.rooms.get(room_id)
+        if room is not None and "join" not in room.members().values():
+            # Once its last member left, the server is no longer in the room: a join would have to go
+            # through another server, and none is known (Synapse, research 4.17/4.18).
+            raise MatrixError(
+                404,
+                M_UNKNOWN,
+                "Can't join remote room because no servers that are in the room have been provided.",
+            )
         self._update_membership(requester, room_id, requester.user_id, "join", content)
         return room_id
 
-    def leave(self, requester: User, room_id: str) -> None:
-        self._update_membership(requester, room_id, requester.user_id, "leave", {})
+    def leave(self, requester: User, room_id: str, reason: Any = None) -> None:
+        """POST /rooms/{roomId}/leave: the same leave again is answered with the current event; any other
+        leave (a reason added) by someone no longer in the room is 403. Synapse keeps a `reason` of any
+        JSON type."""
+        content = {"reason": reason} if reason is not None else {}
+        self._update_membership(requester, room_id, requester.user_id, "leave", content)
 
     def invite(self, requester: User, room_id: str, target: str, reason: str | None = None) -> None:
         rules.parse_user_id(target)
@@ -313,6 +326,38 @@ class Rooms:
             if user.displayname is not None:
                 content["displayname"] = user.displayname
             self._send_state(room, user.user_id, "m.room.member", user.user_id, content)
+
+    def joined_members(self, requester: User, room_id: str) -> dict[str, dict[str, Any]]:
+        """GET /rooms/{roomId}/joined_members: each joined member's name and avatar from their member event
+        (both keys always there, null when unset). A member who left gets Synapse's own refusal; anyone
+        else, unless the room is world-readable, the "room previews" one."""
+        room = self.rooms.get(room_id)
+        membership = room.membership(requester.user_id) if room is not None else None
+        readable = room is not None and (
+            membership == "join"
+            or room.content("m.room.history_visibility").get("history_visibility") == "world_readable"
+        )
+        if membership in ("leave", "ban") and not readable:
+            raise MatrixError(
+                403,
+                M_FORBIDDEN,
+                "Getting joined members while not being a current member of the room is forbidden.",
+            )
+        if room is None or not readable:
+            raise MatrixError(
+                403,
+                M_FORBIDDEN,
+                f"User {requester.user_id} not in room {room_id}, and room previews are disabled",
+            )
+        joined: dict[str, dict[str, Any]] = {}
+        for user_id, member in room.members().items():
+            if member == "join":
+                content = room.content("m.room.member", user_id)
+                joined[user_id] = {
+                    "avatar_url": content.get("avatar_url"),
+                    "display_name": content.get("displayname"),
+                }
+        return joined
 
     # -- state and message events
 

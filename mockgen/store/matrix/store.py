@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mockgen.store.matrix.accounts import Accounts, no_check
+from mockgen.store.matrix.ephemeral import Ephemeral
 from mockgen.store.matrix.ids import Ids
-from mockgen.store.matrix.model import Room, User
+from mockgen.store.matrix.model import Receipt, ReceiptKey, Room, User
 from mockgen.store.matrix.rooms import Rooms
 
 
@@ -37,6 +38,7 @@ class MatrixStore:
             profile_changed=self._refresh_member_events,
         )
         self._rooms = Rooms(self._ids, self._accounts.users)
+        self._ephemeral = Ephemeral(self._ids, self._rooms.rooms)
 
     def _refresh_member_events(self, user: User) -> None:
         self._rooms.refresh_member_events(user)
@@ -170,9 +172,9 @@ class MatrixStore:
         with self._lock:
             return self._rooms.join(requester, room_id, reason)
 
-    def leave(self, requester: User, room_id: str) -> None:
+    def leave(self, requester: User, room_id: str, reason: Any = None) -> None:
         with self._lock:
-            self._rooms.leave(requester, room_id)
+            self._rooms.leave(requester, room_id, reason)
 
     def invite(self, requester: User, room_id: str, target: str, reason: str | None = None) -> None:
         with self._lock:
@@ -209,6 +211,57 @@ class MatrixStore:
     ) -> str:
         with self._lock:
             return self._rooms.send_event(requester, device_id, room_id, event_type, txn_id, content)
+
+    # -- the message path: leave, logout, typing, receipts, read markers, joined members (issue 13)
+
+    def logout(self, token: str) -> None:
+        with self._lock:
+            self._accounts.logout(token)
+
+    def logout_all(self, requester: User) -> None:
+        with self._lock:
+            self._accounts.logout_all(requester)
+
+    def joined_members(self, requester: User, room_id: str) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return self._rooms.joined_members(requester, room_id)
+
+    def set_typing(
+        self, requester: User, room_id: str, user_id: str, typing: bool, timeout: int | None = None
+    ) -> None:
+        with self._lock:
+            self._ephemeral.set_typing(requester, room_id, user_id, typing, timeout)
+
+    def typing_users(self, room_id: str) -> list[str]:
+        with self._lock:
+            return self._ephemeral.typing_users(room_id)
+
+    def check_receipt_path(self, room_id: str, receipt_type: str, event_id: str) -> None:
+        self._ephemeral.check_receipt_path(room_id, receipt_type, event_id)
+
+    def post_receipt(
+        self, requester: User, room_id: str, receipt_type: str, event_id: str, body: dict[str, Any]
+    ) -> None:
+        with self._lock:
+            self._ephemeral.post_receipt(requester, room_id, receipt_type, event_id, body)
+
+    def receipts(self, room_id: str) -> dict[ReceiptKey, Receipt]:
+        with self._lock:
+            return self._ephemeral.receipts(room_id)
+
+    def set_read_markers(self, requester: User, room_id: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._ephemeral.set_read_markers(requester, room_id, body)
+
+    def room_account_data(self, user_id: str, room_id: str) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return self._ephemeral.room_account_data(user_id, room_id)
+
+    @property
+    def ephemeral_stream(self) -> int:
+        """The last position of the typing/receipt/account-data stream (what a /sync will compare)."""
+        with self._lock:
+            return self._ephemeral.stream
 
     # -- inspection
 
