@@ -183,7 +183,7 @@ class Dispatcher:
             operation=operation,
             path=check.path,
             query=check.query,
-            body=None if rejected else check.body,
+            body=check.body,
             headers=headers,
             user=credentials.user,
             device_id=credentials.device_id,
