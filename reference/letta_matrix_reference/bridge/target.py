@@ -18,7 +18,7 @@ from letta_matrix_reference.bridge.errors import BridgeError
 from letta_matrix_reference.bridge.http import Sleep
 from letta_matrix_reference.bridge.store import MAPPING_FILE, MappingFile
 from letta_matrix_reference.bridge.sync import Bridge, SyncReport
-from letta_matrix_reference.bridge.users import MAX_DISPLAY_NAME, agent_localpart
+from letta_matrix_reference.bridge.users import agent_localpart, display_name_as_stored
 
 
 async def no_wait(seconds: float) -> None:
@@ -90,7 +90,7 @@ def convergence_problems(
         if user is None:
             problems.append(f"agent {agent['id']} has no user {user_id}")
             continue
-        if user["displayname"] != agent["name"][:MAX_DISPLAY_NAME]:
+        if user["displayname"] != display_name_as_stored(agent["name"]):
             problems.append(f"{user_id} is named {user['displayname']!r}, not {agent['name']!r}")
         own = [room for room in rooms if room["creator"] == user_id and not room["is_space"]]
         if len(own) != 1:

@@ -53,6 +53,11 @@ def display_name_for(agent: Agent) -> str:
     return agent.name[:MAX_DISPLAY_NAME]
 
 
+def display_name_as_stored(name: str) -> str:
+    """The display name a homeserver keeps for `name` sent as one: Synapse strips surrounding whitespace."""
+    return name[:MAX_DISPLAY_NAME].strip()
+
+
 class UserManager:
     def __init__(
         self, homeserver: MatrixHomeserver, config: BridgeConfig, state: BridgeState, persister: Persister
