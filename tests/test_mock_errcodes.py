@@ -458,7 +458,7 @@ MESSAGE_PATH: dict[tuple[str, int, str | None], Scenario] = {
     ("setReadMarker", 404, "M_UNKNOWN"): _in_room(
         "POST", "/rooms/{room}/read_markers", {"m.fully_read": "$nope"}
     ),
-    ("getJoinedMembers", 403, "M_FORBIDDEN"): _in_room("GET", "/rooms/{outside}/joined_members"),
+    ("getJoinedMembersByRoom", 403, "M_FORBIDDEN"): _in_room("GET", "/rooms/{outside}/joined_members"),
 }
 
 
@@ -567,11 +567,11 @@ async def _valid_request(
         ),
         "leaveRoom": ("POST", f"/rooms/{room}/leave", {}, True),
         "logout": ("POST", "/logout", {}, True),
-        "logoutAll": ("POST", "/logout/all", {}, True),
+        "logout_all": ("POST", "/logout/all", {}, True),
         "setTyping": ("PUT", f"/rooms/{room}/typing/@admin:matrix.test", {"typing": True}, True),
         "postReceipt": ("POST", f"/rooms/{room}/receipt/m.read/$unknown", {}, True),
         "setReadMarker": ("POST", f"/rooms/{room}/read_markers", {}, True),
-        "getJoinedMembers": ("GET", f"/rooms/{room}/joined_members", None, True),
+        "getJoinedMembersByRoom": ("GET", f"/rooms/{room}/joined_members", None, True),
         "adminGetUser": ("GET", f"{c.root}/_synapse/admin/v2/users/@admin:matrix.test", None, True),
         "adminPutUser": (
             "PUT",

@@ -536,12 +536,12 @@ async def test_joined_members_refusals(room: Room) -> None:
 def test_empty_answers_refuse_any_key() -> None:
     validator = validator_for("matrix")
     json_headers = {"content-type": "application/json"}
-    for operation_id in ("leaveRoom", "logout", "logoutAll", "setTyping", "postReceipt", "setReadMarker"):
+    for operation_id in ("leaveRoom", "logout", "logout_all", "setTyping", "postReceipt", "setReadMarker"):
         operation = validator.operations[operation_id]
         good, _ = validator.check_response(operation, status=200, headers=json_headers, body=b"{}")
         bad, _ = validator.check_response(operation, status=200, headers=json_headers, body=b'{"a": 1}')
         assert good == [], operation_id
         assert bad, operation_id
-    members = validator.operations["getJoinedMembers"]
+    members = validator.operations["getJoinedMembersByRoom"]
     wrong = b'{"joined": {"@a:x": {"display_name": "A"}}}'  # avatar_url missing
     assert validator.check_response(members, status=200, headers=json_headers, body=wrong)[0]

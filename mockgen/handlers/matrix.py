@@ -279,5 +279,5 @@ def set_read_marker(call: Call) -> Reply:
     return ok({})
 
 
-def get_joined_members(call: Call) -> Reply:
+def get_joined_members_by_room(call: Call) -> Reply:
     return ok({"joined": call.world.matrix.joined_members(call.requester, call.path["roomId"])})
