@@ -171,3 +171,18 @@ async def test_methods_head_and_repeated_parameters(
     assert (await call(http, "GET", f"{base}/v1/agents/?sort_by=bogus", token=letta_mock.token)).status == 200
     huge = await call(http, "GET", f"{base}/v1/agents/?limit=99999999999999999999", token=letta_mock.token)
     assert (huge.status, huge.body) == (500, {"detail": "An internal server error occurred"})
+
+
+@pytest.mark.parametrize("depth", [500, 990, 5000])
+async def test_a_body_nested_past_any_decoder_is_a_422_not_a_crash(
+    http: aiohttp.ClientSession, letta_mock: LettaMock, depth: int
+) -> None:
+    """Past ~990 levels Python's decoder raises RecursionError where FastAPI's reading of the body is
+    re-created: still json_invalid, never a 500 (the review found the 500)."""
+    body = "[" * depth + "]" * depth
+    answer = await call(
+        http, "POST", f"{letta_mock.url}/v1/agents/", data=body, headers={**letta_mock.headers,
+        "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert answer.status == 422
+    assert answer.body["detail"][0]["type"] == "json_invalid"
