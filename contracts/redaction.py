@@ -26,7 +26,8 @@ PREFIXED_TOKEN_MIN = 3 * TOKEN_PREFIX
 CUT = "…[cut]"
 # What a message quotes of a value too deeply nested to look through for secrets.
 TOO_DEEP = "(nested too deeply to quote)"
-# Names are compared lower-cased with "-" read as "_" (so `X-Mock-Control-Token` is `x_mock_control_token`).
+# Names are compared lower-cased with "-" and a camelCase hump read as "_" (so `X-Mock-Control-Token` is
+# `x_mock_control_token` and `accessToken` is `access_token`).
 # Tokens are whole words at the end of a name: `access_token`, `token`, `login_token`, but not `max_tokens`.
 _SECRET_NAME = re.compile(r"password|passwd|secret|(?:^|_)(?:token|api_?key|authorization|cookie)$")
 # Secrets whose string values may keep a prefix (the rest are passwords and keys: nothing of them is kept).
@@ -39,8 +40,11 @@ _QUERY_SEPARATOR = re.compile(r"([&;])")
 _NAME_CACHE = 4096
 
 
+_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 def _normal(name: str) -> str:
-    return name.lower().replace("-", "_")
+    return _HUMP.sub("_", name).lower().replace("-", "_")
 
 
 @functools.lru_cache(maxsize=_NAME_CACHE)
