@@ -11,16 +11,19 @@ import asyncio
 import inspect
 import json
 import logging
+import os
+import selectors
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -93,6 +96,24 @@ def _fired(url: str) -> int:
 # -- `mockgen serve` stops within the bound
 
 
+def _ready_lines(process: subprocess.Popen[str], errors: IO[bytes], timeout: float = 30.0) -> list[str]:
+    """The two lines `mockgen serve` prints when ready, waited for with a deadline (never a bare readline).
+    Read from the descriptor: a buffered reader may hold the second line where `select` cannot see it."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    received = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while received.count(b"\n") < 2:
+            left = deadline - time.monotonic()
+            chunk = os.read(process.stdout.fileno(), 4096) if left > 0 and selector.select(left) else b""
+            if not chunk:
+                errors.seek(0)
+                raise AssertionError(f"mockgen serve not ready: {errors.read().decode(errors='replace')}")
+            received += chunk
+    return [line.strip() for line in received.decode().splitlines()[:2]]
+
+
 class Served:
     """A `mockgen serve` process on free loopback ports."""
 
@@ -102,12 +123,12 @@ class Served:
             f"resource.setrlimit(resource.RLIMIT_NOFILE, ({open_files}, {open_files}))" if open_files else ""
         )
         run = f"import resource, sys\n{limit}\nfrom mockgen.cli import main\nsys.exit(main(sys.argv[1:]))"
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - read back when the start fails
         self.process = subprocess.Popen(
             [sys.executable, "-c", run, "serve", "--letta-port", "0", "--matrix-port", "0", *options],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=self.errors, text=True, cwd=ROOT,
         )  # fmt: skip
-        assert self.process.stdout is not None
-        lines = [self.process.stdout.readline().strip() for _ in range(2)]
+        lines = _ready_lines(self.process, self.errors)
         assert [line.split(": ")[0] for line in lines] == ["letta", "matrix"], lines
         self.letta, self.matrix = (line.split(": ", 1)[1] for line in lines)
 
@@ -129,6 +150,7 @@ class Served:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        self.errors.close()
 
 
 @pytest.fixture

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 import venv
 import zipfile
@@ -116,22 +118,29 @@ def test_nothing_of_the_repository_is_importable_from_the_users_project(
 @pytest.fixture
 def served(user_venv: Path, project: Path) -> Iterator[dict[str, str]]:
     """`mockgen serve` from the installed wheel: {service: URL} from its two ready lines."""
-    process = subprocess.Popen(
-        [str(user_venv / "mockgen"), "serve", "--letta-port", "0", "--matrix-port", "0"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_clean_env(),
-    )
+    errors = project / "mockgen.err"  # a file, not a pipe nobody reads that could fill and block the server
+    with errors.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(user_venv / "mockgen"), "serve", "--letta-port", "0", "--matrix-port", "0"],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            text=True,
+            env=_clean_env(),
+        )
     try:
         assert process.stdout is not None
-        urls: dict[str, str] = {}
-        while len(urls) < 2:
-            line = process.stdout.readline()  # bounded: the server exits (EOF) if it cannot start
-            assert line, f"mockgen serve ended early: {process.communicate(timeout=10)[1]}"
-            service, _, url = line.strip().partition(": ")
-            urls[service] = url
+        # Read from the descriptor: a buffered reader may hold the second line where `select` cannot see it.
+        received = b""
+        deadline = time.monotonic() + 60
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while received.count(b"\n") < 2:
+                left = deadline - time.monotonic()
+                chunk = os.read(process.stdout.fileno(), 4096) if left > 0 and selector.select(left) else b""
+                assert chunk, f"mockgen serve not ready: {errors.read_text(errors='replace')}"
+                received += chunk
+        urls = dict(line.strip().split(": ", 1) for line in received.decode().splitlines()[:2])
         yield urls
     finally:
         process.send_signal(signal.SIGTERM)
