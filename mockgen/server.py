@@ -255,4 +255,6 @@ class MockServers:
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"mock servers still running {timeout} s after the stop")
         self._thread = None

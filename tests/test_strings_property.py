@@ -20,7 +20,9 @@ from contracts.validation import Operation, fill_template, validator_for
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 
 # Each example is a few loopback requests; the `fuzz` profile (make fuzz) runs many more.
-PER_TEST = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+PER_TEST = settings(
+    suppress_health_check=[*settings().suppress_health_check, HealthCheck.function_scoped_fixture]
+)
 
 _SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
 TEXT = st.lists(st.one_of(st.characters(exclude_categories=()), _SURROGATES), max_size=12).map("".join)

@@ -191,7 +191,7 @@ class Dispatcher:
             query_string=query_string,
             rejected=tuple(rejected) if ordered else (),
         )
-        return self._call_handler(handler, call)
+        return self._call_handler(handler, call, dialect)
 
     def _no_route(
         self,
@@ -232,11 +232,11 @@ class Dispatcher:
         reply.headers.update(fault.headers)
         return reply
 
-    def _call_handler(self, handler: Handler, call: Call) -> Reply:
+    def _call_handler(self, handler: Handler, call: Call, dialect: Dialect) -> Reply:
         try:
             return handler(call)
         except Rejected as exc:
-            return self.dialect.invalid_request(exc.violations)
+            return dialect.invalid_request(exc.violations)  # the control API's, for a control request
         except STORE_ERRORS as exc:
             return error_reply(exc)
 
