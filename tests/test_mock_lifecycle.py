@@ -62,6 +62,12 @@ def _read_all(sock: socket.socket) -> bytes:
     return received
 
 
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes `sock` without a word within `seconds` (a timeout here fails the test)."""
+    sock.settimeout(seconds)
+    return _read_all(sock) == b""
+
+
 def _answer(raw: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
     head, _, body = raw.partition(b"\r\n\r\n")
     status_line, *fields = head.decode("latin-1").split("\r\n")
@@ -357,16 +363,24 @@ def test_malformed_http_is_answered_in_the_dialect(
     assert (status, answer, headers["content-type"]) == (400, body, "application/json")
 
 
-def test_idle_connections_beyond_the_cap_make_room_for_new_clients(tight: MockServers) -> None:
-    idle = [_connect(tight.endpoints.letta) for _ in range(100)]
+def test_idle_connections_beyond_the_cap_make_room_for_new_clients() -> None:
+    # Read timeouts far longer than the test: only eviction can close a connection here.
+    config = MockConfig(header_timeout=60, keep_alive_timeout=60, max_connections=40)
+    servers = MockServers(World(config))
+    endpoints = servers.start()
+    idle = [_connect(endpoints.letta) for _ in range(100)]
     try:
-        assert "versions" in _request(tight.endpoints.matrix, "/_matrix/client/versions")
-        assert len(tight.connections) <= tight.connections.cap == 40
-        # The oldest were closed to make room; the newest are still open.
-        assert _read_all(idle[0]) == b""
+        assert "versions" in _request(endpoints.matrix, "/_matrix/client/versions")
+        assert len(servers.connections) <= servers.connections.cap == 40
+        # The oldest were closed at once to make room; the newest are still open.
+        assert _closed_within(idle[0], 2.0)
+        idle[-1].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            idle[-1].recv(1)
     finally:
         for sock in idle:
             sock.close()
+        servers.stop()
 
 
 # -- MockServers.stop, as the pytest plugin stops them
@@ -389,9 +403,9 @@ def test_stop_is_bounded_whatever_is_in_flight() -> None:
     # The oldest connection waiting for its client is evicted for a newcomer...
     newcomer = _connect(endpoints.matrix, request)
     _until(lambda: delayed() == 101, "the newcomer's request delayed")
-    assert _read_all(idle) == b""
+    assert _closed_within(idle, 2.0)  # long before its 10 s header timeout
     # ... and with every one busy, a newcomer is closed at once.
-    assert _read_all(_connect(endpoints.letta)) == b""
+    assert _closed_within(_connect(endpoints.letta), 2.0)
 
     started = time.monotonic()
     servers.stop()
