@@ -72,7 +72,8 @@ class Ephemeral:
         self.account_data: dict[tuple[str, str], dict[str, AccountData]] = {}
 
     def _next(self) -> int:
-        self.stream += 1
+        """A position on the homeserver's one stream (shared with events: one /sync token counts both)."""
+        self.stream = self._ids.next_stream()
         return self.stream
 
     def _room(self, room_id: str) -> RoomEphemeral:

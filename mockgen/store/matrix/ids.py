@@ -15,6 +15,10 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _nothing() -> None:
+    pass
+
+
 class Ids:
     """Mints Synapse-shaped ids (events, rooms, devices, tokens, UIA sessions) and reads the clock."""
 
@@ -22,6 +26,16 @@ class Ids:
         self.server_name = server_name
         self._rng = random.Random(seed)
         self._clock = clock
+        # The one stream every event, typing change, receipt and room account data takes a position on
+        # (what a /sync token counts); `changed` is told after each step, so a waiting /sync looks again.
+        self.stream = 0
+        self.changed: Callable[[], None] = _nothing
+
+    def next_stream(self) -> int:
+        """The next stream position; tells `changed` (a long-poll looks once the lock is free)."""
+        self.stream += 1
+        self.changed()
+        return self.stream
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)

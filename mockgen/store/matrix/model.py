@@ -69,6 +69,7 @@ class Event:
     origin_server_ts: int
     state_key: str | None = None
     replaces_state: str | None = None
+    stream: int = 0  # its position on the homeserver's stream (`Ids.next_stream`), what /sync tokens count
 
     def client_format(self, now_ms: int) -> dict[str, Any]:
         unsigned: dict[str, Any] = {"age": max(0, now_ms - self.origin_server_ts)}

@@ -50,7 +50,7 @@ class Rooms:
         event_id: str | None = None,
     ) -> Event:
         """Mint the event and add it to the room's timeline and, for a state event, its current state. The
-        one place events are created: where a stream position for /sync would be assigned."""
+        one place events are created, and where each takes its stream position for /sync."""
         current = room.state.get((event_type, state_key)) if state_key is not None else None
         event = Event(
             event_id=self._ids.event_id() if event_id is None else event_id,
@@ -63,6 +63,7 @@ class Rooms:
             replaces_state=current.event_id if current else None,
         )
         room.timeline.append(event)
+        event.stream = self._ids.next_stream()
         if state_key is not None:
             room.state[(event_type, state_key)] = event
             if event_type == "m.room.member":
