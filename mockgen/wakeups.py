@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Iterator
 
 
 class Wakeups:
@@ -30,6 +31,28 @@ class Wakeups:
             self._waiting.add(future)
         try:
             await future
+        finally:
+            with self._lock:
+                self._waiting.discard(future)
+
+    @property
+    def waiting(self) -> int:
+        """How many waiters are waiting now."""
+        with self._lock:
+            return len(self._waiting)
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[asyncio.Future[None]]:
+        """A future any later wake resolves (done at once while closing): arm it, look at the state, then
+        await it, and no wake between the look and the wait is lost."""
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self._closing:
+                future.set_result(None)
+            else:
+                self._waiting.add(future)
+        try:
+            yield future
         finally:
             with self._lock:
                 self._waiting.discard(future)

@@ -4,13 +4,14 @@ The request has been checked against the spec before a handler runs; handlers on
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from mockgen.http.dialects import Reply
 from mockgen.http.dispatch import Call, orders_checks
 from mockgen.store.errors import MatrixError
 from mockgen.store.matrix import rules
-from mockgen.store.matrix.errcodes import M_INVALID_PARAM, M_UNKNOWN
+from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_UNKNOWN
 from mockgen.store.matrix.rules import check_registration_kind
 
 SPEC_VERSIONS = [
@@ -281,3 +282,86 @@ def set_read_marker(call: Call) -> Reply:
 
 def get_joined_members_by_room(call: Call) -> Reply:
     return ok({"joined": call.world.matrix.joined_members(call.requester, call.path["roomId"])})
+
+
+# -- /sync and filters
+
+
+def _sync_param(call: Call, name: str, allowed: tuple[str, ...], message: str) -> str | None:
+    value = call.query.get(name)
+    if value is None:
+        return None
+    if str(value) not in allowed:
+        raise MatrixError(400, M_INVALID_PARAM, message)
+    return str(value)
+
+
+@orders_checks
+async def sync(call: Call) -> Reply:
+    """GET /sync: Synapse's order of checks [1.29-1.45] in its words, then an answer at once (initial syncs,
+    or news), or a wait of up to `timeout` ms for news, woken by each step of the store's stream; a reset (the
+    store is gone) or a stop ends the wait with the empty answer."""
+    call.rejected = ()  # every parameter is checked below, in Synapse's order and words
+    timeout_value = call.query.get("timeout")
+    timeout_ms = 0
+    if timeout_value is not None:
+        try:
+            timeout_ms = int(str(timeout_value))
+        except ValueError:
+            raise MatrixError(400, M_INVALID_PARAM, "Query parameter timeout must be an integer") from None
+    presence = _sync_param(
+        call,
+        "set_presence",
+        ("online", "unavailable", "offline"),
+        "Query parameter 'set_presence' must be one of ['online', 'unavailable', 'offline']",
+    )
+    full_state = _sync_param(
+        call,
+        "full_state",
+        ("true", "false"),
+        "Boolean query parameter 'full_state' must be one of ['true', 'false']",
+    )
+    matrix = call.world.matrix
+    raw_filter = call.query.get("filter")
+    sync_filter = matrix.sync_filter(call.requester, None if raw_filter is None else str(raw_filter))
+    since = call.query.get("since")
+    since = None if since is None else str(since)
+    wakeups = call.world.wakeups
+    deadline = asyncio.get_running_loop().time() + max(timeout_ms, 0) / 1000
+    while True:
+        with wakeups.armed() as woken:
+            answer, news = matrix.sync(
+                call.requester, since, sync_filter, full_state=full_state == "true", presence=presence
+            )
+            remaining = deadline - asyncio.get_running_loop().time()
+            if news or remaining <= 0 or wakeups.closing or call.world.matrix is not matrix:
+                return ok(answer)
+            try:
+                async with asyncio.timeout(remaining):
+                    await woken
+            except TimeoutError:
+                pass
+
+
+def _filter_owner(call: Call, verb: str) -> None:
+    """The path's user id (400), then whose filters (403), before the body [2.x]."""
+    rules.parse_user_id(call.path["userId"])
+    if call.path["userId"] != call.requester.user_id:
+        raise MatrixError(403, M_FORBIDDEN, f"Cannot {verb} filters for other users")
+
+
+@orders_checks
+def define_filter(call: Call) -> Reply:
+    _filter_owner(call, "create")
+    call.reject("")
+    # The filter's own schema is the store's check (400 M_UNKNOWN, as Synapse words it).
+    call.rejected = ()
+    filter_id = call.world.matrix.create_filter(call.requester, call.path["userId"], call.body)
+    return ok({"filter_id": filter_id})
+
+
+@orders_checks
+def get_filter(call: Call) -> Reply:
+    _filter_owner(call, "get")
+    call.rejected = ()  # the id's form is the store's check, in Synapse's words
+    return ok(call.world.matrix.get_filter(call.requester, call.path["userId"], call.path["filterId"]))

@@ -15,6 +15,7 @@ from mockgen.store.matrix.ephemeral import Ephemeral
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Receipt, ReceiptKey, Room, User
 from mockgen.store.matrix.rooms import Rooms
+from mockgen.store.matrix.sync import Sync, SyncFilter
 
 
 class MatrixStore:
@@ -39,6 +40,12 @@ class MatrixStore:
         )
         self._rooms = Rooms(self._ids, self._accounts.users)
         self._ephemeral = Ephemeral(self._ids, self._rooms.rooms)
+        self._sync = Sync(self._ids, self._rooms.rooms, self._ephemeral)
+
+    def on_change(self, changed: Callable[[], None]) -> None:
+        """Call `changed` after every step of the stream (an event, typing, a receipt, a read marker): what a
+        waiting /sync is woken by. Called with the lock held; it must not block."""
+        self._ids.changed = changed
 
     def _refresh_member_events(self, user: User) -> None:
         self._rooms.refresh_member_events(user)
@@ -262,6 +269,38 @@ class MatrixStore:
         """The last position of the typing/receipt/account-data stream (what a /sync will compare)."""
         with self._lock:
             return self._ephemeral.stream
+
+    # -- /sync and filters
+
+    def create_filter(self, requester: User, user_id: str, definition: dict[str, Any]) -> str:
+        with self._lock:
+            return self._sync.create_filter(requester, user_id, definition)
+
+    def get_filter(self, requester: User, user_id: str, filter_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._sync.get_filter(requester, user_id, filter_id)
+
+    def sync_filter(self, requester: User, value: str | None) -> SyncFilter:
+        with self._lock:
+            return self._sync.sync_filter(requester, value)
+
+    def sync(
+        self,
+        requester: User,
+        since: str | None,
+        sync_filter: SyncFilter,
+        *,
+        full_state: bool = False,
+        presence: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """The /sync answer and whether it has news (without news, an incremental sync may wait)."""
+        with self._lock:
+            return self._sync.sync(requester, since, sync_filter, full_state=full_state, presence=presence)
+
+    @property
+    def stream_position(self) -> int:
+        with self._lock:
+            return self._sync.position
 
     # -- inspection
 
