@@ -492,6 +492,10 @@ MESSAGE_PATH.update(
         ("getFilter", 400, "M_INVALID_PARAM"): _as_user("GET", "/user/user/filter/0"),
         ("getFilter", 403, "M_FORBIDDEN"): _as_user("GET", "/user/{other}/filter/0"),
         ("getFilter", 404, "M_NOT_FOUND"): _as_user("GET", "/user/{me}/filter/9999"),
+        ("getRoomEvents", 400, "M_INVALID_PARAM"): _in_room("GET", "/rooms/{room}/messages?dir=x"),
+        ("getRoomEvents", 400, "M_UNKNOWN"): _in_room("GET", "/rooms/{room}/messages?from=garbage"),
+        ("getRoomEvents", 400, "M_NOT_JSON"): _in_room("GET", "/rooms/{room}/messages?filter=%7Bbad"),
+        ("getRoomEvents", 403, "M_FORBIDDEN"): _in_room("GET", "/rooms/{outside}/messages"),
     }
 )
 MESSAGE_PATH[("postReceipt", 403, "M_FORBIDDEN")] = lambda c: _hidden_event(
@@ -598,6 +602,7 @@ async def _valid_request(
         "setReadMarker": ("POST", f"/rooms/{room}/read_markers", {}, True),
         "getJoinedMembersByRoom": ("GET", f"/rooms/{room}/joined_members", None, True),
         "sync": ("GET", "/sync", None, True),
+        "getRoomEvents": ("GET", f"/rooms/{room}/messages?dir=b", None, True),
         "defineFilter": ("POST", "/user/@admin:matrix.test/filter", {"room": {}}, True),
         "getFilter": ("GET", "/user/@admin:matrix.test/filter/0", None, True),
         "adminGetUser": ("GET", f"{c.root}/_synapse/admin/v2/users/@admin:matrix.test", None, True),

@@ -5,14 +5,16 @@ The request has been checked against the spec before a handler runs; handlers on
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from mockgen.http.dialects import Reply
 from mockgen.http.dispatch import Call, orders_checks
 from mockgen.store.errors import MatrixError
 from mockgen.store.matrix import rules
-from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_UNKNOWN
+from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_NOT_JSON, M_UNKNOWN
 from mockgen.store.matrix.rules import check_registration_kind
+from mockgen.store.matrix.sync import check_page_token
 
 SPEC_VERSIONS = [
     "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
@@ -365,3 +367,60 @@ def get_filter(call: Call) -> Reply:
     _filter_owner(call, "get")
     call.rejected = ()  # the id's form is the store's check, in Synapse's words
     return ok(call.world.matrix.get_filter(call.requester, call.path["userId"], call.path["filterId"]))
+
+
+MESSAGES_DEFAULT_LIMIT = 10
+MESSAGES_MAX_LIMIT = 1000
+
+
+def _strings_of(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return None
+
+
+@orders_checks
+def get_room_events(call: Call) -> Reply:
+    """GET /rooms/{roomId}/messages: after the token, `dir`, `from`, `to`, `limit`, `filter` in Synapse's
+    words [3.6-3.12, 3.27, 3.37], then the membership (the store)."""
+    call.rejected = ()  # every parameter is checked here, in Synapse's order and words
+    query = call.query
+    direction = str(query.get("dir", "f"))
+    if direction not in ("b", "f"):
+        raise MatrixError(400, M_INVALID_PARAM, "Query parameter 'dir' must be one of ['b', 'f']")
+    from_token = query.get("from")
+    to_token = query.get("to")
+    for name, token in (("from", from_token), ("to", to_token)):
+        if token is not None:
+            check_page_token(str(token), name)
+    limit = MESSAGES_DEFAULT_LIMIT
+    if query.get("limit") is not None:
+        try:
+            limit = int(str(query["limit"]))
+        except ValueError:
+            raise MatrixError(400, M_INVALID_PARAM, "Query parameter limit must be an integer") from None
+        if limit < 0:
+            raise MatrixError(400, M_INVALID_PARAM, "Query parameter limit must be a positive integer.")
+    types: tuple[str, ...] | None = None
+    not_types: tuple[str, ...] = ()
+    if query.get("filter") is not None:
+        try:
+            definition = json.loads(str(query["filter"]))
+        except ValueError:
+            definition = None
+        if not isinstance(definition, dict):
+            raise MatrixError(400, M_NOT_JSON, "Query parameter filter must be a valid JSON object")
+        types = _strings_of(definition.get("types"))
+        not_types = _strings_of(definition.get("not_types")) or ()
+    return ok(
+        call.world.matrix.messages(
+            call.requester,
+            call.path["roomId"],
+            direction=direction,
+            from_token=None if from_token is None else str(from_token),
+            to_token=None if to_token is None else str(to_token),
+            limit=min(limit, MESSAGES_MAX_LIMIT),
+            types=types,
+            not_types=not_types,
+        )
+    )

@@ -297,6 +297,30 @@ class MatrixStore:
         with self._lock:
             return self._sync.sync(requester, since, sync_filter, full_state=full_state, presence=presence)
 
+    def messages(
+        self,
+        requester: User,
+        room_id: str,
+        *,
+        direction: str,
+        from_token: str | None,
+        to_token: str | None,
+        limit: int,
+        types: tuple[str, ...] | None = None,
+        not_types: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        with self._lock:
+            return self._sync.messages(
+                requester,
+                room_id,
+                direction=direction,
+                from_token=from_token,
+                to_token=to_token,
+                limit=limit,
+                types=types,
+                not_types=not_types,
+            )
+
     @property
     def stream_position(self) -> int:
         with self._lock:
