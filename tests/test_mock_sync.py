@@ -449,3 +449,22 @@ async def test_messages_errors(pair: Pair, params: dict[str, str], errcode: str)
     room_id = await pair.room()
     answer = await messages(pair, room_id, pair.alice, **params)
     assert (answer.status, answer.errcode) == (400, errcode), answer
+
+
+async def test_unread_notifications_and_transaction_ids(pair: Pair) -> None:
+    room_id = await pair.room()
+    await pair.req("POST", f"/join/{room_id}", pair.bob, {})
+    await pair.send(pair.bob, room_id, "hi")
+    await pair.send(pair.bob, room_id, "hey alice")
+    notice = {"msgtype": "m.notice", "body": "a notice"}
+    await pair.req("PUT", f"/rooms/{room_id}/send/m.room.message/n1", pair.bob, notice)
+    own = await pair.send(pair.alice, room_id, "mine")
+    joined = (await pair.sync(pair.alice)).body["rooms"]["join"][room_id]
+    assert joined["unread_notifications"] == {"notification_count": 2, "highlight_count": 1}  # [1.78]
+    mine = next(e for e in joined["timeline"]["events"] if e["event_id"] == own)
+    assert mine["unsigned"]["transaction_id"] == "mine"  # the sending device only [1.85]
+    theirs = (await pair.sync(pair.bob)).body["rooms"]["join"][room_id]["timeline"]["events"]
+    assert all("transaction_id" not in e["unsigned"] for e in theirs if e["sender"] == pair.alice_id)
+    await pair.req("POST", f"/rooms/{room_id}/receipt/m.read/{own}", pair.alice, {})
+    read = (await pair.sync(pair.alice)).body["rooms"]["join"][room_id]
+    assert read["unread_notifications"] == {"notification_count": 0, "highlight_count": 0}  # [1.79]

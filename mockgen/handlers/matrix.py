@@ -333,7 +333,12 @@ async def sync(call: Call) -> Reply:
     while True:
         with wakeups.armed() as woken:
             answer, news = matrix.sync(
-                call.requester, since, sync_filter, full_state=full_state == "true", presence=presence
+                call.requester,
+                since,
+                sync_filter,
+                full_state=full_state == "true",
+                presence=presence,
+                device_id=call.device_id,
             )
             remaining = deadline - asyncio.get_running_loop().time()
             if news or remaining <= 0 or wakeups.closing or call.world.matrix is not matrix:

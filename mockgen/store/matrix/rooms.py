@@ -424,6 +424,7 @@ class Rooms:
         rules.check_send_level(room, requester.user_id, event_type, is_state=False)
         rules.check_size(event_type, None, content, room_id, requester.user_id)
         event = self._append(room, requester.user_id, event_type, content)
+        event.transaction = (device_id, txn_id)
         self._txns[key] = event.event_id
         return event.event_id
 

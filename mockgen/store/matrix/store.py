@@ -292,10 +292,18 @@ class MatrixStore:
         *,
         full_state: bool = False,
         presence: str | None = None,
+        device_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """The /sync answer and whether it has news (without news, an incremental sync may wait)."""
         with self._lock:
-            return self._sync.sync(requester, since, sync_filter, full_state=full_state, presence=presence)
+            return self._sync.sync(
+                requester,
+                since,
+                sync_filter,
+                full_state=full_state,
+                presence=presence,
+                device_id=device_id,
+            )
 
     def messages(
         self,

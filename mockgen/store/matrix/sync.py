@@ -145,6 +145,8 @@ class Sync:
         self._rooms = rooms
         self._ephemeral = ephemeral
         self.filters: dict[str, list[Any]] = {}
+        # Whose device the sync being answered is for (its own sends carry their transaction ids).
+        self._device: tuple[str, str | None] = ("", None)
 
     # -- filters
 
@@ -207,6 +209,7 @@ class Sync:
         *,
         full_state: bool = False,
         presence: str | None = None,
+        device_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """The answer, and whether it has anything for the user (an incremental sync without anything waits).
         Initial syncs (and full_state) always count as something."""
@@ -214,6 +217,7 @@ class Sync:
         position = None if since is None else parse_since(since, current)
         user_id = requester.user_id
         now = self._ids.now_ms()
+        self._device = (user_id, device_id)
         answer: dict[str, Any] = {
             "next_batch": token(current),
             "device_one_time_keys_count": {"signed_curve25519": 0},
@@ -272,6 +276,9 @@ class Sync:
             unsigned["membership"] = membership
         if event.replaces_state:
             unsigned["replaces_state"] = event.replaces_state
+        user_id, device_id = self._device
+        if event.transaction is not None and event.sender == user_id and event.transaction[0] == device_id:
+            unsigned["transaction_id"] = event.transaction[1]  # only to the sending device [1.85, 1.86]
         formatted: dict[str, Any] = {
             "content": copy.deepcopy(event.content),
             "event_id": event.event_id,
@@ -368,9 +375,35 @@ class Sync:
             "state": {"events": state},
             "account_data": {"events": account_data},
             "ephemeral": {"events": ephemeral},
-            "unread_notifications": {"notification_count": 0, "highlight_count": 0},
+            "unread_notifications": self._unread(room, user_id),
             "summary": {},
         }
+
+    def _unread(self, room: Room, user_id: str) -> dict[str, int]:
+        """Messages from others after the user's join and latest read receipt that notify under the default
+        push rules (every m.room.message but an m.notice); highlights mention the user's id or room name
+        [1.78, 1.79, 1.82, 1.83]."""
+        index = {event.event_id: n for n, event in enumerate(room.timeline)}
+        member = room.state[("m.room.member", user_id)]
+        read_at = index.get(member.event_id, -1)
+        for key, receipt in self._ephemeral.receipts(room.room_id).items():
+            if key.user_id == user_id and key.receipt_type in ("m.read", "m.read.private"):
+                read_at = max(read_at, index.get(receipt.event_id, -1))
+        name = member.content.get("displayname")
+        mentions = [re.escape(user_id)] + (
+            [rf"\b{re.escape(name)}\b"] if isinstance(name, str) and name else []
+        )
+        mentioned = re.compile("|".join(mentions), re.IGNORECASE)
+        notifications = highlights = 0
+        for event in room.timeline[read_at + 1 :]:
+            if event.type != "m.room.message" or event.sender == user_id:
+                continue
+            if event.content.get("msgtype") == "m.notice":
+                continue
+            notifications += 1
+            if mentioned.search(str(event.content.get("body", ""))):
+                highlights += 1
+        return {"notification_count": notifications, "highlight_count": highlights}
 
     def _account_data(self, user_id: str, room_id: str) -> dict[str, tuple[dict[str, Any], int]]:
         return {
