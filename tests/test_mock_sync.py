@@ -289,6 +289,7 @@ async def test_a_reset_ends_a_waiting_sync(pair: Pair) -> None:
     ("params", "status", "errcode"),
     [
         ({"since": "garbage"}, 400, "M_UNKNOWN"),  # [1.23]
+        ({"from": "s1_0"}, 400, "M_UNKNOWN"),  # [1.29]
         ({"since": "s"}, 400, "M_UNKNOWN"),  # [1.24]
         ({"since": ""}, 400, "M_UNKNOWN"),  # [1.25]
         ({"timeout": "abc"}, 400, "M_INVALID_PARAM"),  # [1.33]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import parse_qs
 
 from mockgen.http.dialects import Reply
 from mockgen.http.dispatch import Call, orders_checks
@@ -304,6 +305,8 @@ async def sync(call: Call) -> Reply:
     or news), or a wait of up to `timeout` ms for news, woken by each step of the store's stream; a reset (the
     store is gone) or a stop ends the wait with the empty answer."""
     call.rejected = ()  # every parameter is checked below, in Synapse's order and words
+    if "from" in parse_qs(call.query_string, keep_blank_values=True):
+        raise MatrixError(400, M_UNKNOWN, "'from' is not a valid query parameter. Did you mean 'since'?")
     timeout_value = call.query.get("timeout")
     timeout_ms = 0
     if timeout_value is not None:
