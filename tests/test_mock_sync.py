@@ -469,3 +469,25 @@ async def test_unread_notifications_and_transaction_ids(pair: Pair) -> None:
     await pair.req("POST", f"/rooms/{room_id}/receipt/m.read/{own}", pair.alice, {})
     read = (await pair.sync(pair.alice)).body["rooms"]["join"][room_id]
     assert read["unread_notifications"] == {"notification_count": 0, "highlight_count": 0}  # [1.79]
+
+
+# -- the plugin acts as a human and waits for the client under test
+
+
+async def test_plugin_sends_as_a_human_and_waits_for_the_client(pair: Pair) -> None:
+    room_id = await pair.room()
+    await pair.req("POST", f"/join/{room_id}", pair.bob, {})
+    since = (await pair.sync(pair.alice)).body["next_batch"]
+    waiting = asyncio.create_task(pair.sync(pair.alice, since=since, timeout="10000"))
+    await until_waiting(pair.mock)
+    event_id = pair.mock.send_message(room_id, "bob", "from the plugin")
+    answer = await waiting
+    assert bodies(answer.body["rooms"]["join"][room_id]["timeline"]["events"]) == ["from the plugin"]
+    await pair.mock.wait_synced("alice", event_id, within=2)
+    assert pair.mock.timeline(room_id)[-1]["event_id"] == event_id
+    later = pair.mock.send_message(room_id, "@bob:matrix.test", "not synced yet")
+    with pytest.raises(TimeoutError):
+        await pair.mock.wait_synced("alice", later, within=0.05)
+    pair.mock.set_typing(room_id, "bob")
+    synced = (await pair.sync(pair.alice, since=answer.body["next_batch"])).body
+    assert synced["rooms"]["join"][room_id]["ephemeral"]["events"][0]["content"]["user_ids"] == [pair.bob_id]

@@ -31,6 +31,7 @@ class MatrixStore:
         public_base_url: str | None = None,
     ) -> None:
         self._lock = threading.RLock()
+        self._synced = threading.Condition(self._lock)  # notified whenever a /sync answers with news
         self._ids = Ids(server_name, seed=seed, clock=clock)
         self._accounts = Accounts(
             self._ids,
@@ -41,6 +42,7 @@ class MatrixStore:
         self._rooms = Rooms(self._ids, self._accounts.users)
         self._ephemeral = Ephemeral(self._ids, self._rooms.rooms)
         self._sync = Sync(self._ids, self._rooms.rooms, self._ephemeral)
+        self._txn_counter = 0
 
     def on_change(self, changed: Callable[[], None]) -> None:
         """Call `changed` after every step of the stream (an event, typing, a receipt, a read marker): what a
@@ -296,7 +298,7 @@ class MatrixStore:
     ) -> tuple[dict[str, Any], bool]:
         """The /sync answer and whether it has news (without news, an incremental sync may wait)."""
         with self._lock:
-            return self._sync.sync(
+            answer = self._sync.sync(
                 requester,
                 since,
                 sync_filter,
@@ -304,6 +306,47 @@ class MatrixStore:
                 presence=presence,
                 device_id=device_id,
             )
+            if answer[1]:
+                self._synced.notify_all()
+            return answer
+
+    # -- acting as a human in a test, and reading what a client should see
+
+    def act_send(self, user_id: str, room_id: str, content: dict[str, Any], event_type: str) -> str:
+        """Send an event as `user_id` (a member), from a device of the mock's own."""
+        with self._lock:
+            user = self._accounts.users[user_id]
+            self._txn_counter += 1
+            txn = f"mockgen-{self._txn_counter}"
+            return self._rooms.send_event(user, "MOCKGEN", room_id, event_type, txn, content)
+
+    def act_typing(self, user_id: str, room_id: str, typing: bool, timeout: int | None = None) -> None:
+        with self._lock:
+            user = self._accounts.users[user_id]
+            self._ephemeral.set_typing(user, room_id, user_id, typing, timeout)
+
+    def timeline(self, room_id: str) -> list[dict[str, Any]]:
+        """Every event of the room, oldest first, in the /messages format."""
+        with self._lock:
+            now = self._ids.now_ms()
+            return [event.client_format(now) for event in self._rooms.rooms[room_id].timeline]
+
+    def wait_synced(self, user_id: str, event_id: str, timeout: float) -> bool:
+        """Block until a /sync has answered `user_id` with a `next_batch` at or past the event (False after
+        `timeout` seconds)."""
+        with self._lock:
+            stream = next(
+                (
+                    e.stream
+                    for room in self._rooms.rooms.values()
+                    for e in room.timeline
+                    if e.event_id == event_id
+                ),
+                None,
+            )
+            if stream is None:
+                raise KeyError(event_id)
+            return self._synced.wait_for(lambda: self._sync.synced.get(user_id, 0) >= stream, timeout)
 
     def messages(
         self,

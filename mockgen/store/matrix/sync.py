@@ -145,6 +145,8 @@ class Sync:
         self._rooms = rooms
         self._ephemeral = ephemeral
         self.filters: dict[str, list[Any]] = {}
+        # user id -> the furthest stream position a /sync answer has given them (what a test waits for).
+        self.synced: dict[str, int] = {}
         # Whose device the sync being answered is for (its own sends carry their transaction ids).
         self._device: tuple[str, str | None] = ("", None)
 
@@ -265,7 +267,9 @@ class Sync:
                     "events": [{"type": "m.presence", "sender": user_id, "content": content}]
                 }
         has_news = position is None or full_state or bool(rooms)
-        if not has_news:
+        if has_news:
+            self.synced[user_id] = max(self.synced.get(user_id, 0), current)
+        else:
             # Nothing new: the answer carries the caller's own token back, byte for byte [1.14, 1.16].
             answer["next_batch"] = since
         return answer, has_news
