@@ -334,7 +334,7 @@ async def sync(call: Call) -> Reply:
     wakeups = call.world.wakeups
     deadline = asyncio.get_running_loop().time() + max(timeout_ms, 0) / 1000
     while True:
-        with wakeups.armed() as woken:
+        with wakeups.armed(call.requester.user_id) as woken:
             answer, news = matrix.sync(
                 call.requester,
                 since,

@@ -63,7 +63,8 @@ class Rooms:
             replaces_state=current.event_id if current else None,
         )
         room.timeline.append(event)
-        event.stream = self._ids.next_stream()
+        # Everyone with a membership in the room (the target of a member event included) may see it.
+        event.stream = self._ids.next_stream(list(room.members()))
         if state_key is not None:
             room.state[(event_type, state_key)] = event
             if event_type == "m.room.member":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mockgen.store.matrix.accounts import Accounts, no_check
@@ -44,9 +44,9 @@ class MatrixStore:
         self._sync = Sync(self._ids, self._rooms.rooms, self._ephemeral)
         self._txn_counter = 0
 
-    def on_change(self, changed: Callable[[], None]) -> None:
-        """Call `changed` after every step of the stream (an event, typing, a receipt, a read marker): what a
-        waiting /sync is woken by. Called with the lock held; it must not block."""
+    def on_change(self, changed: Callable[[Iterable[str] | None], None]) -> None:
+        """Call `changed` with the user ids each step of the stream (an event, typing, a receipt, a read
+        marker) concerns: whose waiting /syncs to wake. Called with the lock held; it must not block."""
         self._ids.changed = changed
 
     def _refresh_member_events(self, user: User) -> None:
