@@ -491,3 +491,16 @@ async def test_plugin_sends_as_a_human_and_waits_for_the_client(pair: Pair) -> N
     pair.mock.set_typing(room_id, "bob")
     synced = (await pair.sync(pair.alice, since=answer.body["next_batch"])).body
     assert synced["rooms"]["join"][room_id]["ephemeral"]["events"][0]["content"]["user_ids"] == [pair.bob_id]
+
+
+async def test_long_poll_wakes_the_invitee_and_not_others(pair: Pair) -> None:
+    room_id = await pair.room()
+    since = (await pair.sync(pair.bob)).body["next_batch"]
+    waiting = asyncio.create_task(pair.sync(pair.bob, since=since, timeout="10000"))
+    await until_waiting(pair.mock)
+    await pair.send(pair.alice, room_id, "not for bob")  # bob is in no room: his sync keeps waiting
+    assert not waiting.done()
+    assert pair.mock.world.wakeups.waiting == 1
+    await pair.req("POST", f"/rooms/{room_id}/invite", pair.alice, {"user_id": pair.bob_id})
+    answer = await asyncio.wait_for(waiting, 2)
+    assert room_id in answer.body["rooms"]["invite"]

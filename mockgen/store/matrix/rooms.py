@@ -63,8 +63,6 @@ class Rooms:
             replaces_state=current.event_id if current else None,
         )
         room.timeline.append(event)
-        # Everyone with a membership in the room (the target of a member event included) may see it.
-        event.stream = self._ids.next_stream(list(room.members()))
         if state_key is not None:
             room.state[(event_type, state_key)] = event
             if event_type == "m.room.member":
@@ -73,6 +71,8 @@ class Rooms:
                     joined[room.room_id] = None
                 else:
                     joined.pop(room.room_id, None)
+        # Everyone with a membership in the room, the target of this member event included, may see it.
+        event.stream = self._ids.next_stream(list(room.members()))
         return event
 
     def _send_state(
