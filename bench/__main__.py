@@ -78,8 +78,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     found["reset"] = figures.reset_time()
     print(f"5. memory over {args.memory_requests} requests", flush=True)
     found["memory"] = figures.memory(args.memory_requests, args.connections)
+    print("6. the long-poll: 500 idle /syncs waiting", flush=True)
+    found["long_poll"] = figures.long_poll(seconds=args.seconds, connections=args.connections)
     if not args.no_make_test:
-        print("6. make test", flush=True)
+        print("7. make test", flush=True)
         found["make_test_s"] = figures.make_test_seconds()
     return found
 
@@ -118,6 +120,14 @@ def goals(found: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
     add("reset (ms)", found["reset"]["reset_ms"], "< 5", lambda v: v < 5)
     growth = found["memory"]["growth"]
     add("RSS growth over 100k requests", growth, "within ±10%", lambda v: abs(v) <= 0.10)
+    long_poll = found.get("long_poll") or {}
+    add(
+        "send -> waiting sync p50, 500 idle long-polls (ms)",
+        long_poll.get("send_to_sync_p50_ms"),
+        "< 5",
+        lambda v: v < 5,
+    )
+    add("req/s drop with 500 idle long-polls", long_poll.get("drop"), "< 10%", lambda v: v < 0.10)
     add("make test (s)", found.get("make_test_s"), "< 60", lambda v: v < 60)
     return rows
 
@@ -131,7 +141,7 @@ def table(found: dict[str, Any]) -> str:
             f"  {name:<20} {row['per_second']:>9.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {errors:>7}"
         )
     lines += ["", "Other figures", ""]
-    for key in ("bridge_mock", "bridge_synapse", "fuzz", "cold_start", "reset", "memory"):
+    for key in ("bridge_mock", "bridge_synapse", "fuzz", "cold_start", "reset", "memory", "long_poll"):
         if key in found:
             lines.append(f"  {key}: {json.dumps(found[key])}")
     if "make_test_s" in found:

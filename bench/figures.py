@@ -170,3 +170,72 @@ def make_test_seconds() -> float:
     started = time.perf_counter()
     subprocess.run(["make", "test"], cwd=servers.ROOT, check=True, capture_output=True, timeout=900)
     return round(time.perf_counter() - started, 1)
+
+
+def long_poll(
+    clients: int = 500, rounds: int = 200, seconds: float = 5.0, connections: int = 32
+) -> dict[str, Any]:
+    """The long-poll (issue 13): with `clients` idle /syncs waiting (a user in no room, each woken by every
+    step of the stream and waiting again), the time from the start of a send to the return of a /sync waiting
+    for it (p50/p99 over `rounds`), and the mock's req/s on the mixed workload with and without them."""
+    import aiohttp  # the bench's other figures do not need it
+
+    with servers.mock() as running:
+        base = running.url
+        variables = load.prepare(base)
+        alone = load.run_wrk(base, variables, seconds=seconds, connections=connections)
+
+        async def measure() -> dict[str, Any]:
+            v3 = f"{base}/_matrix/client/v3"
+            alice, bob, idle = (load.register(base, f"lp{time.time_ns()}{n}") for n in "abi")
+            room = load._call(base, "POST", "/createRoom", {"preset": "public_chat"}, alice)["room_id"]
+            load._call(base, "POST", f"/join/{room}", {}, bob)
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector) as http:
+
+                async def sync(token: str, **params: str) -> dict[str, Any]:
+                    headers = {"Authorization": f"Bearer {token}"}
+                    async with http.get(f"{v3}/sync", params=params, headers=headers) as answer:
+                        found: dict[str, Any] = await answer.json()
+                        return found
+
+                idle_since = (await sync(idle))["next_batch"]
+
+                async def idle_client() -> None:
+                    since = idle_since
+                    while True:
+                        since = (await sync(idle, since=since, timeout="30000"))["next_batch"]
+
+                waiting = [asyncio.create_task(idle_client()) for _ in range(clients)]
+                await asyncio.sleep(1.0)  # every idle client connected and waiting
+                since = (await sync(alice))["next_batch"]
+                latencies = []
+                for n in range(rounds):
+                    pending = asyncio.create_task(sync(alice, since=since, timeout="10000"))
+                    await asyncio.sleep(0.005)  # the sync is waiting
+                    started = time.perf_counter()
+                    body = {"msgtype": "m.text", "body": f"m{n}"}
+                    headers = {"Authorization": f"Bearer {bob}"}
+                    async with http.put(
+                        f"{v3}/rooms/{room}/send/m.room.message/lp{n}", json=body, headers=headers
+                    ) as sent:
+                        assert sent.status == 200
+                    since = (await pending)["next_batch"]
+                    latencies.append((time.perf_counter() - started) * 1000)
+                busy = await asyncio.to_thread(
+                    load.run_wrk, base, variables, seconds=seconds, connections=connections
+                )
+                for task in waiting:
+                    task.cancel()
+                await asyncio.gather(*waiting, return_exceptions=True)
+            latencies.sort()
+            return {
+                "idle_clients": clients,
+                "send_to_sync_p50_ms": round(statistics.median(latencies), 2),
+                "send_to_sync_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+                "req_per_s_alone": round(alone.per_second, 1),
+                "req_per_s_with_idle_long_polls": round(busy.per_second, 1),
+                "drop": round(1 - busy.per_second / alone.per_second, 3),
+            }
+
+        return asyncio.run(measure())

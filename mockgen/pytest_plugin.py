@@ -9,6 +9,7 @@ a test that calls `/_mock/...` over HTTP sends `control_headers`."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -114,6 +115,29 @@ class MatrixMock(MockHandle):
 
     def snapshot(self) -> dict[str, Any]:
         return self.world.snapshot()
+
+    # -- a human in the test: act without a second client, and wait for the client under test
+
+    def _user(self, user: str) -> str:
+        return user if user.startswith("@") else self.user_id(user)
+
+    def send_message(self, room_id: str, sender: str, body: str, *, msgtype: str = "m.text") -> str:
+        """`sender` (a localpart or a user id, a member of the room) sends a message; its event id."""
+        content = {"msgtype": msgtype, "body": body}
+        return self.world.matrix.act_send(self._user(sender), room_id, content, "m.room.message")
+
+    def set_typing(self, room_id: str, user: str, typing: bool = True, timeout_ms: int | None = None) -> None:
+        self.world.matrix.act_typing(self._user(user), room_id, typing, timeout_ms)
+
+    def timeline(self, room_id: str) -> list[dict[str, Any]]:
+        """The room's events, oldest first."""
+        return self.world.matrix.timeline(room_id)
+
+    async def wait_synced(self, user: str, event_id: str, within: float = 5.0) -> None:
+        """Until a /sync of `user` has answered past the event (TimeoutError after `within` seconds)."""
+        matrix = self.world.matrix
+        if not await asyncio.to_thread(matrix.wait_synced, self._user(user), event_id, within):
+            raise TimeoutError(f"{user} did not sync past {event_id} within {within} s")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -80,12 +80,15 @@ class World:
         self._apply_start_seed(check_messages=True)
 
     def _new_matrix(self) -> MatrixStore:
-        return MatrixStore(
+        matrix = MatrixStore(
             self.config.server_name,
             seed=self.config.random_seed,
             registration_enabled=self.config.registration_enabled,
             public_base_url=self.config.matrix_public_url,
         )
+        # Every step of its stream wakes the waiting /syncs, which look again.
+        matrix.on_change(self.wakeups.wake)
+        return matrix
 
     def _apply_start_seed(self, *, check_messages: bool) -> None:
         """The configured seed, on the empty stores of a start or a reset: no rehearsal, since a seed that

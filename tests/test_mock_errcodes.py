@@ -469,6 +469,35 @@ async def _hidden_event(c: Ctx, then: Callable[[Ctx, str], Awaitable[Answer]]) -
     return await then(c, sent.body["event_id"])
 
 
+def _as_user(method: str, path: str, body: Any = None, *, data: bytes | None = None) -> Scenario:
+    """A request by the plain user (@user); `path` may name `{me}`, `{other}`."""
+    filled = path.format(me="@user:matrix.test", other="@admin:matrix.test")
+    return lambda c: c.req(method, filled, token=c.user, json_body=body, data=data)
+
+
+# /sync and filters (issue 13).
+MESSAGE_PATH.update(
+    {
+        ("sync", 400, "M_UNKNOWN"): _as_user("GET", "/sync?since=garbage"),
+        ("sync", 400, "M_INVALID_PARAM"): _as_user("GET", "/sync?timeout=abc"),
+        ("sync", 400, "M_NOT_JSON"): _as_user("GET", "/sync?filter=%7Bbad"),
+        ("defineFilter", 400, "M_NOT_JSON"): _as_user("POST", "/user/{me}/filter", data=b"{"),
+        ("defineFilter", 400, "M_BAD_JSON"): _as_user("POST", "/user/{me}/filter", data=b"[]"),
+        ("defineFilter", 400, "M_UNKNOWN"): _as_user(
+            "POST", "/user/{me}/filter", {"room": {"timeline": {"limit": "x"}}}
+        ),
+        ("defineFilter", 400, "M_INVALID_PARAM"): _as_user("POST", "/user/user/filter", {}),
+        ("defineFilter", 403, "M_FORBIDDEN"): _as_user("POST", "/user/{other}/filter", {}),
+        ("getFilter", 400, "M_UNKNOWN"): _as_user("GET", "/user/{me}/filter/abc"),
+        ("getFilter", 400, "M_INVALID_PARAM"): _as_user("GET", "/user/user/filter/0"),
+        ("getFilter", 403, "M_FORBIDDEN"): _as_user("GET", "/user/{other}/filter/0"),
+        ("getFilter", 404, "M_NOT_FOUND"): _as_user("GET", "/user/{me}/filter/9999"),
+        ("getRoomEvents", 400, "M_INVALID_PARAM"): _in_room("GET", "/rooms/{room}/messages?dir=x"),
+        ("getRoomEvents", 400, "M_UNKNOWN"): _in_room("GET", "/rooms/{room}/messages?from=garbage"),
+        ("getRoomEvents", 400, "M_NOT_JSON"): _in_room("GET", "/rooms/{room}/messages?filter=%7Bbad"),
+        ("getRoomEvents", 403, "M_FORBIDDEN"): _in_room("GET", "/rooms/{outside}/messages"),
+    }
+)
 MESSAGE_PATH[("postReceipt", 403, "M_FORBIDDEN")] = lambda c: _hidden_event(
     c,
     lambda c2, event: c2.req("POST", f"/rooms/{c2.room}/receipt/m.read/{event}", token=c2.user, json_body={}),
@@ -572,6 +601,10 @@ async def _valid_request(
         "postReceipt": ("POST", f"/rooms/{room}/receipt/m.read/$unknown", {}, True),
         "setReadMarker": ("POST", f"/rooms/{room}/read_markers", {}, True),
         "getJoinedMembersByRoom": ("GET", f"/rooms/{room}/joined_members", None, True),
+        "sync": ("GET", "/sync", None, True),
+        "getRoomEvents": ("GET", f"/rooms/{room}/messages?dir=b", None, True),
+        "defineFilter": ("POST", "/user/@admin:matrix.test/filter", {"room": {}}, True),
+        "getFilter": ("GET", "/user/@admin:matrix.test/filter/0", None, True),
         "adminGetUser": ("GET", f"{c.root}/_synapse/admin/v2/users/@admin:matrix.test", None, True),
         "adminPutUser": (
             "PUT",

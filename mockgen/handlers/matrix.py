@@ -4,14 +4,18 @@ The request has been checked against the spec before a handler runs; handlers on
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
+from urllib.parse import parse_qs
 
 from mockgen.http.dialects import Reply
 from mockgen.http.dispatch import Call, orders_checks
 from mockgen.store.errors import MatrixError
 from mockgen.store.matrix import rules
-from mockgen.store.matrix.errcodes import M_INVALID_PARAM, M_UNKNOWN
+from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_NOT_JSON, M_UNKNOWN
 from mockgen.store.matrix.rules import check_registration_kind
+from mockgen.store.matrix.sync import check_page_token
 
 SPEC_VERSIONS = [
     "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
@@ -281,3 +285,150 @@ def set_read_marker(call: Call) -> Reply:
 
 def get_joined_members_by_room(call: Call) -> Reply:
     return ok({"joined": call.world.matrix.joined_members(call.requester, call.path["roomId"])})
+
+
+# -- /sync and filters
+
+
+def _sync_param(call: Call, name: str, allowed: tuple[str, ...], message: str) -> str | None:
+    value = call.query.get(name)
+    if value is None:
+        return None
+    if str(value) not in allowed:
+        raise MatrixError(400, M_INVALID_PARAM, message)
+    return str(value)
+
+
+@orders_checks
+async def sync(call: Call) -> Reply:
+    """GET /sync: Synapse's order of checks [1.29-1.45] in its words, then an answer at once (initial syncs,
+    or news), or a wait of up to `timeout` ms for news, woken by each step of the store's stream; a reset (the
+    store is gone) or a stop ends the wait with the empty answer."""
+    call.rejected = ()  # every parameter is checked below, in Synapse's order and words
+    if "from" in parse_qs(call.query_string, keep_blank_values=True):
+        raise MatrixError(400, M_UNKNOWN, "'from' is not a valid query parameter. Did you mean 'since'?")
+    timeout_value = call.query.get("timeout")
+    timeout_ms = 0
+    if timeout_value is not None:
+        try:
+            timeout_ms = int(str(timeout_value))
+        except ValueError:
+            raise MatrixError(400, M_INVALID_PARAM, "Query parameter timeout must be an integer") from None
+    presence = _sync_param(
+        call,
+        "set_presence",
+        ("online", "unavailable", "offline"),
+        "Query parameter 'set_presence' must be one of ['online', 'unavailable', 'offline']",
+    )
+    full_state = _sync_param(
+        call,
+        "full_state",
+        ("true", "false"),
+        "Boolean query parameter 'full_state' must be one of ['true', 'false']",
+    )
+    matrix = call.world.matrix
+    raw_filter = call.query.get("filter")
+    sync_filter = matrix.sync_filter(call.requester, None if raw_filter is None else str(raw_filter))
+    since = call.query.get("since")
+    since = None if since is None else str(since)
+    wakeups = call.world.wakeups
+    deadline = asyncio.get_running_loop().time() + max(timeout_ms, 0) / 1000
+    while True:
+        with wakeups.armed(call.requester.user_id) as woken:
+            answer, news = matrix.sync(
+                call.requester,
+                since,
+                sync_filter,
+                full_state=full_state == "true",
+                presence=presence,
+                device_id=call.device_id,
+            )
+            remaining = deadline - asyncio.get_running_loop().time()
+            if news or remaining <= 0 or wakeups.closing or call.world.matrix is not matrix:
+                return ok(answer)
+            try:
+                async with asyncio.timeout(remaining):
+                    await woken
+            except TimeoutError:
+                pass
+
+
+def _filter_owner(call: Call, verb: str) -> None:
+    """The path's user id (400), then whose filters (403), before the body [2.x]."""
+    rules.parse_user_id(call.path["userId"])
+    if call.path["userId"] != call.requester.user_id:
+        raise MatrixError(403, M_FORBIDDEN, f"Cannot {verb} filters for other users")
+
+
+@orders_checks
+def define_filter(call: Call) -> Reply:
+    _filter_owner(call, "create")
+    call.reject("")
+    # The filter's own schema is the store's check (400 M_UNKNOWN, as Synapse words it).
+    call.rejected = ()
+    filter_id = call.world.matrix.create_filter(call.requester, call.path["userId"], call.body)
+    return ok({"filter_id": filter_id})
+
+
+@orders_checks
+def get_filter(call: Call) -> Reply:
+    _filter_owner(call, "get")
+    call.rejected = ()  # the id's form is the store's check, in Synapse's words
+    return ok(call.world.matrix.get_filter(call.requester, call.path["userId"], call.path["filterId"]))
+
+
+MESSAGES_DEFAULT_LIMIT = 10
+MESSAGES_MAX_LIMIT = 1000
+
+
+def _strings_of(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return None
+
+
+@orders_checks
+def get_room_events(call: Call) -> Reply:
+    """GET /rooms/{roomId}/messages: after the token, `dir`, `from`, `to`, `limit`, `filter` in Synapse's
+    words [3.6-3.12, 3.27, 3.37], then the membership (the store)."""
+    call.rejected = ()  # every parameter is checked here, in Synapse's order and words
+    query = call.query
+    direction = str(query.get("dir", "f"))
+    if direction not in ("b", "f"):
+        raise MatrixError(400, M_INVALID_PARAM, "Query parameter 'dir' must be one of ['b', 'f']")
+    from_token = query.get("from")
+    to_token = query.get("to")
+    for name, token in (("from", from_token), ("to", to_token)):
+        if token is not None:
+            check_page_token(str(token), name)
+    limit = MESSAGES_DEFAULT_LIMIT
+    if query.get("limit") is not None:
+        try:
+            limit = int(str(query["limit"]))
+        except ValueError:
+            raise MatrixError(400, M_INVALID_PARAM, "Query parameter limit must be an integer") from None
+        if limit < 0:
+            raise MatrixError(400, M_INVALID_PARAM, "Query parameter limit must be a positive integer.")
+    types: tuple[str, ...] | None = None
+    not_types: tuple[str, ...] = ()
+    if query.get("filter") is not None:
+        try:
+            definition = json.loads(str(query["filter"]))
+        except ValueError:
+            definition = None
+        if not isinstance(definition, dict):
+            raise MatrixError(400, M_NOT_JSON, "Query parameter filter must be a valid JSON object")
+        types = _strings_of(definition.get("types"))
+        not_types = _strings_of(definition.get("not_types")) or ()
+    return ok(
+        call.world.matrix.messages(
+            call.requester,
+            call.path["roomId"],
+            direction=direction,
+            from_token=None if from_token is None else str(from_token),
+            to_token=None if to_token is None else str(to_token),
+            limit=min(limit, MESSAGES_MAX_LIMIT),
+            types=types,
+            not_types=not_types,
+        )
+    )

@@ -4,7 +4,8 @@ and call the plain handler Connexion resolved for its operationId, or answer why
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -84,13 +85,14 @@ class Call:
         return self.user
 
 
-Handler = Callable[[Call], Reply]
+# A handler is a plain function; one that waits (a long-poll) is a coroutine function, and is awaited.
+Handler = Callable[[Call], Reply] | Callable[[Call], Awaitable[Reply]]
 
 
 def orders_checks(handler: Handler) -> Handler:
     """Mark a handler that is given the request's violations (`Call.rejected`) and answers them itself, in
     the order the real server checks things, instead of having them answered before it runs."""
-    handler.orders_checks = True  # type: ignore[attr-defined]
+    handler.orders_checks = True  # type: ignore[union-attr]
     return handler
 
 
@@ -191,7 +193,7 @@ class Dispatcher:
             query_string=query_string,
             rejected=tuple(rejected) if ordered else (),
         )
-        return self._call_handler(handler, call, dialect)
+        return await self._call_handler(handler, call, dialect)
 
     def _no_route(
         self,
@@ -232,9 +234,12 @@ class Dispatcher:
         reply.headers.update(fault.headers)
         return reply
 
-    def _call_handler(self, handler: Handler, call: Call, dialect: Dialect) -> Reply:
+    async def _call_handler(self, handler: Handler, call: Call, dialect: Dialect) -> Reply:
         try:
-            return handler(call)
+            result = handler(call)
+            if inspect.isawaitable(result):
+                return await result
+            return result
         except Rejected as exc:
             return dialect.invalid_request(exc.violations)  # the control API's, for a control request
         except STORE_ERRORS as exc:

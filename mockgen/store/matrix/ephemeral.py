@@ -71,8 +71,12 @@ class Ephemeral:
         self.by_room: dict[str, RoomEphemeral] = {}
         self.account_data: dict[tuple[str, str], dict[str, AccountData]] = {}
 
-    def _next(self) -> int:
-        self.stream += 1
+    def _next(self, room_id: str, user_id: str | None = None) -> int:
+        """A position on the homeserver's one stream (shared with events: one /sync token counts both), for
+        the syncs of the room's members (or of `user_id` alone: their room account data)."""
+        room = self._rooms.get(room_id)
+        audience = [user_id] if user_id is not None else list(room.members()) if room is not None else []
+        self.stream = self._ids.next_stream(audience)
         return self.stream
 
     def _room(self, room_id: str) -> RoomEphemeral:
@@ -120,29 +124,29 @@ class Ephemeral:
             raise _not_in_room(user_id, room_id)
         state = self._room(room_id)
         now = self._ids.now_ms()
-        self._expire(state, now)
+        self._expire(room_id, state, now)
         if typing:
             duration = min(max(TYPING_DEFAULT_MS if timeout is None else timeout, 0), TYPING_MAX_MS)
             current = state.typing.get(user_id)
             if current is None:
-                state.typing_stream = self._next()
+                state.typing_stream = self._next(room_id)
             state.typing[user_id] = Typing(now + duration, state.typing_stream)
         elif state.typing.pop(user_id, None) is not None:
-            state.typing_stream = self._next()
+            state.typing_stream = self._next(room_id)
 
-    def _expire(self, state: RoomEphemeral, now: int) -> None:
+    def _expire(self, room_id: str, state: RoomEphemeral, now: int) -> None:
         expired = [user for user, entry in state.typing.items() if entry.expires_ms <= now]
         for user in expired:
             del state.typing[user]
         if expired:
-            state.typing_stream = self._next()
+            state.typing_stream = self._next(room_id)
 
     def typing_users(self, room_id: str) -> list[str]:
         """Who is typing in the room now (expired notices are dropped as they are read)."""
         state = self.by_room.get(room_id)
         if state is None:
             return []
-        self._expire(state, self._ids.now_ms())
+        self._expire(room_id, state, self._ids.now_ms())
         return list(state.typing)
 
     # -- receipts
@@ -200,7 +204,7 @@ class Ephemeral:
             known = self._event(room, current.event_id)
             if known is not None and known[0] >= position:
                 return
-        state.receipts[key] = Receipt(event_id, self._ids.now_ms(), self._next())
+        state.receipts[key] = Receipt(event_id, self._ids.now_ms(), self._next(room.room_id))
 
     def receipts(self, room_id: str) -> dict[ReceiptKey, Receipt]:
         state = self.by_room.get(room_id)
@@ -251,7 +255,7 @@ class Ephemeral:
             known = self._event(self._rooms.get(room_id), str(current.content.get("event_id")))
             if known is not None and known[0] >= position:
                 return
-        data[FULLY_READ] = AccountData({"event_id": event_id}, self._next())
+        data[FULLY_READ] = AccountData({"event_id": event_id}, self._next(room_id, requester.user_id))
 
     def room_account_data(self, user_id: str, room_id: str) -> dict[str, dict[str, Any]]:
         return {

@@ -8,11 +8,15 @@ from __future__ import annotations
 import base64
 import random
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _nothing(audience: Iterable[str] | None) -> None:
+    pass
 
 
 class Ids:
@@ -22,6 +26,17 @@ class Ids:
         self.server_name = server_name
         self._rng = random.Random(seed)
         self._clock = clock
+        # The one stream every event, typing change, receipt and room account data takes a position on
+        # (what a /sync token counts); `changed` is told after each step, so a waiting /sync looks again.
+        self.stream = 0
+        self.changed: Callable[[Iterable[str] | None], None] = _nothing
+
+    def next_stream(self, audience: Iterable[str] | None = None) -> int:
+        """The next stream position; tells `changed` whose syncs it concerns (None: anyone's), and their
+        long-polls look again once the lock is free."""
+        self.stream += 1
+        self.changed(audience)
+        return self.stream
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -69,6 +69,9 @@ class Event:
     origin_server_ts: int
     state_key: str | None = None
     replaces_state: str | None = None
+    stream: int = 0  # its position on the homeserver's stream (`Ids.next_stream`), what /sync tokens count
+    # (device id, txn id) of a PUT /send: /sync gives the sender's device `unsigned.transaction_id`.
+    transaction: tuple[str, str] | None = None
 
     def client_format(self, now_ms: int) -> dict[str, Any]:
         unsigned: dict[str, Any] = {"age": max(0, now_ms - self.origin_server_ts)}

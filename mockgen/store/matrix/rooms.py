@@ -50,7 +50,7 @@ class Rooms:
         event_id: str | None = None,
     ) -> Event:
         """Mint the event and add it to the room's timeline and, for a state event, its current state. The
-        one place events are created: where a stream position for /sync would be assigned."""
+        one place events are created, and where each takes its stream position for /sync."""
         current = room.state.get((event_type, state_key)) if state_key is not None else None
         event = Event(
             event_id=self._ids.event_id() if event_id is None else event_id,
@@ -71,6 +71,8 @@ class Rooms:
                     joined[room.room_id] = None
                 else:
                     joined.pop(room.room_id, None)
+        # Everyone with a membership in the room, the target of this member event included, may see it.
+        event.stream = self._ids.next_stream(list(room.members()))
         return event
 
     def _send_state(
@@ -423,6 +425,7 @@ class Rooms:
         rules.check_send_level(room, requester.user_id, event_type, is_state=False)
         rules.check_size(event_type, None, content, room_id, requester.user_id)
         event = self._append(room, requester.user_id, event_type, content)
+        event.transaction = (device_id, txn_id)
         self._txns[key] = event.event_id
         return event.event_id
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mockgen.store.matrix.accounts import Accounts, no_check
@@ -15,6 +15,7 @@ from mockgen.store.matrix.ephemeral import Ephemeral
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Receipt, ReceiptKey, Room, User
 from mockgen.store.matrix.rooms import Rooms
+from mockgen.store.matrix.sync import Sync, SyncFilter
 
 
 class MatrixStore:
@@ -30,6 +31,7 @@ class MatrixStore:
         public_base_url: str | None = None,
     ) -> None:
         self._lock = threading.RLock()
+        self._synced = threading.Condition(self._lock)  # notified whenever a /sync answers with news
         self._ids = Ids(server_name, seed=seed, clock=clock)
         self._accounts = Accounts(
             self._ids,
@@ -39,6 +41,13 @@ class MatrixStore:
         )
         self._rooms = Rooms(self._ids, self._accounts.users)
         self._ephemeral = Ephemeral(self._ids, self._rooms.rooms)
+        self._sync = Sync(self._ids, self._rooms.rooms, self._ephemeral)
+        self._txn_counter = 0
+
+    def on_change(self, changed: Callable[[Iterable[str] | None], None]) -> None:
+        """Call `changed` with the user ids each step of the stream (an event, typing, a receipt, a read
+        marker) concerns: whose waiting /syncs to wake. Called with the lock held; it must not block."""
+        self._ids.changed = changed
 
     def _refresh_member_events(self, user: User) -> None:
         self._rooms.refresh_member_events(user)
@@ -262,6 +271,111 @@ class MatrixStore:
         """The last position of the typing/receipt/account-data stream (what a /sync will compare)."""
         with self._lock:
             return self._ephemeral.stream
+
+    # -- /sync and filters
+
+    def create_filter(self, requester: User, user_id: str, definition: dict[str, Any]) -> str:
+        with self._lock:
+            return self._sync.create_filter(requester, user_id, definition)
+
+    def get_filter(self, requester: User, user_id: str, filter_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._sync.get_filter(requester, user_id, filter_id)
+
+    def sync_filter(self, requester: User, value: str | None) -> SyncFilter:
+        with self._lock:
+            return self._sync.sync_filter(requester, value)
+
+    def sync(
+        self,
+        requester: User,
+        since: str | None,
+        sync_filter: SyncFilter,
+        *,
+        full_state: bool = False,
+        presence: str | None = None,
+        device_id: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """The /sync answer and whether it has news (without news, an incremental sync may wait)."""
+        with self._lock:
+            answer = self._sync.sync(
+                requester,
+                since,
+                sync_filter,
+                full_state=full_state,
+                presence=presence,
+                device_id=device_id,
+            )
+            if answer[1]:
+                self._synced.notify_all()
+            return answer
+
+    # -- acting as a human in a test, and reading what a client should see
+
+    def act_send(self, user_id: str, room_id: str, content: dict[str, Any], event_type: str) -> str:
+        """Send an event as `user_id` (a member), from a device of the mock's own."""
+        with self._lock:
+            user = self._accounts.users[user_id]
+            self._txn_counter += 1
+            txn = f"mockgen-{self._txn_counter}"
+            return self._rooms.send_event(user, "MOCKGEN", room_id, event_type, txn, content)
+
+    def act_typing(self, user_id: str, room_id: str, typing: bool, timeout: int | None = None) -> None:
+        with self._lock:
+            user = self._accounts.users[user_id]
+            self._ephemeral.set_typing(user, room_id, user_id, typing, timeout)
+
+    def timeline(self, room_id: str) -> list[dict[str, Any]]:
+        """Every event of the room, oldest first, in the /messages format."""
+        with self._lock:
+            now = self._ids.now_ms()
+            return [event.client_format(now) for event in self._rooms.rooms[room_id].timeline]
+
+    def wait_synced(self, user_id: str, event_id: str, timeout: float) -> bool:
+        """Block until a /sync has answered `user_id` with a `next_batch` at or past the event (False after
+        `timeout` seconds)."""
+        with self._lock:
+            stream = next(
+                (
+                    e.stream
+                    for room in self._rooms.rooms.values()
+                    for e in room.timeline
+                    if e.event_id == event_id
+                ),
+                None,
+            )
+            if stream is None:
+                raise KeyError(event_id)
+            return self._synced.wait_for(lambda: self._sync.synced.get(user_id, 0) >= stream, timeout)
+
+    def messages(
+        self,
+        requester: User,
+        room_id: str,
+        *,
+        direction: str,
+        from_token: str | None,
+        to_token: str | None,
+        limit: int,
+        types: tuple[str, ...] | None = None,
+        not_types: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        with self._lock:
+            return self._sync.messages(
+                requester,
+                room_id,
+                direction=direction,
+                from_token=from_token,
+                to_token=to_token,
+                limit=limit,
+                types=types,
+                not_types=not_types,
+            )
+
+    @property
+    def stream_position(self) -> int:
+        with self._lock:
+            return self._sync.position
 
     # -- inspection
 

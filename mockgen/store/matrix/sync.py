@@ -1,0 +1,557 @@
+"""/sync and filters: what a user's sync answers from the homeserver's one stream (events, typing, receipts,
+room account data each carry a position: `Ids.next_stream`), and the filters a user stores.
+
+Not locked on its own: `MatrixStore` holds its lock around every call. Reads the rooms and the ephemeral data
+(never writes them). Every rule is Synapse 1.163's as probed (the comments name the probes of
+research/synapse-message-path.md)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mockgen.store.errors import MatrixError
+from mockgen.store.matrix.ephemeral import Ephemeral
+from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_NOT_FOUND, M_NOT_JSON, M_UNKNOWN
+from mockgen.store.matrix.ids import Ids
+from mockgen.store.matrix.model import Event, Room, User
+
+DEFAULT_TIMELINE_LIMIT = 10  # [1.4]
+MAX_TIMELINE_LIMIT = 100  # Synapse's filter_timeline_limit [1.11]
+# Synapse's token has 14 per-stream positions; the mock keeps one stream and renders it first, the rest 0.
+_TOKEN_TAIL = "_0" * 13
+_TOKEN = re.compile(r"^s(\d+)(?:_\d+)*$")
+# Synapse's prejoin state (room_prejoin_state): what an invite shows of the room [1.67].
+_INVITE_STATE = (
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.topic",
+    "m.room.canonical_alias",
+    "m.room.avatar",
+    "m.room.encryption",
+)
+DEFAULT_PUSH_RULES: dict[str, Any] = {
+    "global": {"override": [], "content": [], "room": [], "sender": [], "underride": []}
+}
+
+
+def token(position: int) -> str:
+    return f"s{position}{_TOKEN_TAIL}"
+
+
+def parse_since(since: str, current: int) -> int:
+    """A `since` token's position; one from the future is clamped [1.26]; one that does not parse is 400
+    M_UNKNOWN [1.23-1.25] (Synapse answers a /messages `t…` token with a 500 [1.28]: the mock, 400)."""
+    match = _TOKEN.match(since)
+    if match is None:
+        raise MatrixError(400, M_UNKNOWN, "Invalid stream token")
+    return min(int(match.group(1)), current)
+
+
+@dataclass(frozen=True)
+class SyncFilter:
+    """The parts of a filter the mock applies."""
+
+    limit: int = DEFAULT_TIMELINE_LIMIT
+    types: tuple[str, ...] | None = None
+    not_types: tuple[str, ...] = ()
+    rooms: tuple[str, ...] | None = None
+    not_rooms: tuple[str, ...] = ()
+    include_leave: bool = False
+
+    def wants(self, event: Event) -> bool:
+        if self.types is not None and not any(_matches(event.type, t) for t in self.types):
+            return False
+        return not any(_matches(event.type, t) for t in self.not_types)
+
+    def wants_room(self, room_id: str) -> bool:
+        if self.rooms is not None and room_id not in self.rooms:
+            return False
+        return room_id not in self.not_rooms
+
+
+def _matches(event_type: str, pattern: str) -> bool:
+    if pattern.endswith("*"):
+        return event_type.startswith(pattern[:-1])
+    return event_type == pattern
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(value)} is not of type 'array' ({where})")
+    return tuple(value)
+
+
+def check_filter(definition: Any) -> SyncFilter:
+    """The filter schema checks Synapse makes (400 M_UNKNOWN with the jsonschema message [1.41]) and what the
+    mock applies of it."""
+    if not isinstance(definition, dict):
+        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(definition)} is not of type 'object'")
+    room = definition.get("room", {})
+    if not isinstance(room, dict):
+        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(room)} is not of type 'object'")
+    timeline = room.get("timeline", {})
+    if not isinstance(timeline, dict):
+        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(timeline)} is not of type 'object'")
+    limit = timeline.get("limit", DEFAULT_TIMELINE_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int | float):
+        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(limit)} is not of type 'number'")
+    rooms = _strings(room.get("rooms"), "rooms")
+    not_rooms = _strings(room.get("not_rooms"), "not_rooms") or ()
+    for room_id in (*(rooms or ()), *not_rooms):
+        if not room_id.startswith("!"):
+            raise MatrixError(400, M_UNKNOWN, f"'{room_id}' is not a 'matrix_room_id'")
+    return SyncFilter(
+        limit=max(0, min(int(limit), MAX_TIMELINE_LIMIT)),
+        types=_strings(timeline.get("types"), "types"),
+        not_types=_strings(timeline.get("not_types"), "not_types") or (),
+        rooms=rooms,
+        not_rooms=not_rooms,
+        include_leave=room.get("include_leave") is True,
+    )
+
+
+def _membership_after(room: Room, user_id: str, upto: int) -> dict[str, str]:
+    """The user's membership right after each event of the room's timeline up to `upto` (exclusive)."""
+    membership = "leave"
+    found: dict[str, str] = {}
+    for event in room.timeline[:upto]:
+        if event.type == "m.room.member" and event.state_key == user_id:
+            membership = str(event.content.get("membership"))
+        found[event.event_id] = membership
+    return found
+
+
+def _state_before(room: Room, index: int) -> list[Event]:
+    state: dict[tuple[str, str], Event] = {}
+    for event in room.timeline[:index]:
+        if event.state_key is not None:
+            state[(event.type, event.state_key)] = event
+    return list(state.values())
+
+
+class Sync:
+    """The answers of /sync and the filters users store."""
+
+    def __init__(self, ids: Ids, rooms: Mapping[str, Room], ephemeral: Ephemeral) -> None:
+        self._ids = ids
+        self._rooms = rooms
+        self._ephemeral = ephemeral
+        self.filters: dict[str, list[Any]] = {}
+        # user id -> the furthest stream position a /sync answer has given them (what a test waits for).
+        self.synced: dict[str, int] = {}
+        # Whose device the sync being answered is for (its own sends carry their transaction ids).
+        self._device: tuple[str, str | None] = ("", None)
+
+    # -- filters
+
+    @staticmethod
+    def _own(requester: User, user_id: str, verb: str) -> None:
+        if user_id != requester.user_id:
+            raise MatrixError(403, M_FORBIDDEN, f"Cannot {verb} filters for other users")
+
+    def create_filter(self, requester: User, user_id: str, definition: dict[str, Any]) -> str:
+        """POST /user/{userId}/filter: ids are the user's own counter from "0"; the same filter again gets its
+        first id [1.8]."""
+        self._own(requester, user_id, "create")
+        check_filter(definition)
+        stored = self.filters.setdefault(user_id, [])
+        for number, known in enumerate(stored):
+            if known == definition:
+                return str(number)
+        stored.append(copy.deepcopy(definition))
+        return str(len(stored) - 1)
+
+    def get_filter(self, requester: User, user_id: str, filter_id: str) -> dict[str, Any]:
+        self._own(requester, user_id, "get")
+        if not re.fullmatch(r"-?\d+", filter_id):
+            raise MatrixError(400, M_UNKNOWN, "Invalid filter_id")
+        stored = self.filters.get(user_id, [])
+        number = int(filter_id)
+        if not 0 <= number < len(stored):
+            raise MatrixError(404, M_NOT_FOUND, "No such filter")
+        definition: dict[str, Any] = copy.deepcopy(stored[number])
+        return definition
+
+    def sync_filter(self, requester: User, value: str | None) -> SyncFilter:
+        """The `filter` query parameter: inline JSON (starts with `{`) or a filter id [1.39-1.45]."""
+        if value is None:
+            return SyncFilter()
+        if value.startswith("{"):
+            try:
+                definition = json.loads(value)
+            except ValueError:
+                raise MatrixError(400, M_NOT_JSON, "Invalid filter JSON") from None
+            return check_filter(definition)
+        if not re.fullmatch(r"\d+", value):
+            raise MatrixError(400, M_INVALID_PARAM, "Invalid filter ID")
+        stored = self.filters.get(requester.user_id, [])
+        if int(value) >= len(stored):
+            raise MatrixError(400, M_INVALID_PARAM, "No such filter")
+        return check_filter(stored[int(value)])
+
+    # -- sync
+
+    @property
+    def position(self) -> int:
+        return self._ids.stream
+
+    def sync(
+        self,
+        requester: User,
+        since: str | None,
+        sync_filter: SyncFilter,
+        *,
+        full_state: bool = False,
+        presence: str | None = None,
+        device_id: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """The answer, and whether it has anything for the user (an incremental sync without anything waits).
+        Initial syncs (and full_state) always count as something."""
+        current = self._ids.stream
+        position = None if since is None else parse_since(since, current)
+        user_id = requester.user_id
+        now = self._ids.now_ms()
+        self._device = (user_id, device_id)
+        answer: dict[str, Any] = {
+            "next_batch": token(current),
+            "device_one_time_keys_count": {"signed_curve25519": 0},
+            "device_unused_fallback_key_types": [],
+        }
+        join: dict[str, Any] = {}
+        invite: dict[str, Any] = {}
+        leave: dict[str, Any] = {}
+        for room in self._rooms.values():
+            membership = room.membership(user_id)
+            if membership is None:
+                continue
+            member = room.state[("m.room.member", user_id)]
+            listed = full_state and membership == "join"
+            if not listed and not sync_filter.wants_room(room.room_id):
+                continue
+            if membership == "join":
+                entry = self._joined(room, user_id, position, sync_filter, now, full_state, current)
+                if entry is not None:
+                    join[room.room_id] = entry
+            elif membership == "invite":
+                if position is None or member.stream > position:
+                    invite[room.room_id] = {"invite_state": {"events": self._invite_state(room, member)}}
+            elif membership in ("leave", "ban"):
+                left = self._left(room, user_id, member, position, sync_filter, now)
+                if left is not None:
+                    leave[room.room_id] = left
+        rooms = {
+            name: section
+            for name, section in (("join", join), ("invite", invite), ("leave", leave))
+            if section
+        }
+        if rooms:
+            answer["rooms"] = rooms
+        if position is None:
+            answer["account_data"] = {
+                "events": [{"type": "m.push_rules", "content": copy.deepcopy(DEFAULT_PUSH_RULES)}]
+            }
+            if presence != "offline":
+                state = presence or "online"
+                content: dict[str, Any] = {"presence": state, "last_active_ago": 0}
+                if state == "online":
+                    content["currently_active"] = True
+                answer["presence"] = {
+                    "events": [{"type": "m.presence", "sender": user_id, "content": content}]
+                }
+        has_news = position is None or full_state or bool(rooms)
+        if has_news:
+            self.synced[user_id] = max(self.synced.get(user_id, 0), current)
+        else:
+            # Nothing new: the answer carries the caller's own token back, byte for byte [1.14, 1.16].
+            answer["next_batch"] = since
+        return answer, has_news
+
+    def _format(self, event: Event, now: int, membership: str | None) -> dict[str, Any]:
+        unsigned: dict[str, Any] = {"age": max(0, now - event.origin_server_ts)}
+        if membership is not None:
+            unsigned["membership"] = membership
+        if event.replaces_state:
+            unsigned["replaces_state"] = event.replaces_state
+        user_id, device_id = self._device
+        if event.transaction is not None and event.sender == user_id and event.transaction[0] == device_id:
+            unsigned["transaction_id"] = event.transaction[1]  # only to the sending device [1.85, 1.86]
+        formatted: dict[str, Any] = {
+            "content": copy.deepcopy(event.content),
+            "event_id": event.event_id,
+            "origin_server_ts": event.origin_server_ts,
+            "sender": event.sender,
+            "type": event.type,
+            "unsigned": unsigned,
+        }
+        if event.state_key is not None:
+            formatted["state_key"] = event.state_key
+        if event.type == "m.room.create" and ":" not in event.room_id:
+            formatted["room_id"] = event.room_id  # room version 12's create event keeps it [1.4]
+        return formatted
+
+    def _timeline(
+        self,
+        room: Room,
+        user_id: str,
+        start: int,
+        end: int,
+        sync_filter: SyncFilter,
+        now: int,
+    ) -> tuple[list[dict[str, Any]], bool, int, list[Event]]:
+        """The timeline of room.timeline[start:end] under the filter: the events, limited, the index of the
+        first one shown, and the events of the window that were left out (the gap)."""
+        window = [(i, e) for i, e in enumerate(room.timeline[start:end], start) if sync_filter.wants(e)]
+        shown = window[max(0, len(window) - sync_filter.limit) :] if sync_filter.limit else []
+        limited = len(shown) < len(window)
+        first = shown[0][0] if shown else end
+        memberships = _membership_after(room, user_id, end)
+        events = [self._format(event, now, memberships.get(event.event_id)) for _, event in shown]
+        gap = room.timeline[start:first]
+        return events, limited, first, gap
+
+    def _joined(
+        self,
+        room: Room,
+        user_id: str,
+        position: int | None,
+        sync_filter: SyncFilter,
+        now: int,
+        full_state: bool,
+        current: int,
+    ) -> dict[str, Any] | None:
+        timeline = room.timeline
+        member = room.state[("m.room.member", user_id)]
+        newly_joined = (
+            position is not None
+            and member.stream > position
+            and not any(
+                e.type == "m.room.member"
+                and e.state_key == user_id
+                and e.stream <= position
+                and e.content.get("membership") == "join"
+                for e in timeline
+            )
+        )
+        if position is None or newly_joined:
+            start = 0
+        else:
+            start = next((i for i, e in enumerate(timeline) if e.stream > position), len(timeline))
+        events, limited, first, gap = self._timeline(room, user_id, start, len(timeline), sync_filter, now)
+        ephemeral = self._ephemeral_events(room.room_id, user_id, position)
+        account_data = [
+            {"type": kind, "content": content}
+            for kind, (content, stream) in self._account_data(user_id, room.room_id).items()
+            if position is None or stream > position
+        ]
+        quiet = not events and not ephemeral and not account_data
+        if position is not None and not newly_joined and not full_state and quiet:
+            return None
+        if full_state or (position is None and limited) or newly_joined:
+            state = [self._format(e, now, None) for e in _state_before(room, first)]
+            limited = limited or newly_joined
+        elif limited:
+            # A gappy incremental sync: the state that changed inside the gap [1.62].
+            changed: dict[tuple[str, str], Event] = {}
+            for event in gap:
+                if event.state_key is not None:
+                    changed[(event.type, event.state_key)] = event
+            state = [self._format(e, now, None) for e in changed.values()]
+        else:
+            state = []
+        if limited or (position is not None and events):
+            prev_batch = token(timeline[first].stream - 1) if first < len(timeline) else token(current)
+        elif position is None:
+            prev_batch = token(
+                current
+            )  # Synapse: an initial sync that fits has prev_batch == next_batch [1.4]
+        else:
+            prev_batch = token(position)  # no events: the since token [6.2]
+        return {
+            "timeline": {"events": events, "prev_batch": prev_batch, "limited": limited},
+            "state": {"events": state},
+            "account_data": {"events": account_data},
+            "ephemeral": {"events": ephemeral},
+            "unread_notifications": self._unread(room, user_id),
+            "summary": {},
+        }
+
+    def _unread(self, room: Room, user_id: str) -> dict[str, int]:
+        """Messages from others after the user's join and latest read receipt that notify under the default
+        push rules (every m.room.message but an m.notice); highlights mention the user's id or room name
+        [1.78, 1.79, 1.82, 1.83]."""
+        index = {event.event_id: n for n, event in enumerate(room.timeline)}
+        member = room.state[("m.room.member", user_id)]
+        read_at = index.get(member.event_id, -1)
+        for key, receipt in self._ephemeral.receipts(room.room_id).items():
+            if key.user_id == user_id and key.receipt_type in ("m.read", "m.read.private"):
+                read_at = max(read_at, index.get(receipt.event_id, -1))
+        name = member.content.get("displayname")
+        mentions = [re.escape(user_id)] + (
+            [rf"\b{re.escape(name)}\b"] if isinstance(name, str) and name else []
+        )
+        mentioned = re.compile("|".join(mentions), re.IGNORECASE)
+        notifications = highlights = 0
+        for event in room.timeline[read_at + 1 :]:
+            if event.type != "m.room.message" or event.sender == user_id:
+                continue
+            if event.content.get("msgtype") == "m.notice":
+                continue
+            notifications += 1
+            if mentioned.search(str(event.content.get("body", ""))):
+                highlights += 1
+        return {"notification_count": notifications, "highlight_count": highlights}
+
+    def _account_data(self, user_id: str, room_id: str) -> dict[str, tuple[dict[str, Any], int]]:
+        return {
+            kind: (copy.deepcopy(data.content), data.stream)
+            for kind, data in self._ephemeral.account_data.get((user_id, room_id), {}).items()
+        }
+
+    def _ephemeral_events(self, room_id: str, user_id: str, position: int | None) -> list[dict[str, Any]]:
+        state = self._ephemeral.by_room.get(room_id)
+        if state is None:
+            return []
+        events: list[dict[str, Any]] = []
+        typing = self._ephemeral.typing_users(room_id)
+        if (position is None and typing) or (position is not None and state.typing_stream > position):
+            events.append({"type": "m.typing", "content": {"user_ids": typing}})
+        receipts: dict[str, Any] = {}
+        for key, receipt in state.receipts.items():
+            if position is not None and receipt.stream <= position:
+                continue
+            if key.receipt_type == "m.read.private" and key.user_id != user_id:
+                continue
+            entry: dict[str, Any] = {"ts": receipt.ts}
+            if key.thread_id is not None:
+                entry["thread_id"] = key.thread_id
+            receipts.setdefault(receipt.event_id, {}).setdefault(key.receipt_type, {})[key.user_id] = entry
+        if receipts:
+            events.append({"type": "m.receipt", "content": receipts})
+        return events
+
+    def _invite_state(self, room: Room, member: Event) -> list[dict[str, Any]]:
+        """Stripped state: the prejoin state types, the inviter's member event, the invite last [1.67]."""
+        stripped = [room.state[(kind, "")] for kind in _INVITE_STATE if (kind, "") in room.state]
+        inviter = room.state.get(("m.room.member", member.sender))
+        if inviter is not None and inviter is not member:
+            stripped.append(inviter)
+        stripped.append(member)
+        return [
+            {
+                "content": copy.deepcopy(e.content),
+                "sender": e.sender,
+                "state_key": e.state_key,
+                "type": e.type,
+            }
+            for e in stripped
+        ]
+
+    def _left(
+        self,
+        room: Room,
+        user_id: str,
+        member: Event,
+        position: int | None,
+        sync_filter: SyncFilter,
+        now: int,
+    ) -> dict[str, Any] | None:
+        """A room left (or rejected, or kicked from): once, in the sync covering the leave [1.69-1.71];
+        in an initial sync only with include_leave [1.72, 1.73]."""
+        if position is None:
+            if not sync_filter.include_leave:
+                return None
+        elif member.stream <= position:
+            return None
+        end = next(i for i, e in enumerate(room.timeline) if e is member) + 1
+        events, limited, _, _ = self._timeline(room, user_id, end - 1, end, sync_filter, now)
+        return {
+            "timeline": {"events": events, "prev_batch": token(member.stream), "limited": limited},
+            "state": {"events": []},
+            "account_data": {"events": []},
+        }
+
+    # -- /messages
+
+    def messages(
+        self,
+        requester: User,
+        room_id: str,
+        *,
+        direction: str,
+        from_token: str | None,
+        to_token: str | None,
+        limit: int,
+        types: tuple[str, ...] | None,
+        not_types: tuple[str, ...],
+    ) -> dict[str, Any]:
+        """GET /rooms/{roomId}/messages, after its parameters: a token is a place between two events of the
+        stream (after every event at or before its position). `dir=b` pages back from `from` (default: now),
+        `dir=f` forth (default: the room's start); `end` is absent only when the chunk is empty [3.17, 3.18].
+        Joined members read everything (`shared` history); one who left reads back from their leave, but
+        forwards unclamped [3.48-3.50]; anyone else, or an unknown room: 403 [3.52, 3.53]."""
+        current = self._ids.stream
+        start = current if from_token is None and direction == "b" else _position(from_token, "from", current)
+        stop = None if to_token is None else _position(to_token, "to", current)
+        room = self._rooms.get(room_id)
+        membership = room.membership(requester.user_id) if room is not None else None
+        if room is None or membership not in ("join", "leave", "ban"):
+            raise MatrixError(
+                403,
+                M_FORBIDDEN,
+                f"User {requester.user_id} not in room {room_id}, and room previews are disabled",
+            )
+        if membership != "join" and direction == "b":
+            start = min(start, room.state[("m.room.member", requester.user_id)].stream)
+        wanted = SyncFilter(types=types, not_types=not_types)
+        if direction == "b":
+            window = [e for e in reversed(room.timeline) if e.stream <= start]
+            if stop is not None:
+                window = [e for e in window if e.stream > stop]
+        else:
+            window = [e for e in room.timeline if e.stream > start]
+            if stop is not None:
+                window = [e for e in window if e.stream <= stop]
+        page = window[:limit]
+        now = self._ids.now_ms()
+        chunk = [e.client_format(now) for e in page if wanted.wants(e)]
+        answer: dict[str, Any] = {
+            "chunk": chunk,
+            "start": from_token if from_token is not None else _page_token(room, start, direction),
+        }
+        if page:
+            last = page[-1]
+            answer["end"] = _page_token(room, last.stream - 1 if direction == "b" else last.stream, "f")
+        return answer
+
+
+def _position(value: str | None, name: str, current: int) -> int:
+    """A /messages token (`s…` from /sync or `t<depth>-<stream>_…` from /messages) as a stream position;
+    `END` is the legacy "no token"; anything else is 400 M_UNKNOWN [3.27, 3.28]."""
+    if value is None or value == "END":
+        return 0
+    match = _TOKEN.match(value) or re.match(r"^t\d+-(\d+)(?:_\d+)*$", value)
+    if match is None:
+        raise MatrixError(400, M_UNKNOWN, f"'{name}' parameter is invalid")
+    return min(int(match.group(1)), current)
+
+
+def check_page_token(value: str, name: str) -> None:
+    """The form of a /messages `from` or `to` (400 M_UNKNOWN), before the other parameters."""
+    _position(value, name, 0)
+
+
+def _page_token(room: Room, position: int, direction: str) -> str:
+    """Synapse's topological token: the depth (events of the room up to the position) and the position; a
+    forward page from the room's start begins at `s0_…` [3.5]."""
+    if direction == "f" and position == 0:
+        return "s0" + _TOKEN_TAIL
+    depth = sum(1 for e in room.timeline if e.stream <= position)
+    return f"t{depth}-{position}{_TOKEN_TAIL}"
