@@ -31,6 +31,8 @@ def register_profiles() -> None:
         "fuzz",
         max_examples=200,
         deadline=None,
+        # Explicit: under CI=true Hypothesis's own default derandomizes, which allows no example database.
+        derandomize=False,
         database=example_database(),
         print_blob=True,
         suppress_health_check=_SLOW_IS_FINE,
