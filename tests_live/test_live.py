@@ -5,6 +5,7 @@ reference bridge syncs real Letta agents into a real Synapse."""
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +22,7 @@ from letta_matrix_reference.bridge.config import BridgeConfig
 from letta_matrix_reference.bridge.store import MAPPING_FILE, MappingFile
 from letta_matrix_reference.bridge.sync import Bridge
 from letta_matrix_reference.bridge.users import agent_localpart
+from tests.nio_flow import run_nio_flow, send_with_nio
 from tests_live.conftest import SEEDED_AGENTS, Homeserver, Letta
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
@@ -158,3 +160,29 @@ async def test_the_bridge_syncs_real_letta_agents_into_real_synapse(
                 if event["type"] == "m.room.member" and event["content"].get("membership") == "join"
             }
             assert {user_id, f"@{synapse.admin_user}:{synapse.server_name}", bot} <= joined
+
+
+async def test_matrix_nio_receives_a_message_through_sync_forever_on_synapse(synapse: Homeserver) -> None:
+    """The flow tests/test_nio_client.py runs on the mock, on real Synapse: two users made with the admin
+    API, the other one sending with a second nio client; nio's callback gets the message through
+    sync_forever."""
+    admin = {"Authorization": f"Bearer {synapse.admin_token}"}
+    suffix = secrets.token_hex(4)
+    users: list[tuple[str, str]] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async with session.get(f"{synapse.url}/_matrix/client/v3/account/whoami", headers=admin) as answer:
+            answer.raise_for_status()
+            server_name = str((await answer.json())["user_id"]).split(":", 1)[1]
+        for name in ("nio-alice", "nio-bob"):
+            user_id, password = f"@{name}-{suffix}:{server_name}", secrets.token_urlsafe(12)
+            async with session.put(
+                f"{synapse.url}/_synapse/admin/v2/users/{quote(user_id)}",
+                json={"password": password, "admin": False},
+                headers=admin,
+            ) as answer:
+                assert answer.status == 201, await answer.text()
+            users.append((user_id, password))
+
+    result = await run_nio_flow(synapse.url, users[0], users[1], send_with_nio)
+    assert len(result.received) == 1
+    assert result.history[:2] == ["hello from bob", "before the sync"]
