@@ -1,6 +1,6 @@
 """The message path without /sync: leave, logout, logout/all, typing, receipts, read markers and joined
 members, over HTTP against the mock, with the statuses, errcodes, texts and error precedence Synapse 1.163
-answers (research/synapse-message-path.md, sections 4-9; probe numbers in the comments), and what each one
+answers (the issue 13 probes of real Synapse 1.163.2; probe numbers in the comments), and what each one
 leaves in the store for a later /sync."""
 
 from __future__ import annotations

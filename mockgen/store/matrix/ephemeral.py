@@ -3,7 +3,7 @@ that a /sync will read, each stored with a position on one ephemeral stream.
 
 Not locked on its own: `MatrixStore` holds its lock around every call. Reads the rooms (never writes them):
 `rooms` is the homeserver's room directory. Every status, errcode, error text and which-error-wins rule is
-Synapse 1.163's, as probed (the comments name the probes of research/synapse-message-path.md)."""
+Synapse 1.163's, as probed (the comments name the probe numbers of the issue 13 research)."""
 
 from __future__ import annotations
 

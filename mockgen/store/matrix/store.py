@@ -12,10 +12,11 @@ from typing import Any
 
 from mockgen.store.matrix.accounts import Accounts, no_check
 from mockgen.store.matrix.ephemeral import Ephemeral
+from mockgen.store.matrix.filters import SyncFilter
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Receipt, ReceiptKey, Room, User
 from mockgen.store.matrix.rooms import Rooms
-from mockgen.store.matrix.sync import Sync, SyncFilter
+from mockgen.store.matrix.sync import Sync
 
 
 class MatrixStore:

@@ -1,9 +1,9 @@
-"""/sync and filters: what a user's sync answers from the homeserver's one stream (events, typing, receipts,
-room account data each carry a position: `Ids.next_stream`), and the filters a user stores.
+"""/sync: what a user's sync answers from the homeserver's one stream (events, typing, receipts, room account
+data each carry a position: `Ids.next_stream`), the filters a user stores (checked by `filters.py`), and
+/messages paging.
 
 Not locked on its own: `MatrixStore` holds its lock around every call. Reads the rooms and the ephemeral data
-(never writes them). Every rule is Synapse 1.163's as probed (the comments name the probes of
-research/synapse-message-path.md)."""
+(never writes them). Every rule is Synapse 1.163's as probed for issue 13 (the probe numbers in brackets)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,15 @@ import copy
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from mockgen.store.errors import MatrixError
 from mockgen.store.matrix.ephemeral import Ephemeral
 from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_NOT_FOUND, M_NOT_JSON, M_UNKNOWN
+from mockgen.store.matrix.filters import SyncFilter, check_filter
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Event, Room, User
 
-DEFAULT_TIMELINE_LIMIT = 10  # [1.4]
-MAX_TIMELINE_LIMIT = 100  # Synapse's filter_timeline_limit [1.11]
 # Synapse's token has 14 per-stream positions; the mock keeps one stream and renders it first, the rest 0.
 _TOKEN_TAIL = "_0" * 13
 _TOKEN = re.compile(r"^s(\d+)(?:_\d+)*$")
@@ -51,71 +49,6 @@ def parse_since(since: str, current: int) -> int:
     if match is None:
         raise MatrixError(400, M_UNKNOWN, "Invalid stream token")
     return min(int(match.group(1)), current)
-
-
-@dataclass(frozen=True)
-class SyncFilter:
-    """The parts of a filter the mock applies."""
-
-    limit: int = DEFAULT_TIMELINE_LIMIT
-    types: tuple[str, ...] | None = None
-    not_types: tuple[str, ...] = ()
-    rooms: tuple[str, ...] | None = None
-    not_rooms: tuple[str, ...] = ()
-    include_leave: bool = False
-
-    def wants(self, event: Event) -> bool:
-        if self.types is not None and not any(_matches(event.type, t) for t in self.types):
-            return False
-        return not any(_matches(event.type, t) for t in self.not_types)
-
-    def wants_room(self, room_id: str) -> bool:
-        if self.rooms is not None and room_id not in self.rooms:
-            return False
-        return room_id not in self.not_rooms
-
-
-def _matches(event_type: str, pattern: str) -> bool:
-    if pattern.endswith("*"):
-        return event_type.startswith(pattern[:-1])
-    return event_type == pattern
-
-
-def _strings(value: Any, where: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(value)} is not of type 'array' ({where})")
-    return tuple(value)
-
-
-def check_filter(definition: Any) -> SyncFilter:
-    """The filter schema checks Synapse makes (400 M_UNKNOWN with the jsonschema message [1.41]) and what the
-    mock applies of it."""
-    if not isinstance(definition, dict):
-        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(definition)} is not of type 'object'")
-    room = definition.get("room", {})
-    if not isinstance(room, dict):
-        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(room)} is not of type 'object'")
-    timeline = room.get("timeline", {})
-    if not isinstance(timeline, dict):
-        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(timeline)} is not of type 'object'")
-    limit = timeline.get("limit", DEFAULT_TIMELINE_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int | float):
-        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(limit)} is not of type 'number'")
-    rooms = _strings(room.get("rooms"), "rooms")
-    not_rooms = _strings(room.get("not_rooms"), "not_rooms") or ()
-    for room_id in (*(rooms or ()), *not_rooms):
-        if not room_id.startswith("!"):
-            raise MatrixError(400, M_UNKNOWN, f"'{room_id}' is not a 'matrix_room_id'")
-    return SyncFilter(
-        limit=max(0, min(int(limit), MAX_TIMELINE_LIMIT)),
-        types=_strings(timeline.get("types"), "types"),
-        not_types=_strings(timeline.get("not_types"), "not_types") or (),
-        rooms=rooms,
-        not_rooms=not_rooms,
-        include_leave=room.get("include_leave") is True,
-    )
 
 
 def _membership_after(room: Room, user_id: str, upto: int) -> dict[str, str]:
