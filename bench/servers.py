@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from letta_matrix_reference.live.net import free_port, http_status
 from letta_matrix_reference.live.process import rss_bytes, stop_process
+from mockgen.cli import ready_urls
 from mockgen.world import DEFAULT_USERS, MockConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def mock(*, validate: bool = True, agents: int = 0) -> Iterator[Running]:
     command += ["--agents", str(agents)] + ([] if validate else ["--no-validate"])
     process = _start(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        urls = _ready_lines(process)
+        urls = ready_urls(process)
         name = "mock" if validate else "mock (no validation)"
         admin = (str(DEFAULT_USERS[0]["username"]), str(DEFAULT_USERS[0]["password"]))
         yield Running(
@@ -81,19 +81,6 @@ def mock(*, validate: bool = True, agents: int = 0) -> Iterator[Running]:
         )
     finally:
         _stop(process)
-
-
-def _ready_lines(process: subprocess.Popen[bytes]) -> dict[str, str]:
-    assert process.stdout is not None
-    urls: dict[str, str] = {}
-    while len(urls) < 2:
-        line = process.stdout.readline().decode()
-        if not line:
-            raise RuntimeError("mockgen serve exited before it was ready")
-        found = re.match(r"(letta|matrix): (\S+)", line)
-        if found:
-            urls[found.group(1)] = found.group(2)
-    return urls
 
 
 @contextmanager

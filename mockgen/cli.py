@@ -11,10 +11,14 @@ import asyncio
 import gc
 import logging
 import os
+import selectors
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from mockgen.http.dialects import CONTROL_TOKEN_HEADER
 from mockgen.server import LOOP_FACTORY, Endpoints, MockServers
@@ -39,6 +43,26 @@ def _count(text: str) -> int:
 
 # Where `--control-token` comes from when not given.
 CONTROL_TOKEN_ENV = "MOCKGEN_CONTROL_TOKEN"
+
+
+def ready_urls(process: subprocess.Popen[Any], timeout: float = 30.0) -> dict[str, str]:
+    """{service: URL} from the two lines a `mockgen serve` child prints when ready, waited for with a deadline
+    (TimeoutError; RuntimeError if it exits first). Read from the descriptor: a buffered reader may hold the
+    second line where `select` cannot see it."""
+    assert process.stdout is not None, "start mockgen serve with stdout=subprocess.PIPE"
+    deadline = time.monotonic() + timeout
+    received = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while received.count(b"\n") < 2:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise TimeoutError(f"mockgen serve not ready after {timeout} s")
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                raise RuntimeError("mockgen serve exited before it was ready")
+            received += chunk
+    return dict(line.strip().split(": ", 1) for line in received.decode().splitlines()[:2])
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,8 +11,6 @@ import asyncio
 import inspect
 import json
 import logging
-import os
-import selectors
 import signal
 import socket
 import subprocess
@@ -23,11 +21,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from mockgen.cli import ready_urls
 from mockgen.server import MockServers, url_of
 from mockgen.wakeups import Wakeups
 from mockgen.world import MockConfig, World
@@ -102,24 +101,6 @@ def _fired(url: str) -> int:
 # -- `mockgen serve` stops within the bound
 
 
-def _ready_lines(process: subprocess.Popen[str], errors: IO[bytes], timeout: float = 30.0) -> list[str]:
-    """The two lines `mockgen serve` prints when ready, waited for with a deadline (never a bare readline).
-    Read from the descriptor: a buffered reader may hold the second line where `select` cannot see it."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    received = b""
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while received.count(b"\n") < 2:
-            left = deadline - time.monotonic()
-            chunk = os.read(process.stdout.fileno(), 4096) if left > 0 and selector.select(left) else b""
-            if not chunk:
-                errors.seek(0)
-                raise AssertionError(f"mockgen serve not ready: {errors.read().decode(errors='replace')}")
-            received += chunk
-    return [line.strip() for line in received.decode().splitlines()[:2]]
-
-
 class Served:
     """A `mockgen serve` process on free loopback ports."""
 
@@ -134,9 +115,13 @@ class Served:
             [sys.executable, "-c", run, "serve", "--letta-port", "0", "--matrix-port", "0", *options],
             stdout=subprocess.PIPE, stderr=self.errors, text=True, cwd=ROOT,
         )  # fmt: skip
-        lines = _ready_lines(self.process, self.errors)
-        assert [line.split(": ")[0] for line in lines] == ["letta", "matrix"], lines
-        self.letta, self.matrix = (line.split(": ", 1)[1] for line in lines)
+        try:
+            urls = ready_urls(self.process)
+        except (TimeoutError, RuntimeError) as exc:
+            self.errors.seek(0)
+            raise AssertionError(f"{exc}: {self.errors.read().decode(errors='replace')}") from exc
+        assert list(urls) == ["letta", "matrix"], urls
+        self.letta, self.matrix = urls["letta"], urls["matrix"]
 
     def stop_with(self, signum: int) -> tuple[int, float]:
         """Send `signum`; the exit status and how long the process took to end."""

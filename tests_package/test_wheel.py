@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 import venv
 import zipfile
@@ -23,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from mockgen.cli import ready_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 600  # seconds for a build or an install (from the package index, or pip's cache)
@@ -130,17 +130,10 @@ def served(user_venv: Path, project: Path) -> Iterator[dict[str, str]]:
         )
     try:
         assert process.stdout is not None
-        # Read from the descriptor: a buffered reader may hold the second line where `select` cannot see it.
-        received = b""
-        deadline = time.monotonic() + 60
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            while received.count(b"\n") < 2:
-                left = deadline - time.monotonic()
-                chunk = os.read(process.stdout.fileno(), 4096) if left > 0 and selector.select(left) else b""
-                assert chunk, f"mockgen serve not ready: {errors.read_text(errors='replace')}"
-                received += chunk
-        urls = dict(line.strip().split(": ", 1) for line in received.decode().splitlines()[:2])
+        try:
+            urls = ready_urls(process, timeout=60)
+        except (TimeoutError, RuntimeError) as exc:
+            raise AssertionError(f"{exc}: {errors.read_text(errors='replace')}") from exc
         yield urls
     finally:
         process.send_signal(signal.SIGTERM)
