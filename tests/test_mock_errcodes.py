@@ -525,6 +525,8 @@ FAULT_ONLY = {
     ("adminGetUser", 400, "M_USER_IN_USE"),
     ("adminPutUser", 400, "M_USER_IN_USE"),  # case-insensitive clash; upper case is refused first here
 }
+# A reverse proxy's pages on the long-poll and /messages: never the homeserver's own answer.
+FAULT_ONLY |= {(operation, status, None) for operation in ("sync", "getRoomEvents") for status in (502, 504)}
 
 
 def _documented(service: str) -> list[tuple[str, int, str | None]]:

@@ -283,6 +283,13 @@ class ContractValidator:
                     media or "no Content-Type",
                 )
             )
+        if media in spec.media_types and media.startswith("text/"):
+            # A documented text body (a proxy's HTML error page): its schema is a string's.
+            schema, validator = spec.media_types[media]
+            text = body.decode("utf-8", "replace")
+            return found + schema_violations(
+                validator, schema, text, side="response", operation=op_id, location="response body"
+            ), None
         schema, validator = primary_media(spec.media_types)
         try:
             document = parse_json(body)

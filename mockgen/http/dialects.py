@@ -45,19 +45,24 @@ _STATE_TRAILING_SLASH = re.compile(r"^(/_matrix/client/[^/]+/rooms/[^/]+/state/[
 
 @dataclass
 class Reply:
-    """What a handler (or a dialect) answers: a status, a JSON body (None: no body) and headers."""
+    """What a handler (or a dialect) answers: a status, a JSON body (None: no body) and headers. Another
+    `media_type` (a proxy's `text/html` error page) sends `body`, a string, as its UTF-8 text."""
 
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = JSON_MEDIA_TYPE
 
     def encode(self) -> tuple[list[tuple[bytes, bytes]], bytes]:
-        """The ASGI headers and body bytes: compact JSON, framed by the mock itself."""
+        """The ASGI headers and body bytes: compact JSON (or the text), framed by the mock itself."""
         headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()
         ]
         body = b""
-        if self.body is not None:
+        if self.body is not None and self.media_type != JSON_MEDIA_TYPE:
+            body = str(self.body).encode("utf-8")
+            headers.append((b"content-type", self.media_type.encode("latin-1")))
+        elif self.body is not None:
             body = json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             headers.append((b"content-type", b"application/json"))
         headers.append((b"content-length", str(len(body)).encode()))

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
-from contracts.validation import UNENCODABLE, NoRoute, Operation, Violation
+from contracts.validation import JSON_MEDIA_TYPE, UNENCODABLE, NoRoute, Operation, Violation
 from mockgen.faults import Fault
 from mockgen.http.context import Exchange, exchange_of
 from mockgen.http.dialects import STORE_ERRORS, Dialect, Reply, error_reply
@@ -229,7 +229,9 @@ class Dispatcher:
             reply = self.dialect.rate_limited(fault.retry_after_ms)
         else:
             reply = Reply(
-                fault.status, fault.body if fault.has_body else default_body(operation, fault.status)
+                fault.status,
+                fault.body if fault.has_body else default_body(operation, fault.status),
+                media_type=documented_media(operation, fault.status),
             )
         reply.headers.update(fault.headers)
         return reply
@@ -273,6 +275,14 @@ def _too_deep(operation_id: str) -> Violation:
 def _documents(operation: Operation, fault: Fault) -> bool:
     """A fault may only answer with a status the operation documents (latency and drops go anywhere)."""
     return fault.status is None or fault.drop_connection or operation.response(fault.status) is not None
+
+
+def documented_media(operation: Operation, status: int) -> str:
+    """The media type the operation documents for `status`: JSON where it documents JSON (or nothing)."""
+    spec = operation.response(status)
+    if spec is None or not spec.media_types or JSON_MEDIA_TYPE in spec.media_types:
+        return JSON_MEDIA_TYPE
+    return next(iter(spec.media_types))
 
 
 def default_body(operation: Operation, status: int) -> Any:
