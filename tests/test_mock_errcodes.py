@@ -512,7 +512,7 @@ NATURAL.update(MESSAGE_PATH)
 
 # What the mock only says when told to: outages, rate limits and server policies a mock has no state for.
 FAULT_ONLY_STATUSES = {500, 429}
-FAULT_ONLY = {
+FAULT_ONLY: set[tuple[str, int, str | None]] = {
     ("createRoom", 403, "M_FORBIDDEN"),  # a spam-checker/module policy
     ("joinRoomById", 404, "M_NOT_FOUND"),  # only reachable through an alias
     ("sendMessage", 400, "M_INVALID_PARAM"),  # the state-only codes of the shared event-content answer

@@ -95,8 +95,11 @@ async def test_initial_sync_of_a_user_without_rooms(pair: Pair) -> None:
     assert set(answer.body) == ALWAYS | {"account_data", "presence"}  # [1.1]
     assert answer.body["account_data"]["events"][0]["type"] == "m.push_rules"
     assert answer.body["presence"]["events"][0]["sender"] == pair.alice_id
-    offline = await pair.sync(pair.alice, set_presence="offline")
-    assert "presence" not in offline.body  # [1.65]
+    offline = await pair.sync(pair.bob, set_presence="offline")
+    assert "presence" not in offline.body  # never online, and this sync does not make him so [1.65]
+    still = await pair.sync(pair.alice, set_presence="offline")
+    # "offline" only keeps a sync from marking its user online: alice stays (corpus `presence: ...`)
+    assert [e["content"]["presence"] for e in still.body["presence"]["events"]] == ["online"]
 
 
 async def test_initial_sync_fits_then_is_limited(pair: Pair) -> None:

@@ -411,6 +411,7 @@ def get_room_events(call: Call) -> Reply:
             raise MatrixError(400, M_INVALID_PARAM, "Query parameter limit must be a positive integer.")
     types: tuple[str, ...] | None = None
     not_types: tuple[str, ...] = ()
+    lazy = False
     if query.get("filter") is not None:
         try:
             definition = json.loads(str(query["filter"]))
@@ -420,6 +421,7 @@ def get_room_events(call: Call) -> Reply:
             raise MatrixError(400, M_NOT_JSON, "Query parameter filter must be a valid JSON object")
         types = _strings_of(definition.get("types"))
         not_types = _strings_of(definition.get("not_types")) or ()
+        lazy = definition.get("lazy_load_members") is True
     return ok(
         call.world.matrix.messages(
             call.requester,
@@ -430,5 +432,6 @@ def get_room_events(call: Call) -> Reply:
             limit=min(limit, MESSAGES_MAX_LIMIT),
             types=types,
             not_types=not_types,
+            lazy_load_members=lazy,
         )
     )

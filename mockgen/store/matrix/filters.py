@@ -25,11 +25,18 @@ class SyncFilter:
     rooms: tuple[str, ...] | None = None
     not_rooms: tuple[str, ...] = ()
     include_leave: bool = False
+    # room.state: member events only for the timeline's senders, and the room summary [issue 13 lazy probes]
+    lazy_load_members: bool = False
+    include_redundant_members: bool = False
+    presence: bool = True  # the top-level presence filter lets m.presence through
 
     def wants(self, event: Event) -> bool:
-        if self.types is not None and not any(_matches(event.type, t) for t in self.types):
+        return self.wants_type(event.type)
+
+    def wants_type(self, event_type: str) -> bool:
+        if self.types is not None and not any(_matches(event_type, t) for t in self.types):
             return False
-        return not any(_matches(event.type, t) for t in self.not_types)
+        return not any(_matches(event_type, t) for t in self.not_types)
 
     def wants_room(self, room_id: str) -> bool:
         if self.rooms is not None and room_id not in self.rooms:
@@ -70,6 +77,16 @@ def check_filter(definition: Any) -> SyncFilter:
     for room_id in (*(rooms or ()), *not_rooms):
         if not room_id.startswith("!"):
             raise MatrixError(400, M_UNKNOWN, f"'{room_id}' is not a 'matrix_room_id'")
+    state = room.get("state", {})
+    if not isinstance(state, dict):
+        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(state)} is not of type 'object'")
+    presence = definition.get("presence", {})
+    if not isinstance(presence, dict):
+        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(presence)} is not of type 'object'")
+    presence_filter = SyncFilter(
+        types=_strings(presence.get("types"), "types"),
+        not_types=_strings(presence.get("not_types"), "not_types") or (),
+    )
     return SyncFilter(
         limit=max(0, min(int(limit), MAX_TIMELINE_LIMIT)),
         types=_strings(timeline.get("types"), "types"),
@@ -77,4 +94,7 @@ def check_filter(definition: Any) -> SyncFilter:
         rooms=rooms,
         not_rooms=not_rooms,
         include_leave=room.get("include_leave") is True,
+        lazy_load_members=state.get("lazy_load_members") is True,
+        include_redundant_members=state.get("include_redundant_members") is True,
+        presence=presence_filter.wants_type("m.presence"),
     )

@@ -331,15 +331,15 @@ class Rooms:
 
     def joined_members(self, requester: User, room_id: str) -> dict[str, dict[str, Any]]:
         """GET /rooms/{roomId}/joined_members: each joined member's name and avatar from their member event
-        (both keys always there, null when unset). A member who left gets Synapse's own refusal; anyone
-        else, unless the room is world-readable, the "room previews" one."""
+        (both keys always there, null when unset). A member who left gets Synapse's own refusal, in a
+        world-readable room too; anyone else, unless the room is world-readable, the "room previews" one."""
         room = self.rooms.get(room_id)
         membership = room.membership(requester.user_id) if room is not None else None
         readable = room is not None and (
             membership == "join"
             or room.content("m.room.history_visibility").get("history_visibility") == "world_readable"
         )
-        if membership in ("leave", "ban") and not readable:
+        if membership in ("leave", "ban"):  # even in a world-readable room (corpus `visibility: ...`)
             raise MatrixError(
                 403,
                 M_FORBIDDEN,

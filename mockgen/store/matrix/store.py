@@ -15,6 +15,7 @@ from mockgen.store.matrix.ephemeral import Ephemeral
 from mockgen.store.matrix.filters import SyncFilter
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Receipt, ReceiptKey, Room, User
+from mockgen.store.matrix.presence import Presence
 from mockgen.store.matrix.rooms import Rooms
 from mockgen.store.matrix.sync import Sync
 
@@ -42,7 +43,8 @@ class MatrixStore:
         )
         self._rooms = Rooms(self._ids, self._accounts.users)
         self._ephemeral = Ephemeral(self._ids, self._rooms.rooms)
-        self._sync = Sync(self._ids, self._rooms.rooms, self._ephemeral)
+        self._presence = Presence(self._ids, self._rooms.rooms)
+        self._sync = Sync(self._ids, self._rooms.rooms, self._ephemeral, self._presence)
         self._txn_counter = 0
 
     def on_change(self, changed: Callable[[Iterable[str] | None], None]) -> None:
@@ -360,6 +362,7 @@ class MatrixStore:
         limit: int,
         types: tuple[str, ...] | None = None,
         not_types: tuple[str, ...] = (),
+        lazy_load_members: bool = False,
     ) -> dict[str, Any]:
         with self._lock:
             return self._sync.messages(
@@ -371,6 +374,7 @@ class MatrixStore:
                 limit=limit,
                 types=types,
                 not_types=not_types,
+                lazy_load_members=lazy_load_members,
             )
 
     @property

@@ -19,6 +19,8 @@ from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_NOT_FO
 from mockgen.store.matrix.filters import SyncFilter, check_filter
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Event, Room, User
+from mockgen.store.matrix.presence import Presence
+from mockgen.store.matrix.visibility import visible, world_readable
 
 # Synapse's token has 14 per-stream positions; the mock keeps one stream and renders it first, the rest 0.
 _TOKEN_TAIL = "_0" * 13
@@ -62,6 +64,28 @@ def _membership_after(room: Room, user_id: str, upto: int) -> dict[str, str]:
     return found
 
 
+def _members(events: list[Event]) -> dict[str, str]:
+    """The member events among `events`, as user id -> event id."""
+    return {e.state_key: e.event_id for e in events if e.type == "m.room.member" and e.state_key is not None}
+
+
+def _state_delta(room: Room, first: int, shown: list[Event], since: int | None) -> list[Event]:
+    """Synapse's state section: the state as of the first timeline event (after it) and the current state,
+    less what the client had at `since` and what the timeline shows. An initial sync whose timeline holds the
+    whole room has none [1.4]; one filtered down to messages has the whole state [1.46]; a gappy incremental
+    one has what changed in the gap [1.62]; the first timeline event's own change is not repeated."""
+    start = _state_before(room, first + 1 if shown else len(room.timeline))
+    had = {e.event_id for e in _state_before(room, _index_after(room, since))} if since is not None else set()
+    hidden = had | {e.event_id for e in shown}
+    found = {e.event_id: e for e in (*start, *room.state.values()) if e.event_id not in hidden}
+    return list(found.values())
+
+
+def _index_after(room: Room, position: int) -> int:
+    """How many of the room's events are at or before a stream position."""
+    return next((i for i, e in enumerate(room.timeline) if e.stream > position), len(room.timeline))
+
+
 def _state_before(room: Room, index: int) -> list[Event]:
     state: dict[tuple[str, str], Event] = {}
     for event in room.timeline[:index]:
@@ -73,10 +97,14 @@ def _state_before(room: Room, index: int) -> list[Event]:
 class Sync:
     """The answers of /sync and the filters users store."""
 
-    def __init__(self, ids: Ids, rooms: Mapping[str, Room], ephemeral: Ephemeral) -> None:
+    def __init__(self, ids: Ids, rooms: Mapping[str, Room], ephemeral: Ephemeral, presence: Presence) -> None:
         self._ids = ids
         self._rooms = rooms
         self._ephemeral = ephemeral
+        self._presence = presence
+        # (user, device) -> the member events lazy loading has sent that device, user id -> event id: what it
+        # leaves out next time (Synapse's lazy-loaded members cache; an initial sync starts it afresh).
+        self._lazy_sent: dict[tuple[str, str | None], dict[str, str]] = {}
         self.filters: dict[str, list[Any]] = {}
         # user id -> the furthest stream position a /sync answer has given them (what a test waits for).
         self.synced: dict[str, int] = {}
@@ -148,11 +176,14 @@ class Sync:
     ) -> tuple[dict[str, Any], bool]:
         """The answer, and whether it has anything for the user (an incremental sync without anything waits).
         Initial syncs (and full_state) always count as something."""
+        user_id = requester.user_id
+        self._presence.set_from_sync(user_id, presence)
         current = self._ids.stream
         position = None if since is None else parse_since(since, current)
-        user_id = requester.user_id
         now = self._ids.now_ms()
         self._device = (user_id, device_id)
+        if position is None and sync_filter.lazy_load_members and not sync_filter.include_redundant_members:
+            self._lazy_sent.pop((user_id, device_id), None)  # a new sync sequence: the client has forgotten
         answer: dict[str, Any] = {
             "next_batch": token(current),
             "device_one_time_keys_count": {"signed_curve25519": 0},
@@ -191,15 +222,10 @@ class Sync:
             answer["account_data"] = {
                 "events": [{"type": "m.push_rules", "content": copy.deepcopy(DEFAULT_PUSH_RULES)}]
             }
-            if presence != "offline":
-                state = presence or "online"
-                content: dict[str, Any] = {"presence": state, "last_active_ago": 0}
-                if state == "online":
-                    content["currently_active"] = True
-                answer["presence"] = {
-                    "events": [{"type": "m.presence", "sender": user_id, "content": content}]
-                }
-        has_news = position is None or full_state or bool(rooms)
+        presence_events = self._presence.for_sync(user_id, position) if sync_filter.presence else []
+        if presence_events:
+            answer["presence"] = {"events": presence_events}
+        has_news = position is None or full_state or bool(rooms) or bool(presence_events)
         if has_news:
             self.synced[user_id] = max(self.synced.get(user_id, 0), current)
         else:
@@ -239,16 +265,20 @@ class Sync:
         sync_filter: SyncFilter,
         now: int,
     ) -> tuple[list[dict[str, Any]], bool, int, list[Event]]:
-        """The timeline of room.timeline[start:end] under the filter: the events, limited, the index of the
-        first one shown, and the events of the window that were left out (the gap)."""
-        window = [(i, e) for i, e in enumerate(room.timeline[start:end], start) if sync_filter.wants(e)]
+        """The timeline of room.timeline[start:end] under the filter and the user's history visibility: the
+        events, limited, the index of the first one shown, and the events shown."""
+        seen = visible(room, user_id)
+        window = [
+            (i, e)
+            for i, e in enumerate(room.timeline[start:end], start)
+            if sync_filter.wants(e) and seen[e.event_id]
+        ]
         shown = window[max(0, len(window) - sync_filter.limit) :] if sync_filter.limit else []
         limited = len(shown) < len(window)
         first = shown[0][0] if shown else end
         memberships = _membership_after(room, user_id, end)
         events = [self._format(event, now, memberships.get(event.event_id)) for _, event in shown]
-        gap = room.timeline[start:first]
-        return events, limited, first, gap
+        return events, limited, first, [event for _, event in shown]
 
     def _joined(
         self,
@@ -277,7 +307,7 @@ class Sync:
             start = 0
         else:
             start = next((i for i, e in enumerate(timeline) if e.stream > position), len(timeline))
-        events, limited, first, gap = self._timeline(room, user_id, start, len(timeline), sync_filter, now)
+        events, limited, first, shown = self._timeline(room, user_id, start, len(timeline), sync_filter, now)
         ephemeral = self._ephemeral_events(room.room_id, user_id, position)
         account_data = [
             {"type": kind, "content": content}
@@ -287,18 +317,24 @@ class Sync:
         quiet = not events and not ephemeral and not account_data
         if position is not None and not newly_joined and not full_state and quiet:
             return None
-        if full_state or (position is None and limited) or newly_joined:
-            state = [self._format(e, now, None) for e in _state_before(room, first)]
+        whole = full_state or position is None or newly_joined
+        if whole or limited:
+            state_events = _state_delta(room, first, shown, None if whole else position)
             limited = limited or newly_joined
-        elif limited:
-            # A gappy incremental sync: the state that changed inside the gap [1.62].
-            changed: dict[tuple[str, str], Event] = {}
-            for event in gap:
-                if event.state_key is not None:
-                    changed[(event.type, event.state_key)] = event
-            state = [self._format(e, now, None) for e in changed.values()]
         else:
-            state = []
+            state_events = []  # what changed is in the timeline [1.15]
+        summary: dict[str, Any] = {}
+        if sync_filter.lazy_load_members:
+            state_events = self._lazy_members(
+                room, user_id, state_events, shown, first, whole=whole, sync_filter=sync_filter
+            )
+            if (
+                position is None
+                or any(e.type == "m.room.member" for e in shown)
+                or (limited and any(e.type == "m.room.member" for e in state_events))
+            ):
+                summary = self._summary(room, user_id, state_events, shown)
+        state = [self._format(e, now, None) for e in state_events]
         if limited or (position is not None and events):
             prev_batch = token(timeline[first].stream - 1) if first < len(timeline) else token(current)
         elif position is None:
@@ -313,8 +349,63 @@ class Sync:
             "account_data": {"events": account_data},
             "ephemeral": {"events": ephemeral},
             "unread_notifications": self._unread(room, user_id),
-            "summary": {},
+            "summary": summary,
         }
+
+    def _lazy_members(
+        self,
+        room: Room,
+        user_id: str,
+        state: list[Event],
+        shown: list[Event],
+        first: int,
+        *,
+        whole: bool,
+        sync_filter: SyncFilter,
+    ) -> list[Event]:
+        """`lazy_load_members`: of the member events, only the timeline senders' (and, for a sync of the
+        whole room, the user's own) as of the first timeline event, even when it is in the timeline; then,
+        unless `include_redundant_members`, none this device was sent before [issue 13 lazy probes]."""
+        senders = {e.sender for e in shown} | ({user_id} if whole else set())
+        upto = first + 1 if shown else len(room.timeline)
+        at_start = {(e.type, e.state_key): e for e in _state_before(room, upto)}
+        members = [
+            at_start[("m.room.member", sender)]
+            for sender in sorted(senders)
+            if ("m.room.member", sender) in at_start
+        ]
+        picked = [e for e in state if e.type != "m.room.member"] + members
+        if sync_filter.include_redundant_members:
+            return picked
+        sent = self._lazy_sent.setdefault((user_id, self._device[1]), {})
+        picked = [e for e in picked if e.type != "m.room.member" or sent.get(str(e.state_key)) != e.event_id]
+        sent.update(_members(picked))
+        sent.update(_members(shown))
+        return picked
+
+    def _summary(self, room: Room, user_id: str, state: list[Event], shown: list[Event]) -> dict[str, Any]:
+        """The room summary lazy loading asks for: member counts, and for a room without a name or alias up to
+        5 heroes (other joined or invited members by id, else those gone), whose member events join `state`
+        if the client has them from nowhere [1.60, issue 13 lazy probes]."""
+        members = room.members()
+        summary: dict[str, Any] = {
+            "m.joined_member_count": sum(1 for m in members.values() if m == "join"),
+            "m.invited_member_count": sum(1 for m in members.values() if m == "invite"),
+        }
+        if room.content("m.room.name").get("name") or room.content("m.room.canonical_alias").get("alias"):
+            return summary
+        present = sorted(u for u, m in members.items() if m in ("join", "invite") and u != user_id)
+        gone = sorted(u for u, m in members.items() if m in ("leave", "ban") and u != user_id)
+        heroes = (present or gone)[:5]
+        summary["m.heroes"] = heroes
+        known = set(_members(state)) | set(_members(shown))
+        sent = self._lazy_sent.setdefault((user_id, self._device[1]), {})
+        for hero in heroes:
+            event = room.state[("m.room.member", hero)]
+            if hero not in known and sent.get(hero) != event.event_id:
+                state.append(event)
+                sent[hero] = event.event_id
+        return summary
 
     def _unread(self, room: Room, user_id: str) -> dict[str, int]:
         """Messages from others after the user's join and latest read receipt that notify under the default
@@ -397,17 +488,21 @@ class Sync:
         now: int,
     ) -> dict[str, Any] | None:
         """A room left (or rejected, or kicked from): once, in the sync covering the leave [1.69-1.71];
-        in an initial sync only with include_leave [1.72, 1.73]."""
+        in an initial sync only with include_leave, with the room's visible history up to the leave (the
+        last `limit` events, and then the state before them) [1.73, corpus `visibility: ...`]."""
         if position is None:
             if not sync_filter.include_leave:
                 return None
         elif member.stream <= position:
             return None
         end = next(i for i, e in enumerate(room.timeline) if e is member) + 1
-        events, limited, _, _ = self._timeline(room, user_id, end - 1, end, sync_filter, now)
+        start = 0 if position is None else end - 1
+        events, limited, first, _ = self._timeline(room, user_id, start, end, sync_filter, now)
+        state = [self._format(e, now, None) for e in _state_before(room, first)] if limited else []
+        prev_batch = token(room.timeline[first].stream - 1) if limited else token(member.stream)
         return {
-            "timeline": {"events": events, "prev_batch": token(member.stream), "limited": limited},
-            "state": {"events": []},
+            "timeline": {"events": events, "prev_batch": prev_batch, "limited": limited},
+            "state": {"events": state},
             "account_data": {"events": []},
         }
 
@@ -424,24 +519,28 @@ class Sync:
         limit: int,
         types: tuple[str, ...] | None,
         not_types: tuple[str, ...],
+        lazy_load_members: bool = False,
     ) -> dict[str, Any]:
         """GET /rooms/{roomId}/messages, after its parameters: a token is a place between two events of the
         stream (after every event at or before its position). `dir=b` pages back from `from` (default: now),
         `dir=f` forth (default: the room's start); `end` is absent only when the chunk is empty [3.17, 3.18].
-        Joined members read everything (`shared` history); one who left reads back from their leave, but
-        forwards unclamped [3.48-3.50]; anyone else, or an unknown room: 403 [3.52, 3.53]."""
+        A page is then filtered by the user's history visibility (`visibility.py`): a member, or one who
+        left (who reads back from their leave [3.48-3.50]), as a member; anyone else only peeks, and only
+        into a world-readable room [3.53]; else, or in an unknown room, 403 [3.52]. With `lazy_load_members`,
+        `state` has the chunk's senders' member events as of its first event [3.35]."""
         current = self._ids.stream
         start = current if from_token is None and direction == "b" else _position(from_token, "from", current)
         stop = None if to_token is None else _position(to_token, "to", current)
         room = self._rooms.get(room_id)
         membership = room.membership(requester.user_id) if room is not None else None
-        if room is None or membership not in ("join", "leave", "ban"):
+        peeking = membership not in ("join", "leave", "ban")
+        if room is None or (peeking and not world_readable(room)):
             raise MatrixError(
                 403,
                 M_FORBIDDEN,
                 f"User {requester.user_id} not in room {room_id}, and room previews are disabled",
             )
-        if membership != "join" and direction == "b":
+        if membership in ("leave", "ban") and direction == "b":
             start = min(start, room.state[("m.room.member", requester.user_id)].stream)
         wanted = SyncFilter(types=types, not_types=not_types)
         if direction == "b":
@@ -453,15 +552,25 @@ class Sync:
             if stop is not None:
                 window = [e for e in window if e.stream <= stop]
         page = window[:limit]
+        seen = visible(room, requester.user_id, peeking=peeking)
         now = self._ids.now_ms()
-        chunk = [e.client_format(now) for e in page if wanted.wants(e)]
+        shown = [e for e in page if wanted.wants(e) and seen[e.event_id]]
         answer: dict[str, Any] = {
-            "chunk": chunk,
+            "chunk": [e.client_format(now) for e in shown],
             "start": from_token if from_token is not None else _page_token(room, start, direction),
         }
-        if page:
+        if shown:  # Synapse answers an empty chunk (after filtering) without an `end` [3.40]
             last = page[-1]
             answer["end"] = _page_token(room, last.stream - 1 if direction == "b" else last.stream, "f")
+        elif limit == 0:
+            answer["end"] = answer["start"]  # an empty page asked for ends where it starts [3.8]
+        if lazy_load_members and shown:
+            index = room.timeline.index(shown[0])
+            at_first = {(e.type, e.state_key): e for e in _state_before(room, index + 1)}
+            senders = dict.fromkeys(e.sender for e in shown)
+            members = [at_first[("m.room.member", u)] for u in senders if ("m.room.member", u) in at_first]
+            if members:
+                answer["state"] = [e.client_format(now) for e in members]
         return answer
 
 

@@ -1,0 +1,102 @@
+"""Presence: each user's state as their /syncs set it (`set_presence`), at a position on the homeserver's
+stream, and what a /sync shows of the users who share a room with its user. Probed on Synapse 1.163.2 for
+issue 13 (presence is on in its default config; corpus steps `presence: ...`):
+
+- a sync sets its user `online` (or `unavailable` as asked); `set_presence=offline` changes nothing; a user
+  who never synced is `offline`. Only a change of state is news (a second sync while online is not).
+- an initial sync lists the user and everyone sharing a joined room with them, except those offline;
+- an incremental sync lists whose state changed since `since` (offline included), and the current state of
+  each user who newly joined or was newly invited to one of the user's rooms (so a room-mate who never synced
+  comes as `{"presence": "offline"}`); a change wakes the room-mates' long-polls;
+- content: `online` has `last_active_ago` and `currently_active: true`, `unavailable` `last_active_ago`
+  only, `offline` nothing else until the user was ever active.
+
+Not locked on its own: `MatrixStore` holds its lock around every call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mockgen.store.matrix.ids import Ids
+from mockgen.store.matrix.model import Room
+
+OFFLINE = "offline"
+
+
+@dataclass
+class UserPresence:
+    state: str = OFFLINE
+    last_active_ms: int | None = None
+    stream: int = 0
+
+
+class Presence:
+    def __init__(self, ids: Ids, rooms: Mapping[str, Room]) -> None:
+        self._ids = ids
+        self._rooms = rooms
+        self.users: dict[str, UserPresence] = {}
+
+    def room_mates(self, user_id: str) -> set[str]:
+        """Everyone joined to a room `user_id` is joined to (`user_id` included)."""
+        mates = {user_id}
+        for room in self._rooms.values():
+            members = room.members()
+            if members.get(user_id) == "join":
+                mates.update(other for other, membership in members.items() if membership == "join")
+        return mates
+
+    def set_from_sync(self, user_id: str, set_presence: str | None) -> None:
+        state = set_presence or "online"
+        if state == OFFLINE:
+            return  # Synapse: "offline" only means the sync does not mark the user online
+        current = self.users.setdefault(user_id, UserPresence())
+        current.last_active_ms = self._ids.now_ms()
+        if current.state != state:
+            current.state = state
+            current.stream = self._ids.next_stream(self.room_mates(user_id))
+
+    def event(self, user_id: str, now: int) -> dict[str, Any]:
+        current = self.users.get(user_id, UserPresence())
+        content: dict[str, Any] = {"presence": current.state}
+        if current.last_active_ms is not None:
+            content["last_active_ago"] = max(0, now - current.last_active_ms)
+        if current.state == "online":
+            content["currently_active"] = True
+        return {"type": "m.presence", "sender": user_id, "content": content}
+
+    def for_sync(self, user_id: str, position: int | None) -> list[dict[str, Any]]:
+        """The m.presence events of a sync from `position` (None: an initial sync)."""
+        mates = self.room_mates(user_id)
+        if position is None:
+            shown = {u for u in mates if self.users.get(u, UserPresence()).state != OFFLINE}
+        else:
+            shown = {u for u in mates if self.users.get(u, UserPresence()).stream > position}
+            shown |= self._newly_shared(user_id, position)
+        now = self._ids.now_ms()
+        return [self.event(other, now) for other in sorted(shown)]
+
+    def _newly_shared(self, user_id: str, position: int) -> set[str]:
+        """Users whose membership in one of the user's rooms became join or invite after `position` (all the
+        members of a room the user joined after it); a profile change (join to join) is no news."""
+        found: set[str] = set()
+        for room in self._rooms.values():
+            members = room.members()
+            if members.get(user_id) != "join":
+                continue
+            before: dict[str, str] = {}
+            for event in room.timeline:
+                if event.type != "m.room.member" or event.state_key is None:
+                    continue
+                membership = str(event.content.get("membership"))
+                changed = before.get(event.state_key) != membership
+                before[event.state_key] = membership
+                if event.stream <= position or not changed or membership not in ("join", "invite"):
+                    continue
+                if event.state_key == user_id:
+                    found.update(other for other, now in members.items() if now == "join")
+                elif members.get(event.state_key) in ("join", "invite"):
+                    found.add(event.state_key)
+        found.discard(user_id)
+        return found
