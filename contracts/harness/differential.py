@@ -1,5 +1,6 @@
 """Differential runs: the same scenario corpus on the mock and on a real server, compared step by step —
-status, errcode, and which of the fields the contract requires for that answer came back."""
+status, errcode, which of the fields the contract requires for that answer came back, and what the step's
+`compare` selectors pick out of it (ids and tokens masked: `projection`)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from mockgen.world import DEFAULT_LETTA_TOKEN, World
 @dataclass(frozen=True)
 class Disagreement:
     step: str
-    aspect: str  # status | errcode | detail | fields
+    aspect: str  # status | errcode | detail | fields | content (what `compare` selectors picked)
     mock: Any
     real: Any
 
@@ -87,6 +88,16 @@ def compare(mock: Sequence[Outcome], real: Sequence[Outcome]) -> list[Disagreeme
             found.append(Disagreement(name, "detail", detail, their_detail))
         elif (fields := required_fields(ours)) != (their_fields := required_fields(theirs)):
             found.append(Disagreement(name, "fields", fields, their_fields))
+        elif differing := [
+            (selector, mine, real)
+            for (selector, mine), (_, real) in zip(ours.projections, theirs.projections, strict=True)
+            if mine != real
+        ]:
+            found.append(
+                Disagreement(
+                    name, "content", {s: m for s, m, _ in differing}, {s: r for s, _, r in differing}
+                )
+            )
     return found
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from contracts.adapters.aiohttp_hook import ContractMiddleware
+from contracts.harness.projection import project
 from contracts.validation import ContractValidator, Violation
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -40,6 +41,8 @@ class Step:
     )
     follow_redirects: bool = True
     needs: tuple[str, ...] = ()  # variables without which the step is skipped (e.g. admin credentials)
+    # what a differential compares of the answer besides status and errcode (see `projection`)
+    compare: tuple[str, ...] = ()
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Outcome:
     operation: str | None
     violations: list[Violation]
     skipped: str | None = None
+    projections: tuple[tuple[str, Any], ...] = ()  # the step's `compare` selectors and what they picked
 
     @property
     def unexpected(self) -> bool:
@@ -139,6 +143,7 @@ async def run_scenario(
                     body=body,
                     operation=checked[-1].operation if checked else None,
                     violations=[v for c in checked for v in c.violations],
+                    projections=project(body, step.compare, known),
                 )
             )
     return outcomes

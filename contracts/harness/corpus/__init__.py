@@ -176,6 +176,7 @@ def _step(service: str, fields: Mapping[str, Any]) -> Step:
         expect=fields["expect"],
         follow_redirects=fields.get("follow_redirects", True),
         needs=tuple(fields.get("needs", ())),
+        compare=tuple(fields.get("compare", ())),
     )
 
 

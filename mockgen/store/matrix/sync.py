@@ -559,7 +559,9 @@ class Sync:
             "chunk": [e.client_format(now) for e in shown],
             "start": from_token if from_token is not None else _page_token(room, start, direction),
         }
-        if shown:  # Synapse answers an empty chunk (after filtering) without an `end` [3.40]
+        if any(wanted.wants(e) for e in page):
+            # Synapse filters types as it reads the page (one without any has no `end` [3.40]), and history
+            # visibility after: a page it hides entirely still has one (corpus `visibility: ...`).
             last = page[-1]
             answer["end"] = _page_token(room, last.stream - 1 if direction == "b" else last.stream, "f")
         elif limit == 0:
