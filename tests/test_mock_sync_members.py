@@ -212,6 +212,27 @@ def test_a_wrong_summary_breaks_the_contract(summary: dict[str, Any]) -> None:
     assert validator.check_body(validator.operations["sync"], 200, body) != []
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "m.presence", "sender": "@b:matrix.test", "content": {"presence": "away"}},
+        {"type": "m.presence", "content": {"presence": "online"}},
+        {"type": "m.typing", "sender": "@b:matrix.test", "content": {"presence": "online"}},
+        {
+            "type": "m.presence",
+            "sender": "@b:matrix.test",
+            "content": {"presence": "online", "last_active_ago": -5},
+        },
+    ],
+    ids=["unknown-state", "no-sender", "not-presence", "negative-age"],
+)
+def test_a_wrong_presence_event_breaks_the_contract(event: dict[str, Any]) -> None:
+    validator = validator_for("matrix")
+    body = {"next_batch": "s1", "device_one_time_keys_count": {}, "device_unused_fallback_key_types": []}
+    body["presence"] = {"events": [event]}
+    assert validator.check_body(validator.operations["sync"], 200, body) != []
+
+
 # -- history visibility
 
 

@@ -523,11 +523,11 @@ class Sync:
     ) -> dict[str, Any]:
         """GET /rooms/{roomId}/messages, after its parameters: a token is a place between two events of the
         stream (after every event at or before its position). `dir=b` pages back from `from` (default: now),
-        `dir=f` forth (default: the room's start); `end` is absent only when the chunk is empty [3.17, 3.18].
-        A page is then filtered by the user's history visibility (`visibility.py`): a member, or one who
-        left (who reads back from their leave [3.48-3.50]), as a member; anyone else only peeks, and only
-        into a world-readable room [3.53]; else, or in an unknown room, 403 [3.52]. With `lazy_load_members`,
-        `state` has the chunk's senders' member events as of its first event [3.35]."""
+        `dir=f` forth (default: the room's start); `end` is absent only when nothing of the page matched the
+        filter [3.17, 3.18, 3.40]. A page is then filtered by the user's history visibility (`visibility.py`):
+        a member, or one who left (who reads back from their leave [3.48-3.50]), as a member; anyone else only
+        peeks, and only into a world-readable room [3.53]; else, or in an unknown room, 403 [3.52]. With
+        `lazy_load_members`, `state` has the chunk's senders' member events as of its first event [3.35]."""
         current = self._ids.stream
         start = current if from_token is None and direction == "b" else _position(from_token, "from", current)
         stop = None if to_token is None else _position(to_token, "to", current)
