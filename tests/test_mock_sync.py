@@ -409,6 +409,15 @@ async def test_messages_pages_back_and_forth(pair: Pair) -> None:
     assert bodies(to["chunk"]) == ["n4", "n3", "n2", "n1"]  # [3.25]
     typed = await messages(pair, room_id, pair.alice, dir="f", filter='{"types":["m.room.message"]}')
     assert bodies(typed.body["chunk"]) == ["n0", "n1", "n2", "n3", "n4"]
+    # The limit counts matching events: the room's state events come first and do not use it up [3.32]
+    only_messages = '{"types":["m.room.message"]}'
+    three = await messages(pair, room_id, pair.alice, dir="f", limit="3", filter=only_messages)
+    assert bodies(three.body["chunk"]) == ["n0", "n1", "n2"]
+    after = (await messages(pair, room_id, pair.alice, dir="f", **{"from": three.body["end"]})).body
+    assert bodies(after["chunk"]) == ["n3", "n4"]
+    for falsy in ("[]", "{}", "null", "0"):  # JSON that is falsy is no filter [3.38]
+        unfiltered = (await messages(pair, room_id, pair.alice, dir="b", limit="2", filter=falsy)).body
+        assert bodies(unfiltered["chunk"]) == ["n4", "n3"], falsy
 
 
 async def test_messages_from_a_sync_prev_batch(pair: Pair) -> None:
@@ -450,6 +459,7 @@ async def test_messages_access(pair: Pair) -> None:
         ({"from": "garbage"}, "M_UNKNOWN"),  # [3.27]
         ({"to": "garbage"}, "M_UNKNOWN"),
         ({"filter": "{bad"}, "M_NOT_JSON"),
+        ({"filter": "[1]"}, "M_NOT_JSON"),
     ],
 )
 async def test_messages_errors(pair: Pair, params: dict[str, str], errcode: str) -> None:

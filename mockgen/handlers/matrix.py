@@ -417,6 +417,11 @@ def get_room_events(call: Call) -> Reply:
             definition = json.loads(str(query["filter"]))
         except ValueError:
             definition = None
+        if definition is None and str(query["filter"]).strip() != "null":
+            raise MatrixError(400, M_NOT_JSON, "Query parameter filter must be a valid JSON object")
+        if not definition:
+            # Synapse keeps a filter only when its JSON is truthy: `[]`, `{}`, `0` are no filter [3.38].
+            definition = {}
         if not isinstance(definition, dict):
             raise MatrixError(400, M_NOT_JSON, "Query parameter filter must be a valid JSON object")
         types = _strings_of(definition.get("types"))

@@ -551,17 +551,18 @@ class Sync:
             window = [e for e in room.timeline if e.stream > start]
             if stop is not None:
                 window = [e for e in window if e.stream <= stop]
-        page = window[:limit]
+        # Synapse filters types as it reads (its query's LIMIT counts matching events [3.32]; a page without
+        # any has no `end` [3.40]), and history visibility after: a page it hides entirely still has one
+        # (corpus `visibility: ...`).
+        page = [e for e in window if wanted.wants(e)][:limit]
         seen = visible(room, requester.user_id, peeking=peeking)
         now = self._ids.now_ms()
-        shown = [e for e in page if wanted.wants(e) and seen[e.event_id]]
+        shown = [e for e in page if seen[e.event_id]]
         answer: dict[str, Any] = {
             "chunk": [e.client_format(now) for e in shown],
             "start": from_token if from_token is not None else _page_token(room, start, direction),
         }
-        if any(wanted.wants(e) for e in page):
-            # Synapse filters types as it reads the page (one without any has no `end` [3.40]), and history
-            # visibility after: a page it hides entirely still has one (corpus `visibility: ...`).
+        if page:
             last = page[-1]
             answer["end"] = _page_token(room, last.stream - 1 if direction == "b" else last.stream, "f")
         elif limit == 0:
