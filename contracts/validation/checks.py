@@ -29,6 +29,7 @@ from contracts.validation.model import (
     primary_media,
 )
 from contracts.validation.routing import RouteTable
+from contracts.validation.sse import SSE_MEDIA_TYPE, check_stream
 from contracts.validation.violations import Violation, schema_violations
 
 
@@ -271,6 +272,10 @@ class ContractValidator:
             )
             return found, None
         media = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media == SSE_MEDIA_TYPE and media in spec.media_types:
+            stream_schema, stream_validator = spec.media_types[media]
+            found.extend(check_stream(stream_validator, stream_schema, body, operation=op_id))
+            return found, None
         if media not in spec.media_types:
             found.append(
                 Violation(
