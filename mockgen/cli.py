@@ -90,7 +90,10 @@ def _parser() -> argparse.ArgumentParser:
         "--letta-format", choices=("array", "envelope"), default="array", help="agent list format"
     )
     serve.add_argument(
-        "--letta-version", choices=VERSIONS, default=DEFAULT_VERSION, help="the Letta release the mock answers as"
+        "--letta-version",
+        choices=VERSIONS,
+        default=DEFAULT_VERSION,
+        help="the Letta release the mock answers as",
     )
     serve.add_argument("--no-validate", action="store_true", help="do not check the mock's own answers")
     serve.add_argument(

@@ -173,7 +173,9 @@ def _checked_stream(stream: Any, operation_id: Any, status: Any) -> dict[str, An
     if not isinstance(stream, dict) or set(stream) - STREAM_FAULT_KEYS or not stream:
         raise ControlError(400, f"stream takes {', '.join(sorted(STREAM_FAULT_KEYS))}")
     if operation_id not in STREAMING_OPERATIONS or status is not None:
-        raise ControlError(400, f"a stream fault needs operation {' or '.join(STREAMING_OPERATIONS)} and no status")
+        raise ControlError(
+            400, f"a stream fault needs operation {' or '.join(STREAMING_OPERATIONS)} and no status"
+        )
     return dict(stream)
 
 

@@ -104,7 +104,7 @@ class LettaMock(MockHandle):
 
     def script(self, agent_id: str, *turns: dict[str, Any]) -> int:
         """Script the agent's next turns, one dict a turn (specs/mock-control.yaml `TurnScript`), e.g.
-        `script(aid, {"messages": [{"type": "tool_call", "name": "matrix_agent_message", "arguments": {...}}]})`
+        `script(aid, {"messages": [{"type": "tool_call", "name": "matrix_agent_message", ...}]})`
         or `script(aid, {"llm_error": "500"})`; how many turns are queued."""
         return control.script_turns(self.world, agent_id, list(turns))["queued"]
 
@@ -154,7 +154,9 @@ class MatrixMock(MockHandle):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini(VERSION_INI, f"the Letta release the mock answers as ({', '.join(VERSIONS)})", default=DEFAULT_VERSION)
+    parser.addini(
+        VERSION_INI, f"the Letta release the mock answers as ({', '.join(VERSIONS)})", default=DEFAULT_VERSION
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -86,7 +86,7 @@ class World:
         version = self.config.letta_version
         if version not in VERSIONS:
             raise ValueError(f"Letta version {version!r} is not one of {', '.join(VERSIONS)}")
-        return version  # type: ignore[return-value]
+        return version
 
     def _new_matrix(self) -> MatrixStore:
         matrix = MatrixStore(

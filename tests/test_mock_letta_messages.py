@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -20,11 +21,21 @@ HELLO = {"messages": [{"role": "user", "content": "hello"}]}
 MATRIX_CALL = {
     "messages": [
         {"type": "reasoning", "text": "I will tell the room."},
-        {"type": "tool_call", "name": "matrix_agent_message", "arguments": {"room_id": "!r:matrix.test", "text": "hi 🌍"}, "tool_call_id": "call_m1"},
-        {"type": "tool_return", "name": "matrix_agent_message", "tool_return": "sent", "tool_call_id": "call_m1"},
+        {
+            "type": "tool_call",
+            "name": "matrix_agent_message",
+            "arguments": {"room_id": "!r:matrix.test", "text": "hi 🌍"},
+            "tool_call_id": "call_m1",
+        },
+        {
+            "type": "tool_return",
+            "name": "matrix_agent_message",
+            "tool_return": "sent",
+            "tool_call_id": "call_m1",
+        },
         {"type": "assistant", "text": "Told them."},
     ]
-}  # fmt: skip
+}
 
 
 @pytest.fixture(params=["0.11.7", "0.16.8"])
@@ -41,7 +52,7 @@ def _client(letta: LettaMock) -> httpx.Client:
     return httpx.Client(base_url=letta.url, headers=letta.headers, timeout=TIMEOUT)
 
 
-def _events(body: bytes) -> list[tuple[str, object]]:
+def _events(body: bytes) -> list[tuple[str, Any]]:
     events, problems = parse_stream(body)
     assert problems == []
     return [(e.event, e.data) for e in events]
@@ -62,11 +73,14 @@ def test_echo_turn_is_shaped_as_each_release_answers(letta: LettaMock) -> None:
     if letta.version == "0.11.7":
         assert kinds == ["reasoning_message", "assistant_message"]
         assert answer["messages"][0]["reasoning"] == "The user said 'hello'; I will echo it."
-        assert reply["run_id"] is None and "logprobs" not in answer
+        assert reply["run_id"] is None
+        assert "logprobs" not in answer
         assert "steps_messages" in answer["usage"]
     else:
         assert kinds == ["assistant_message"]
-        assert reply["run_id"].startswith("run-") and answer["logprobs"] is None and answer["turns"] is None
+        assert reply["run_id"].startswith("run-")
+        assert answer["logprobs"] is None
+        assert answer["turns"] is None
         assert "context_tokens" in answer["usage"]
     assert [m["message_type"] for m in history][-len(kinds) - 1 :] == ["user_message", *kinds]
     assert history[-1]["id"] == reply["id"]
@@ -83,8 +97,13 @@ def test_stream_sends_the_turn_as_events(letta: LettaMock) -> None:
     head = ["ping"] if letta.version == "0.16.8" else []
     body = ["reasoning_message", "assistant_message"] if letta.version == "0.11.7" else ["assistant_message"]
     assert kinds == [*head, *body, "stop_reason", "usage_statistics", DONE]
-    pieces = [d for _, d in _events(tokens.content) if isinstance(d, dict) and d["message_type"] == "assistant_message"]
-    assert len(pieces) > 1 and len({p["id"] for p in pieces}) == 1
+    pieces = [
+        d
+        for _, d in _events(tokens.content)
+        if isinstance(d, dict) and d["message_type"] == "assistant_message"
+    ]
+    assert len(pieces) > 1
+    assert len({p["id"] for p in pieces}) == 1
     assert "".join(p["content"] for p in pieces) == "echo: hello"
 
 
@@ -97,14 +116,26 @@ def test_scripted_matrix_tool_call_reaches_the_client_whole(letta: LettaMock) ->
         history = http.get(f"/v1/agents/{agent.id}/messages", params={"limit": 100}).json()
     for messages in (answer["messages"], [d for _, d in streamed if isinstance(d, dict)]):
         call = next(m for m in messages if m["message_type"] == "tool_call_message")["tool_call"]
-        assert call["name"] == "matrix_agent_message" and call["tool_call_id"] == "call_m1"
+        assert call["name"] == "matrix_agent_message"
+        assert call["tool_call_id"] == "call_m1"
         assert json.loads(call["arguments"]) == {"room_id": "!r:matrix.test", "text": "hi 🌍"}
-        kinds = [m["message_type"] for m in messages if m["message_type"] not in ("ping", "stop_reason", "usage_statistics")]
+        kinds = [
+            m["message_type"]
+            for m in messages
+            if m["message_type"] not in ("ping", "stop_reason", "usage_statistics")
+        ]
         assert kinds == ["reasoning_message", "tool_call_message", "tool_return_message", "assistant_message"]
     assert answer["usage"]["step_count"] == 2
     heartbeat = ["user_message"] if letta.version == "0.11.7" else []
-    tail = ["user_message", "reasoning_message", "tool_call_message", "tool_return_message", *heartbeat, "assistant_message"]
-    assert [m["message_type"] for m in history][-len(tail):] == tail
+    tail = [
+        "user_message",
+        "reasoning_message",
+        "tool_call_message",
+        "tool_return_message",
+        *heartbeat,
+        "assistant_message",
+    ]
+    assert [m["message_type"] for m in history][-len(tail) :] == tail
 
 
 @pytest.mark.mock_lenient
@@ -121,14 +152,19 @@ def test_a_failed_turn_answers_as_the_release_and_leaves_nothing(letta: LettaMoc
     events = _events(streamed.content)
     if letta.version == "0.11.7":
         assert (sent.status_code, sent.json()) == (500, {"detail": "An internal server error occurred"})
-        assert streamed.status_code == 500 and [e for e, _ in events] == ["message", "error"]
+        assert streamed.status_code == 500
+        assert [e for e, _ in events] == ["message", "error"]
         assert events[0][1] == {"message_type": "stop_reason", "stop_reason": "error"}
         assert limited.status_code == 500
     else:
-        assert sent.status_code == 500 and sent.json()["error"]["type"] == "llm_error"
-        assert streamed.status_code == 200 and events[-1] == ("message", DONE)
-        assert events[-2][0] == "error" and events[-2][1]["message_type"] == "error_message"
-        assert limited.status_code == 429 and limited.json()["error"]["type"] == "llm_rate_limit"
+        assert sent.status_code == 500
+        assert sent.json()["error"]["type"] == "llm_error"
+        assert streamed.status_code == 200
+        assert events[-1] == ("message", DONE)
+        assert events[-2][0] == "error"
+        assert events[-2][1]["message_type"] == "error_message"
+        assert limited.status_code == 429
+        assert limited.json()["error"]["type"] == "llm_rate_limit"
     assert [v for v in letta.violations() if v.side == "response"] == []
 
 
@@ -145,7 +181,8 @@ def test_stream_faults_break_the_stream_as_asked(letta_mock: LettaMock) -> None:
         assert problems == ["a stream that ends without [DONE] or an error event (cut)"]
         letta_mock.inject("streamMessage", stream={"error": True})
         events = _events(http.post(url, json=HELLO).content)
-        assert events[-1][0] == "error" and events[0][1]["message_type"] == "reasoning_message"
+        assert events[-1][0] == "error"
+        assert events[0][1]["message_type"] == "reasoning_message"
         letta_mock.inject("streamMessage", stream={"stall_after": 1, "stall_ms": 3000})
         with http.stream("POST", url, json=HELLO, timeout=httpx.Timeout(5.0, read=0.3)) as response:
             lines = response.iter_lines()
@@ -166,7 +203,9 @@ def test_script_control_endpoint_queues_turns(letta_mock: LettaMock) -> None:
         )
         assert queued.json() == {"queued": 1}
         refused = http.post(
-            f"/_mock/agents/{agent.id}/turns", json={"turns": [{"llm_error": "teapot"}]}, headers=letta_mock.control_headers
+            f"/_mock/agents/{agent.id}/turns",
+            json={"turns": [{"llm_error": "teapot"}]},
+            headers=letta_mock.control_headers,
         )
         assert refused.status_code == 400
         answer = http.post(f"/v1/agents/{agent.id}/messages", json=HELLO, headers=letta_mock.headers).json()
@@ -186,14 +225,20 @@ def test_every_documented_status_of_send_and_stream(letta_mock: LettaMock) -> No
         missing = "/v1/agents/agent-00000000-0000-4000-8000-000000000000/messages"
         with _client(letta_mock) as http:
             answers = [
-                http.post(send, json=HELLO), http.post(send, json={"messages": [{"role": "user", "content": ""}]}),
-                http.post(send, json=HELLO, headers={"Authorization": "Bearer wrong"}), http.post(missing, json=HELLO),
-                http.post(send, json={}), http.post(send, json=HELLO), http.post(stream, json=HELLO),
-                http.post(stream, json=HELLO), http.post(stream, json={**HELLO, "background": True}),
-                http.post(f"{missing}/stream", json=HELLO), http.post(stream, json={"messages": "x"}),
+                http.post(send, json=HELLO),
+                http.post(send, json={"messages": [{"role": "user", "content": ""}]}),
+                http.post(send, json=HELLO, headers={"Authorization": "Bearer wrong"}),
+                http.post(missing, json=HELLO),
+                http.post(send, json={}),
+                http.post(send, json=HELLO),
+                http.post(stream, json=HELLO),
+                http.post(stream, json=HELLO),
+                http.post(stream, json={**HELLO, "background": True}),
+                http.post(f"{missing}/stream", json=HELLO),
+                http.post(stream, json={"messages": "x"}),
                 http.post(stream, json=HELLO, headers={"Authorization": "Bearer wrong"}),
                 http.post(send, json={"messages": [{"role": "assistant", "content": "x"}]}),
-            ]  # fmt: skip
+            ]
         assert all(a.status_code for a in answers)
         hits.record(world.journal)
     world.config.letta_version = "0.11.7"

@@ -108,7 +108,9 @@ def check_stream(
     """Every way a `text/event-stream` answer breaks the contract: its framing, then each event."""
     events, problems = parse_stream(body)
     found = [
-        Violation("response", operation, "response stream", "", "sse", "server-sent events as Letta frames them", p)
+        Violation(
+            "response", operation, "response stream", "", "sse", "server-sent events as Letta frames them", p
+        )
         for p in problems
     ]
     for index, event in enumerate(events):

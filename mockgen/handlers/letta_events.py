@@ -3,7 +3,6 @@ statuses, bodies and event sequences of the reference observations, LLM failure 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from contracts.validation.sse import DONE, ERROR_EVENT, encode_event
@@ -13,9 +12,9 @@ from mockgen.store.letta_turns import Turn, Version
 
 # What the reference LLM said when it failed, as Letta quotes it.
 _UPSTREAM = {
-    "500": "Error code: 500 - {'error': {'message': 'fake upstream failure', 'type': 'server_error', 'param': None, 'code': None}}",
-    "429": "Error code: 429 - {'error': {'message': 'Rate limit reached (fake)', 'type': 'requests', 'param': None, 'code': 'rate_limit_exceeded'}}",
-    "400": "Error code: 400 - {'error': {'message': 'fake bad request', 'type': 'invalid_request_error', 'param': None, 'code': None}}",
+    "500": "Error code: 500 - {'error': {'message': 'fake upstream failure', 'type': 'server_error', 'param': None, 'code': None}}",  # noqa: E501 (a server's text, verbatim)
+    "429": "Error code: 429 - {'error': {'message': 'Rate limit reached (fake)', 'type': 'requests', 'param': None, 'code': 'rate_limit_exceeded'}}",  # noqa: E501 (a server's text, verbatim)
+    "400": "Error code: 400 - {'error': {'message': 'fake bad request', 'type': 'invalid_request_error', 'param': None, 'code': None}}",  # noqa: E501 (a server's text, verbatim)
 }
 NOT_JSON = "Expecting value: line 1 column 1 (char 0)"
 NO_TOOL_CALL = "No tool calls found in response, model must make a tool call"
@@ -37,7 +36,7 @@ _STREAM_117_TOKENS: dict[str, tuple[str, str]] = {
     "malformed": (
         "error",
         "An exception occurred mid-stream with status code 500 with content "
-        "b'data: {\"message_type\":\"stop_reason\",\"stop_reason\":\"error\"}\\n\\n'",
+        'b\'data: {"message_type":"stop_reason","stop_reason":"error"}\\n\\n\'',
     ),
 }
 LLM_ERROR = "An error occurred with the LLM request."
@@ -61,7 +60,7 @@ _LLM_16: dict[str, tuple[int, str, str, str]] = {
         500,
         "llm_error",
         LLM_ERROR,
-        f"INTERNAL_SERVER_ERROR: OpenAI API returned invalid JSON response (likely an HTML error page): {NOT_JSON}",
+        f"INTERNAL_SERVER_ERROR: OpenAI API returned invalid JSON response (likely an HTML error page): {NOT_JSON}",  # noqa: E501 (a server's text, verbatim)
     ),
 }
 
@@ -85,18 +84,34 @@ def _stop(reason: str) -> bytes:
 
 
 def _ping(store: LettaStore, run_id: str | None) -> bytes:
-    return encode_event({
-        "id": store.new_id("ping"), "date": store.message_date(), "name": None, "message_type": "ping",
-        "otid": None, "sender_id": None, "step_id": None, "is_err": None, "seq_id": None, "run_id": run_id,
-    })  # fmt: skip
+    return encode_event(
+        {
+            "id": store.new_id("ping"),
+            "date": store.message_date(),
+            "name": None,
+            "message_type": "ping",
+            "otid": None,
+            "sender_id": None,
+            "step_id": None,
+            "is_err": None,
+            "seq_id": None,
+            "run_id": run_id,
+        }
+    )
 
 
 def _error_16(run_id: str | None, kind: str, message: str, detail: str) -> bytes:
     return encode_event(
-        {"message_type": "error_message", "run_id": run_id, "error_type": kind, "message": message,
-         "detail": detail, "seq_id": None},
+        {
+            "message_type": "error_message",
+            "run_id": run_id,
+            "error_type": kind,
+            "message": message,
+            "detail": detail,
+            "seq_id": None,
+        },
         ERROR_EVENT,
-    )  # fmt: skip
+    )
 
 
 def failure_events(
@@ -114,7 +129,12 @@ def failure_events(
     done = encode_event(DONE)
     if failure in ("empty_input", "no_choices"):
         unknown = "An unknown error occurred with the LLM streaming request."
-        return 200, [_ping(store, run_id), _stop("error"), _error_16(run_id, "internal_error", unknown, "list index out of range"), done]
+        return 200, [
+            _ping(store, run_id),
+            _stop("error"),
+            _error_16(run_id, "internal_error", unknown, "list index out of range"),
+            done,
+        ]
     if failure == "malformed" and tokens:
         detail = f"Unhandled LLM error: {NOT_JSON}"
         error = _error_16(run_id, "internal_error", "An error occurred during agent execution.", detail)
@@ -135,9 +155,18 @@ def turn_events(store: LettaStore, turn: Turn, tokens: bool, *, error: bool = Fa
     if error:
         if store.version == "0.11.7":
             reason, text = _STREAM_117["500"]
-            return [*events, _stop(reason), encode_event({"error": text, "code": "INTERNAL_SERVER_ERROR"}, ERROR_EVENT)]
+            return [
+                *events,
+                _stop(reason),
+                encode_event({"error": text, "code": "INTERNAL_SERVER_ERROR"}, ERROR_EVENT),
+            ]
         _, kind, message_text, detail = _LLM_16["500"]
-        return [*events, _stop("llm_api_error"), _error_16(turn.run_id, kind, message_text, detail), encode_event(DONE)]
+        return [
+            *events,
+            _stop("llm_api_error"),
+            _error_16(turn.run_id, kind, message_text, detail),
+            encode_event(DONE),
+        ]
     usage = dict(turn.usage)
     if tokens and store.version == "0.16.8":
         usage.update(cached_input_tokens=None, cache_write_tokens=None, reasoning_tokens=None)

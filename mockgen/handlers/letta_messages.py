@@ -119,4 +119,3 @@ def stream_message(call: Call) -> Reply | StreamReply:
         stall_ms=int(fault.get("stall_ms", script.stall_ms if script else 0)),
         on_purpose=bool(fault.get("omit_done")) or (cut is not None),
     )
-

@@ -14,7 +14,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mockgen.store.errors import LettaError
-from mockgen.store.letta_turns import DEFAULT_VERSION, Script, Turn, TurnPlayer, TurnRequest, Version, input_text
+from mockgen.store.letta_turns import (
+    DEFAULT_VERSION,
+    Script,
+    Turn,
+    TurnPlayer,
+    TurnRequest,
+    Version,
+    input_text,
+)
 
 AGENT_ID = re.compile(r"agent-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Letta's own check (`letta/constants.py`), used by GET /v1/agents/{agent_id} only: case-insensitive, a uuid4
@@ -393,7 +401,9 @@ class LettaStore:
             if message.get("role") in ("user", "system"):
                 return input_text(message["content"])
         for stored in reversed(agent.messages):
-            if stored["message_type"] in ("user_message", "system_message") and isinstance(stored.get("content"), str):
+            if stored["message_type"] in ("user_message", "system_message") and isinstance(
+                stored.get("content"), str
+            ):
                 return str(stored["content"])
         return ""
 

@@ -22,7 +22,15 @@ Version = Literal["0.11.7", "0.16.8"]
 VERSIONS: tuple[Version, ...] = ("0.11.7", "0.16.8")
 DEFAULT_VERSION: Version = "0.11.7"
 LlmFailure = Literal["500", "429", "400", "unreachable", "malformed", "no_choices", "no_tool_call"]
-LLM_FAILURES: tuple[str, ...] = ("500", "429", "400", "unreachable", "malformed", "no_choices", "no_tool_call")
+LLM_FAILURES: tuple[str, ...] = (
+    "500",
+    "429",
+    "400",
+    "unreachable",
+    "malformed",
+    "no_choices",
+    "no_tool_call",
+)
 SEND_MESSAGE = "send_message"
 SENT = "Sent message successfully."
 # What a script may say an item is (short names for the message types Letta answers with).
@@ -32,7 +40,9 @@ ITEM_TYPES = {
     "tool_call": "tool_call_message",
     "tool_return": "tool_return_message",
 }
-SCRIPT_KEYS = frozenset({"messages", "stop_reason", "llm_error", "delay_ms", "cut_after", "stall_after", "stall_ms"})
+SCRIPT_KEYS = frozenset(
+    {"messages", "stop_reason", "llm_error", "delay_ms", "cut_after", "stall_after", "stall_ms"}
+)
 
 
 class ScriptError(ValueError):
@@ -126,7 +136,9 @@ class TurnPlayer:
         self._uuid = new_uuid
         self._date = date
 
-    def _base(self, message_id: str, message_type: str, index: int | None, step_id: str | None, run_id: str | None) -> dict[str, Any]:
+    def _base(
+        self, message_id: str, message_type: str, index: int | None, step_id: str | None, run_id: str | None
+    ) -> dict[str, Any]:
         return {
             "id": message_id,
             "date": self._date(),
@@ -182,7 +194,9 @@ class TurnPlayer:
         echoed["content"] = input_text(message["content"])
         return echoed
 
-    def _step(self, items: Sequence[dict[str, Any]], request: TurnRequest, run_id: str | None) -> list[dict[str, Any]]:
+    def _step(
+        self, items: Sequence[dict[str, Any]], request: TurnRequest, run_id: str | None
+    ) -> list[dict[str, Any]]:
         step_id = f"step-{self._uuid()}"
         llm_id = f"message-{self._uuid()}"
         out: list[dict[str, Any]] = []
@@ -198,21 +212,46 @@ class TurnPlayer:
             elif kind == "assistant":
                 # The send_message call Letta 0.11.7 turns into an assistant message, shown as it is.
                 call = self._base(llm_id, "tool_call_message", index, step_id, run_id)
-                arguments = {request.assistant_message_tool_kwarg: str(item.get("text", "")), "request_heartbeat": False}
+                arguments = {
+                    request.assistant_message_tool_kwarg: str(item.get("text", "")),
+                    "request_heartbeat": False,
+                }
                 call_id = f"call_{self._uuid().replace('-', '')[:24]}"
-                call["tool_call"] = {"name": request.assistant_message_tool_name, "arguments": json.dumps(arguments), "tool_call_id": call_id}
+                call["tool_call"] = {
+                    "name": request.assistant_message_tool_name,
+                    "arguments": json.dumps(arguments),
+                    "tool_call_id": call_id,
+                }
                 out.append(call)
-                out.append(self._tool_return({"name": request.assistant_message_tool_name, "tool_return": SENT, "tool_call_id": call_id}, step_id, run_id))
+                out.append(
+                    self._tool_return(
+                        {
+                            "name": request.assistant_message_tool_name,
+                            "tool_return": SENT,
+                            "tool_call_id": call_id,
+                        },
+                        step_id,
+                        run_id,
+                    )
+                )
                 index += 1
                 continue
             elif kind == "reasoning":
                 message = self._base(llm_id, "reasoning_message", index, step_id, run_id)
-                message.update(source="non_reasoner_model", reasoning=str(item.get("text", "")), signature=None)
+                message.update(
+                    source="non_reasoner_model", reasoning=str(item.get("text", "")), signature=None
+                )
             else:
                 message = self._base(llm_id, "tool_call_message", index, step_id, run_id)
                 arguments = item.get("arguments", {})
                 text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-                call = {"name": str(item.get("name", "")), "arguments": text, "tool_call_id": str(item.get("tool_call_id") or f"call_{self._uuid().replace('-', '')[:24]}")}
+                call = {
+                    "name": str(item.get("name", "")),
+                    "arguments": text,
+                    "tool_call_id": str(
+                        item.get("tool_call_id") or f"call_{self._uuid().replace('-', '')[:24]}"
+                    ),
+                }
                 message["tool_call"] = call
                 if self.version == "0.16.8":
                     message["tool_calls"] = [dict(call)]
@@ -263,17 +302,23 @@ class TurnPlayer:
         steps: list[dict[str, Any]] = []
         for n, step in enumerate(played):
             if n and self.version == "0.11.7":
-                heartbeat = self._base(f"message-{self._uuid()}", "user_message", None, played[n - 1][0]["step_id"], None)
+                heartbeat = self._base(
+                    f"message-{self._uuid()}", "user_message", None, played[n - 1][0]["step_id"], None
+                )
                 heartbeat["content"] = json.dumps(
                     {
                         "type": "heartbeat",
-                        "reason": "[This is an automated system message hidden from the user] Continuing: continue tool rule.",
+                        "reason": "[This is an automated system message hidden from the user] Continuing: continue tool rule.",  # noqa: E501 (a server's text, verbatim)
                     },
                     indent=2,
                 )
                 steps.append(heartbeat)
             # The send_message return is hidden beside its call (what 0.11.7 lists).
-            steps.extend(m for m in step if not (m["message_type"] == "tool_return_message" and m.get("tool_return") == SENT))
+            steps.extend(
+                m
+                for m in step
+                if not (m["message_type"] == "tool_return_message" and m.get("tool_return") == SENT)
+            )
         return [*inputs, *steps]
 
     def _usage(self, played: list[list[dict[str, Any]]], steps: int) -> dict[str, Any]:
@@ -289,7 +334,13 @@ class TurnPlayer:
         if self.version == "0.11.7":
             usage.update(steps_messages=None, run_ids=None)
         else:
-            usage.update(run_ids=None, cached_input_tokens=0, cache_write_tokens=0, reasoning_tokens=0, context_tokens=completion + prompt)
+            usage.update(
+                run_ids=None,
+                cached_input_tokens=0,
+                cache_write_tokens=0,
+                reasoning_tokens=0,
+                context_tokens=completion + prompt,
+            )
         return usage
 
 
