@@ -20,7 +20,7 @@ FAULT_KEYS = frozenset(
      "drop_connection", "rate_limit", "stream"}
 )  # fmt: skip
 STREAM_FAULT_KEYS = frozenset({"cut_after", "stall_after", "stall_ms", "error", "omit_done"})
-STREAMING_OPERATIONS = ("streamMessage",)
+STREAMING_OPERATIONS = ("streamAgentMessage",)
 # The mock frames every answer itself: a fault may not change its length, type or encoding.
 FRAMING_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding"})
 # RFC 9110 field names (tokens); values: visible latin-1, spaces and tabs (no CR, LF or other controls).

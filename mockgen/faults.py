@@ -32,8 +32,8 @@ class Fault:
     latency_ms: int = 0
     drop_connection: bool = False
     retry_after_ms: int | None = None
-    # A stream's misbehaviour (streamMessage): `cut_after` events the connection drops, `stall_after` events
-    # it waits `stall_ms`, `error` ends it with an `event: error`, `omit_done` leaves out `[DONE]`.
+    # A stream's misbehaviour (streamAgentMessage): `cut_after` events the connection drops, `stall_after`
+    # events it waits `stall_ms`, `error` ends it with an `event: error`, `omit_done` leaves out `[DONE]`.
     stream: dict[str, Any] | None = None
     seen: int = 0
     fired: int = 0

@@ -173,17 +173,17 @@ def test_stream_faults_break_the_stream_as_asked(letta_mock: LettaMock) -> None:
     agent = letta_mock.add_agent("faulty")
     url = f"/v1/agents/{agent.id}/messages/stream"
     with _client(letta_mock) as http:
-        letta_mock.inject("streamMessage", stream={"cut_after": 1})
+        letta_mock.inject("streamAgentMessage", stream={"cut_after": 1})
         with pytest.raises(httpx.HTTPError):
             http.post(url, json=HELLO)
-        letta_mock.inject("streamMessage", stream={"omit_done": True})
+        letta_mock.inject("streamAgentMessage", stream={"omit_done": True})
         _, problems = parse_stream(http.post(url, json=HELLO).content)
         assert problems == ["a stream that ends without [DONE] or an error event (cut)"]
-        letta_mock.inject("streamMessage", stream={"error": True})
+        letta_mock.inject("streamAgentMessage", stream={"error": True})
         events = _events(http.post(url, json=HELLO).content)
         assert events[-1][0] == "error"
         assert events[0][1]["message_type"] == "reasoning_message"
-        letta_mock.inject("streamMessage", stream={"stall_after": 1, "stall_ms": 3000})
+        letta_mock.inject("streamAgentMessage", stream={"stall_after": 1, "stall_ms": 3000})
         with http.stream("POST", url, json=HELLO, timeout=httpx.Timeout(5.0, read=0.3)) as response:
             lines = response.iter_lines()
             assert next(lines).startswith("data: ")
@@ -215,7 +215,7 @@ def test_script_control_endpoint_queues_turns(letta_mock: LettaMock) -> None:
 @pytest.mark.mock_lenient
 def test_every_documented_status_of_send_and_stream(letta_mock: LettaMock) -> None:
     world = letta_mock.world
-    hits = Coverage.documented({"letta": validator_for("letta")}, ["sendMessage", "streamMessage"])
+    hits = Coverage.documented({"letta": validator_for("letta")}, ["sendAgentMessage", "streamAgentMessage"])
     for version in ("0.11.7", "0.16.8"):
         world.config.letta_version = version
         world.reset()

@@ -16,6 +16,7 @@ from contracts.strategies import (
     strategy_for,
 )
 from contracts.validation import validator_for
+from contracts.validation.sse import DONE, SSE_MEDIA_TYPE, Event, encode_event
 
 CELLS = list(Coverage.documented({service: validator_for(service) for service in ("letta", "matrix")}).cells)
 HEADERS = {"content-type": "application/json", "retry-after": "1", "location": "http://localhost/"}
@@ -28,13 +29,19 @@ def test_every_drawn_response_body_is_valid(
     validator = validator_for(service)
     operation = validator.operations[operation_id]
 
+    streamed = list(operation.responses[str(status)].media_types)[:1] == [SSE_MEDIA_TYPE]
+
     @given(response_bodies(operation_id, status, service=service, variant=variant))
     def check(body: Any) -> None:
         if body is None:
             return
-        problems, found = validator.check_response(
-            operation, status=status, headers=HEADERS, body=encode(body)
-        )
+        headers, payload = HEADERS, encode(body)
+        if streamed:
+            # One drawn event, framed as a stream (ended by [DONE] unless it ends the stream itself).
+            event = Event(body["event"], body["data"])
+            payload = encode_event(event.data, event.event) + (b"" if event.terminal else encode_event(DONE))
+            headers = {**HEADERS, "content-type": SSE_MEDIA_TYPE}
+        problems, found = validator.check_response(operation, status=status, headers=headers, body=payload)
         assert [p.message for p in problems] == []
         assert found == variant
 

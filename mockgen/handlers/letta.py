@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mockgen.handlers.letta_messages import send_message, stream_message
+from mockgen.handlers.letta_messages import send_agent_message, stream_agent_message
 from mockgen.handlers.letta_wording import path_errors, validation_reply
 from mockgen.http.dialects import LettaDialect, Reply
 from mockgen.http.dispatch import Call, orders_checks
 from mockgen.store.errors import LettaError
 
 SUPPORTED_PROVIDERS = ("letta",)
-__all__ = ["send_message", "stream_message"]
+__all__ = ["send_agent_message", "stream_agent_message"]
 
 
 def health_check(call: Call) -> Reply:

@@ -66,7 +66,7 @@ _LLM_16: dict[str, tuple[int, str, str, str]] = {
 
 
 def failure_reply(version: Version, failure: str) -> Reply:
-    """sendMessage's answer to a turn the LLM failed."""
+    """sendAgentMessage's answer to a turn the LLM failed."""
     if version == "0.11.7":
         if failure == "no_choices":
             return LettaDialect.detail(400, EMPTY_CHOICES)
@@ -117,7 +117,7 @@ def _error_16(run_id: str | None, kind: str, message: str, detail: str) -> bytes
 def failure_events(
     store: LettaStore, failure: str, tokens: bool, *, run_id: str | None = None
 ) -> tuple[int, list[bytes]]:
-    """streamMessage's status and events for a turn that failed (`empty_input`: 0.16.8's `messages: []`)."""
+    """streamAgentMessage's status and events for a failed turn (`empty_input`: 0.16.8's `messages: []`)."""
     if store.version == "0.11.7":
         table = {**_STREAM_117, **(_STREAM_117_TOKENS if tokens else {})}
         reason, text = table[failure]

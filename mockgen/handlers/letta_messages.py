@@ -1,4 +1,4 @@
-"""sendMessage and streamMessage: a turn of an agent, answered as Letta 0.11.7 or 0.16.8 answers it
+"""sendAgentMessage and streamAgentMessage: a turn of an agent, answered as Letta 0.11.7 or 0.16.8 answers it
 (the observations are in specs/letta.yaml, each operation's description)."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class _Answer(Exception):
 
 
 @orders_checks
-async def send_message(call: Call) -> Reply:
+async def send_agent_message(call: Call) -> Reply:
     try:
         store, body = _checked(call, stream=False)
     except _Answer as answer:
@@ -89,7 +89,7 @@ def _json_reply(store: LettaStore, turn: Turn) -> Reply:
 
 
 @orders_checks
-def stream_message(call: Call) -> Reply | StreamReply:
+def stream_agent_message(call: Call) -> Reply | StreamReply:
     try:
         store, body = _checked(call, stream=True)
     except _Answer as answer:
