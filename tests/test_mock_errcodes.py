@@ -765,8 +765,13 @@ async def test_letta_answer(
             "streamAgentMessage": ("POST", f"/v1/agents/{agent.id}/messages/stream"),
         }
         method, path = paths[operation_id]
-        body = {"name": "x", "model": "letta/letta-free"} if method in ("POST", "PATCH") else None
-        body = HELLO if "messages" in path and method == "POST" else body
+        body: dict[str, Any] | None = None
+        if method in ("POST", "PATCH"):
+            body = (
+                HELLO
+                if path.endswith(("/messages", "/stream"))
+                else {"name": "x", "model": "letta/letta-free"}
+            )
         answer = await call(http, method, f"{letta_mock.url}{path}", token=letta_mock.token, json_body=body)
     assert answer.status == status, answer.body
     entries = [e for e in letta_mock.journal() if e.status == status]
