@@ -246,3 +246,23 @@ def test_every_documented_status_of_send_and_stream(letta_mock: LettaMock) -> No
     documented = {(op, status) for (_, op, status, _) in hits.cells}
     assert produced == documented
     assert [v for v in letta_mock.violations() if v.side == "response"] == []
+
+
+@pytest.mark.mock_lenient
+def test_a_stalled_stream_is_cut_by_a_reset_and_faults_install_over_http(letta_mock: LettaMock) -> None:
+    agent = letta_mock.add_agent("stalled")
+    fault = {"operation": "streamAgentMessage", "stream": {"stall_after": 0, "stall_ms": 600_000}}
+    with httpx.Client(base_url=letta_mock.url, timeout=TIMEOUT) as http:
+        installed = http.post("/_mock/faults", json=fault, headers=letta_mock.control_headers)
+        assert installed.status_code == 201
+        assert installed.json()["stream"] == fault["stream"]
+        refused = http.post(
+            "/_mock/faults", json={**fault, "operation": "listAgents"}, headers=letta_mock.control_headers
+        )
+        assert refused.status_code == 400
+        url = f"/v1/agents/{agent.id}/messages/stream"
+        with http.stream("POST", url, json=HELLO, headers=letta_mock.headers) as response:
+            assert response.status_code == 200
+            letta_mock.world.reset()  # wakes the stall: the stream is cut, not left hanging for 10 minutes
+            with pytest.raises(httpx.RemoteProtocolError):
+                response.read()

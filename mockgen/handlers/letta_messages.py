@@ -118,4 +118,5 @@ def stream_agent_message(call: Call) -> Reply | StreamReply:
         stall_after=None if stall_after is None else int(stall_after),
         stall_ms=int(fault.get("stall_ms", script.stall_ms if script else 0)),
         on_purpose=bool(fault.get("omit_done")) or (cut is not None),
+        woken=call.world.wakeups.wait,
     )

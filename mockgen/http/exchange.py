@@ -131,7 +131,8 @@ class ExchangeMiddleware:
         """Journal a streamed answer; checked once it ended, unless it broke the contract on purpose."""
         status, headers, body = self._collect(stream.messages)
         variant = None
-        if not stream.on_purpose:
+        # A dropped stream was cut on purpose (a fault, a script, the servers' stop).
+        if not stream.on_purpose and not stream.dropped:
             variant = self._check_response(exchange, status, headers, body)
         self._record(scope, exchange, status, body, variant, started)
 

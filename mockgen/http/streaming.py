@@ -5,6 +5,7 @@ they come and checks the whole stream once it ended (see `exchange`)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from starlette.types import Send
@@ -30,6 +31,8 @@ class StreamReply:
     stall_after: int | None = None
     stall_ms: int = 0
     on_purpose: bool = False
+    # What ends a stall early (a reset of the world, the servers' stop): the stream is then cut.
+    woken: Callable[[], Awaitable[None]] | None = None
 
     async def send(self, send: Send) -> None:
         if self.delay_ms:
@@ -44,10 +47,23 @@ class StreamReply:
             if index == self.cut_after:
                 await send({"type": DROP_CONNECTION})
                 return
-            if index == self.stall_after and self.stall_ms:
-                await asyncio.sleep(self.stall_ms / 1000)
+            if index == self.stall_after and self.stall_ms and not await self._stall():
+                await send({"type": DROP_CONNECTION})
+                return
             await send({"type": "http.response.body", "body": event, "more_body": True})
         if self.cut_after is not None and self.cut_after >= len(self.events):
             await send({"type": DROP_CONNECTION})
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _stall(self) -> bool:
+        """Wait `stall_ms`; False when woken first."""
+        if self.woken is None:
+            await asyncio.sleep(self.stall_ms / 1000)
+            return True
+        try:
+            async with asyncio.timeout(self.stall_ms / 1000):
+                await self.woken()
+        except TimeoutError:
+            return True
+        return False
