@@ -22,8 +22,11 @@ NO_REDIS = (
 
 
 def _request(body: dict[str, Any]) -> TurnRequest:
+    inputs = list(body.get("messages") or [])
+    if body.get("messages") is None and isinstance(body.get("input"), str):
+        inputs = [{"role": "user", "content": body["input"]}]  # 0.16.8's shorthand (request_errors allows it)
     return TurnRequest(
-        inputs=list(body.get("messages") or []),
+        inputs=inputs,
         use_assistant_message=bool(body.get("use_assistant_message", True)),
         assistant_message_tool_name=str(body.get("assistant_message_tool_name") or "send_message"),
         assistant_message_tool_kwarg=str(body.get("assistant_message_tool_kwarg") or "message"),
