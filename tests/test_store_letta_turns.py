@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
 from mockgen.store.letta import LettaStore
 from mockgen.store.letta_turns import Script, ScriptError, TurnRequest, Version
 
-SEARCH = [
+SEARCH: list[dict[str, Any]] = [
     {"type": "reasoning", "text": "Let me search first."},
     {"type": "tool_call", "name": "conversation_search", "arguments": {"query": "hello"}},
     {"type": "tool_return", "name": "conversation_search", "tool_return": "Showing 0 results: []"},
