@@ -252,8 +252,6 @@ def request_errors(
 ) -> list[dict[str, Any]] | None:
     """The 422's errors for this request, or None when the server takes it."""
     found = path_errors(version, agent_id)
-    # What the server checks later, in its own words (see specs/letta.yaml `x-checked-by-server`).
-    rejected = [v for v in rejected if v.keyword not in ("minItems", "minLength")]
     whole = [v for v in rejected if v.location == "request body" and v.pointer == ""]
     if whole:
         found += [LettaDialect.item(v) for v in whole]
