@@ -101,3 +101,14 @@ def test_a_failed_turn_keeps_nothing_and_the_next_turn_answers() -> None:
 def test_scripts_the_mock_cannot_play_are_refused(spec: dict[str, object]) -> None:
     with pytest.raises(ScriptError):
         Script.parse(spec)
+
+
+def test_a_turn_answered_without_assistant_messages_is_listed_with_them() -> None:
+    store = _store("0.11.7")
+    agent = store.create("a")
+    turn = store.run_turn(agent.id, _hello(use_assistant_message=False))
+    assert all("_listed_as" not in m for m in turn.messages)
+    listed = store.list_messages(agent.id, limit=3)
+    assert [m["message_type"] for m in listed] == ["user_message", "reasoning_message", "assistant_message"]
+    assert listed[-1]["id"] == turn.messages[1]["id"]
+    assert listed[-1]["content"] == "echo: hi"

@@ -33,6 +33,8 @@ LLM_FAILURES: tuple[str, ...] = (
 )
 SEND_MESSAGE = "send_message"
 SENT = "Sent message successfully."
+# On a message of a played step: how the history lists it (None: not at all), when not as answered.
+LISTED_AS = "_listed_as"
 # What a script may say an item is (short names for the message types Letta answers with).
 ITEM_TYPES = {
     "reasoning": "reasoning_message",
@@ -178,7 +180,7 @@ class TurnPlayer:
         turn.stop_reason = stop
         echoed = [self._echoed_system(m, turn.run_id) for m in request.inputs if m.get("role") == "system"]
         echoed = echoed if self.version == "0.11.7" else []
-        answer = [*echoed, *(m for step in played for m in step)]
+        answer = [*echoed, *(_shown(m) for step in played for m in step)]
         wanted = request.include_return_message_types
         turn.messages = [m for m in answer if wanted is None or m["message_type"] in wanted]
         turn.history = self._history(request, played, echoed, turn.run_id)
@@ -222,18 +224,21 @@ class TurnPlayer:
                     "arguments": json.dumps(arguments),
                     "tool_call_id": call_id,
                 }
-                out.append(call)
-                out.append(
-                    self._tool_return(
-                        {
-                            "name": request.assistant_message_tool_name,
-                            "tool_return": SENT,
-                            "tool_call_id": call_id,
-                        },
-                        step_id,
-                        run_id,
-                    )
+                # Stored as Letta stores it, the history lists it as the assistant message it is.
+                listed = self._base(llm_id, "assistant_message", index, step_id, run_id)
+                listed["content"] = str(item.get("text", ""))
+                call[LISTED_AS] = listed
+                returned = self._tool_return(
+                    {
+                        "name": request.assistant_message_tool_name,
+                        "tool_return": SENT,
+                        "tool_call_id": call_id,
+                    },
+                    step_id,
+                    run_id,
                 )
+                returned[LISTED_AS] = None
+                out += [call, returned]
                 index += 1
                 continue
             elif kind == "reasoning":
@@ -313,16 +318,12 @@ class TurnPlayer:
                     indent=2,
                 )
                 steps.append(heartbeat)
-            # The send_message return is hidden beside its call (what 0.11.7 lists).
-            steps.extend(
-                m
-                for m in step
-                if not (m["message_type"] == "tool_return_message" and m.get("tool_return") == SENT)
-            )
+            # A send_message call is listed as its assistant message, its return not at all (0.11.7).
+            steps.extend(m.get(LISTED_AS, m) for m in step if m.get(LISTED_AS, m) is not None)
         return [*inputs, *steps]
 
     def _usage(self, played: list[list[dict[str, Any]]], steps: int) -> dict[str, Any]:
-        completion = sum(len(json.dumps(m)) // 40 for step in played for m in step)
+        completion = sum(len(json.dumps(_shown(m))) // 40 for step in played for m in step)
         prompt = 1000
         usage: dict[str, Any] = {
             "message_type": "usage_statistics",
@@ -342,6 +343,10 @@ class TurnPlayer:
                 context_tokens=completion + prompt,
             )
         return usage
+
+
+def _shown(message: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in message.items() if key != LISTED_AS}
 
 
 def _steps(items: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
