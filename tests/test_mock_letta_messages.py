@@ -266,3 +266,14 @@ def test_a_stalled_stream_is_cut_by_a_reset_and_faults_install_over_http(letta_m
             letta_mock.world.reset()  # wakes the stall: the stream is cut, not left hanging for 10 minutes
             with pytest.raises(httpx.RemoteProtocolError):
                 response.read()
+
+
+@pytest.mark.mock_lenient
+def test_a_content_part_typed_by_a_list_is_a_422_not_a_crash(letta_mock: LettaMock) -> None:
+    # Schemathesis drew it: a discriminator in the schema made the validator itself raise.
+    agent = letta_mock.add_agent("parts")
+    body = {"messages": [{"role": "user", "content": [{"type": ["text"], "text": "x"}]}]}
+    with _client(letta_mock) as http:
+        answer = http.post(f"/v1/agents/{agent.id}/messages", json=body)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][1]["type"] == "union_tag_invalid"
