@@ -118,7 +118,9 @@ def test_scripted_matrix_tool_call_reaches_the_client_whole(letta: LettaMock) ->
         call = next(m for m in messages if m["message_type"] == "tool_call_message")["tool_call"]
         assert call["name"] == "matrix_agent_message"
         assert call["tool_call_id"] == "call_m1"
-        assert json.loads(call["arguments"]) == {"room_id": "!r:matrix.test", "text": "hi 🌍"}
+        # 0.11.7 asks for another step on every tool call but the last (its `request_heartbeat`)
+        heartbeat = {"request_heartbeat": True} if letta.version == "0.11.7" else {}
+        assert json.loads(call["arguments"]) == {"room_id": "!r:matrix.test", "text": "hi 🌍", **heartbeat}
         kinds = [
             m["message_type"]
             for m in messages
@@ -126,13 +128,13 @@ def test_scripted_matrix_tool_call_reaches_the_client_whole(letta: LettaMock) ->
         ]
         assert kinds == ["reasoning_message", "tool_call_message", "tool_return_message", "assistant_message"]
     assert answer["usage"]["step_count"] == 2
-    heartbeat = ["user_message"] if letta.version == "0.11.7" else []
+    between = ["user_message"] if letta.version == "0.11.7" else []  # 0.11.7's heartbeat message
     tail = [
         "user_message",
         "reasoning_message",
         "tool_call_message",
         "tool_return_message",
-        *heartbeat,
+        *between,
         "assistant_message",
     ]
     assert [m["message_type"] for m in history][-len(tail) :] == tail
@@ -277,3 +279,29 @@ def test_a_content_part_typed_by_a_list_is_a_422_not_a_crash(letta_mock: LettaMo
         answer = http.post(f"/v1/agents/{agent.id}/messages", json=body)
     assert answer.status_code == 422
     assert answer.json()["detail"][1]["type"] == "union_tag_invalid"
+
+
+@pytest.mark.mock_lenient
+def test_the_reference_llm_words_fail_the_turn_as_on_the_real_server(letta: LettaMock) -> None:
+    """The default LLM is the reference loopback one: its magic words mean what they mean to real Letta."""
+    agent = letta.add_agent("magic")
+
+    def send(text: str) -> httpx.Response:
+        with _client(letta) as http:
+            return http.post(
+                f"/v1/agents/{agent.id}/messages", json={"messages": [{"role": "user", "content": text}]}
+            )
+
+    expected = {
+        "0.11.7": {"FAKE_LLM_429": 500, "FAKE_LLM_NOTOOL": 400, "FAKE_LLM_NOCHOICES": 400},
+        "0.16.8": {"FAKE_LLM_429": 429, "FAKE_LLM_NOTOOL": 200, "FAKE_LLM_NOCHOICES": 500},
+    }[letta.version]
+    assert {word: send(f"please {word}").status_code for word in expected} == expected
+    search = send("search first FAKE_LLM_SEARCH").json()
+    steps = {
+        "0.11.7": ["reasoning_message", "tool_call_message", "tool_return_message", "reasoning_message"],
+        "0.16.8": ["tool_call_message", "tool_return_message"],
+    }[letta.version]
+    assert [m["message_type"] for m in search["messages"]] == [*steps, "assistant_message"]
+    assert search["messages"][-1]["content"] == "echo: search first FAKE_LLM_SEARCH"
+    assert search["usage"]["step_count"] == 2

@@ -389,7 +389,7 @@ class LettaStore:
         with self._lock:
             agent = self._get(agent_id)
             script = agent.scripts.pop(0) if agent.scripts else Script()
-            turn = self._player.play(request, script, self._last_text(agent, request))
+            turn = self._player.play(request, script, self._last_text(agent, request), agent.messages)
             if turn.failure is None:
                 agent.messages.extend(turn.history)
             return copy.deepcopy(turn)

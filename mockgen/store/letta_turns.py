@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mockgen.store import letta_llm
+
 Version = Literal["0.11.7", "0.16.8"]
 VERSIONS: tuple[Version, ...] = ("0.11.7", "0.16.8")
 DEFAULT_VERSION: Version = "0.11.7"
@@ -154,21 +156,21 @@ class TurnPlayer:
             "run_id": run_id,
         }
 
-    def echo(self, text: str) -> list[dict[str, Any]]:
-        """The reference LLM's answer to `text`, as script items."""
-        if self.version == "0.16.8":
-            return [{"type": "assistant", "text": f"echo: {text}"}]
-        return [
-            {"type": "reasoning", "text": f"The user said '{text}'; I will echo it."},
-            {"type": "assistant", "text": f"echo: {text}"},
-        ]
-
-    def play(self, request: TurnRequest, script: Script, last_text: str) -> Turn:
+    def play(
+        self, request: TurnRequest, script: Script, last_text: str, history: list[dict[str, Any]]
+    ) -> Turn:
+        """One turn: the script's, else the reference LLM's answer to `last_text` (letta_llm)."""
         turn = Turn(script=script, run_id=f"run-{self._uuid()}" if self.version == "0.16.8" else None)
-        if script.llm_error is not None and not self._llm_error_is_a_reply(script.llm_error):
-            turn.failure = script.llm_error
+        failure = script.llm_error
+        if failure is None and script.messages is None:
+            failure = letta_llm.failure(last_text)
+        if failure is not None and not self._llm_error_is_a_reply(failure):
+            turn.failure = failure
             return turn
-        items = script.messages if script.messages is not None else self.echo(last_text)
+        if script.messages is not None:
+            items = script.messages
+        else:
+            items = letta_llm.answer(self.version, last_text, history)
         steps = _steps(items)
         played: list[list[dict[str, Any]]] = []
         stop = script.stop_reason
@@ -176,7 +178,8 @@ class TurnPlayer:
             if n == request.max_steps:
                 stop = "max_steps"
                 break
-            played.append(self._step(step, request, turn.run_id))
+            last = n == len(steps) - 1 or n + 1 == request.max_steps
+            played.append(self._step(step, request, turn.run_id, heartbeat=not last))
         turn.stop_reason = stop
         echoed = [self._echoed_system(m, turn.run_id) for m in request.inputs if m.get("role") == "system"]
         echoed = echoed if self.version == "0.11.7" else []
@@ -197,8 +200,10 @@ class TurnPlayer:
         return echoed
 
     def _step(
-        self, items: Sequence[dict[str, Any]], request: TurnRequest, run_id: str | None
+        self, items: Sequence[dict[str, Any]], request: TurnRequest, run_id: str | None, *, heartbeat: bool
     ) -> list[dict[str, Any]]:
+        """One LLM step's messages. 0.11.7 adds `request_heartbeat` to a tool call's arguments: true when
+        another step follows."""
         step_id = f"step-{self._uuid()}"
         llm_id = f"message-{self._uuid()}"
         out: list[dict[str, Any]] = []
@@ -249,6 +254,8 @@ class TurnPlayer:
             else:
                 message = self._base(llm_id, "tool_call_message", index, step_id, run_id)
                 arguments = item.get("arguments", {})
+                if isinstance(arguments, dict) and self.version == "0.11.7":
+                    arguments = {**arguments, "request_heartbeat": heartbeat}
                 text = arguments if isinstance(arguments, str) else json.dumps(arguments)
                 call = {
                     "name": str(item.get("name", "")),
