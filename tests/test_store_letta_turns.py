@@ -112,3 +112,14 @@ def test_a_turn_answered_without_assistant_messages_is_listed_with_them() -> Non
     assert [m["message_type"] for m in listed] == ["user_message", "reasoning_message", "assistant_message"]
     assert listed[-1]["id"] == turn.messages[1]["id"]
     assert listed[-1]["content"] == "echo: hi"
+
+
+def test_0_16_8_streaming_tokens_from_an_llm_without_choices_ends_the_turn_saying_nothing() -> None:
+    store = _store("0.16.8")
+    agent = store.create("a")
+    silent = TurnRequest(inputs=[{"role": "user", "content": "FAKE_LLM_NOCHOICES"}], stream_tokens=True)
+    turn = store.run_turn(agent.id, silent)
+    assert (turn.failure, turn.messages, turn.stop_reason) == (None, [], "end_turn")
+    assert store.list_messages(agent.id, limit=1)[0]["content"] == "FAKE_LLM_NOCHOICES"
+    failing = TurnRequest(inputs=[{"role": "user", "content": "FAKE_LLM_NOCHOICES"}])
+    assert store.run_turn(agent.id, failing).failure == "no_choices"

@@ -32,6 +32,7 @@ def _request(body: dict[str, Any]) -> TurnRequest:
         assistant_message_tool_kwarg=str(body.get("assistant_message_tool_kwarg") or "message"),
         include_return_message_types=body.get("include_return_message_types"),
         max_steps=int(body.get("max_steps", 50)),
+        stream_tokens=bool(body.get("stream_tokens", False)),
     )
 
 

@@ -103,6 +103,7 @@ class TurnRequest:
     assistant_message_tool_kwarg: str = "message"
     include_return_message_types: list[str] | None = None
     max_steps: int = 50
+    stream_tokens: bool = False
 
 
 @dataclass
@@ -165,9 +166,11 @@ class TurnPlayer:
         if failure is None and script.messages is None:
             failure = letta_llm.failure(last_text)
         if failure is not None and not self._llm_error_is_a_reply(failure):
-            turn.failure = failure
-            return turn
-        if script.messages is not None:
+            if not self._llm_error_is_silence(failure, request):
+                turn.failure = failure
+                return turn
+            items: list[dict[str, Any]] = []
+        elif script.messages is not None:
             items = script.messages
         else:
             items = letta_llm.answer(self.version, last_text, history)
@@ -189,6 +192,10 @@ class TurnPlayer:
         turn.history = self._history(request, played, echoed, turn.run_id)
         turn.usage = self._usage(played, len(steps[: len(played)]))
         return turn
+
+    def _llm_error_is_silence(self, failure: str, request: TurnRequest) -> bool:
+        # 0.16.8 streaming tokens from an LLM without choices ends the turn normally, having said nothing.
+        return self.version == "0.16.8" and failure == "no_choices" and request.stream_tokens
 
     def _llm_error_is_a_reply(self, failure: str) -> bool:
         # 0.16.8's agent takes a text answer as its reply: an LLM without a tool call is no failure there.
