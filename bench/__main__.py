@@ -80,8 +80,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     found["memory"] = figures.memory(args.memory_requests, args.connections)
     print("6. the long-poll: 500 idle /syncs waiting", flush=True)
     found["long_poll"] = figures.long_poll(seconds=args.seconds, connections=args.connections)
+    print("7. the Letta message path: send and stream", flush=True)
+    found["letta_messages"] = figures.letta_messages(seconds=args.seconds / 2)
     if not args.no_make_test:
-        print("7. make test", flush=True)
+        print("8. make test", flush=True)
         found["make_test_s"] = figures.make_test_seconds()
     return found
 
@@ -128,6 +130,10 @@ def goals(found: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
         lambda v: v < 5,
     )
     add("req/s drop with 500 idle long-polls", long_poll.get("drop"), "< 10%", lambda v: v < 0.10)
+    messages = found.get("letta_messages") or {}
+    add("sendAgentMessage turns/s (16 clients)", messages.get("turns_per_s"), "(figure)", lambda v: True)
+    add("stream: first event p50 (ms)", messages.get("first_event_p50_ms"), "(figure)", lambda v: True)
+    add("stream: first event p99 (ms)", messages.get("first_event_p99_ms"), "(figure)", lambda v: True)
     add("make test (s)", found.get("make_test_s"), "< 60", lambda v: v < 60)
     return rows
 
@@ -141,7 +147,17 @@ def table(found: dict[str, Any]) -> str:
             f"  {name:<20} {row['per_second']:>9.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {errors:>7}"
         )
     lines += ["", "Other figures", ""]
-    for key in ("bridge_mock", "bridge_synapse", "fuzz", "cold_start", "reset", "memory", "long_poll"):
+    keys = (
+        "bridge_mock",
+        "bridge_synapse",
+        "fuzz",
+        "cold_start",
+        "reset",
+        "memory",
+        "long_poll",
+        "letta_messages",
+    )
+    for key in keys:
         if key in found:
             lines.append(f"  {key}: {json.dumps(found[key])}")
     if "make_test_s" in found:

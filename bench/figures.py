@@ -239,3 +239,51 @@ def long_poll(
             }
 
         return asyncio.run(measure())
+
+
+def letta_messages(seconds: float = 5.0, connections: int = 16, streams: int = 200) -> dict[str, Any]:
+    """The Letta message path (issue 14): turns per second through the validated mock's sendAgentMessage
+    (`connections` clients sending echo turns for `seconds`), and the time from a streamAgentMessage request
+    to its first server-sent event (p50/p99 over `streams` sequential streams)."""
+    import aiohttp  # the bench's other figures do not need it
+
+    with servers.mock(agents=1) as running:
+        letta = str(running.letta_url)
+        headers = {"Authorization": f"Bearer {DEFAULT_LETTA_TOKEN}"}
+        body = {"messages": [{"role": "user", "content": "hello"}]}
+
+        async def measure() -> dict[str, Any]:
+            async with aiohttp.ClientSession(headers=headers) as http:
+                async with http.get(f"{letta}/v1/agents/") as listed:
+                    agent = (await listed.json())[0]["id"]
+                url = f"{letta}/v1/agents/{agent}/messages"
+                deadline = time.perf_counter() + seconds
+                sent = 0
+
+                async def client() -> None:
+                    nonlocal sent
+                    while time.perf_counter() < deadline:
+                        async with http.post(url, json=body) as answer:
+                            assert answer.status == 200
+                            await answer.read()
+                        sent += 1
+
+                started = time.perf_counter()
+                await asyncio.gather(*(client() for _ in range(connections)))
+                rate = sent / (time.perf_counter() - started)
+                firsts = []
+                for _ in range(streams):
+                    started = time.perf_counter()
+                    async with http.post(f"{url}/stream", json=body) as answer:
+                        await answer.content.readline()
+                        firsts.append((time.perf_counter() - started) * 1000)
+                        await answer.read()
+            firsts.sort()
+            return {
+                "turns_per_s": round(rate, 1),
+                "connections": connections,
+                "first_event_p50_ms": round(statistics.median(firsts), 2),
+                "first_event_p99_ms": round(firsts[int(len(firsts) * 0.99) - 1], 2),
+            }
+
+        return asyncio.run(measure())

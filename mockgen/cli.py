@@ -22,6 +22,7 @@ from typing import Any
 
 from mockgen.http.dialects import CONTROL_TOKEN_HEADER
 from mockgen.server import LOOP_FACTORY, Endpoints, MockServers
+from mockgen.store.letta_turns import DEFAULT_VERSION, VERSIONS
 from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World, load_seed_file
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -88,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--letta-format", choices=("array", "envelope"), default="array", help="agent list format"
     )
+    serve.add_argument(
+        "--letta-version",
+        choices=VERSIONS,
+        default=DEFAULT_VERSION,
+        help="the Letta release the mock answers as",
+    )
     serve.add_argument("--no-validate", action="store_true", help="do not check the mock's own answers")
     serve.add_argument(
         "--control-token",
@@ -131,6 +138,7 @@ def serve(args: argparse.Namespace) -> int:
         seed=load_seed_file(args.seed) if args.seed else {},
         agents=args.agents,
         letta_format=args.letta_format,
+        letta_version=args.letta_version,
         validate=not args.no_validate,
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,

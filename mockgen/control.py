@@ -11,13 +11,16 @@ from contracts.coverage import service_of
 from contracts.validation import Operation, fill_template, validator_for
 from mockgen.faults import Fault
 from mockgen.store.errors import ControlError, LettaError
+from mockgen.store.letta_turns import Script, ScriptError
 from mockgen.world import World
 
 SERVICES = ("letta", "matrix")
 FAULT_KEYS = frozenset(
     {"operation", "path", "method", "service", "status", "body", "headers", "times", "after", "latency_ms",
-     "drop_connection", "rate_limit"}
+     "drop_connection", "rate_limit", "stream"}
 )  # fmt: skip
+STREAM_FAULT_KEYS = frozenset({"cut_after", "stall_after", "stall_ms", "error", "omit_done"})
+STREAMING_OPERATIONS = ("streamAgentMessage",)
 # The mock frames every answer itself: a fault may not change its length, type or encoding.
 FRAMING_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding"})
 # RFC 9110 field names (tokens); values: visible latin-1, spaces and tabs (no CR, LF or other controls).
@@ -101,8 +104,9 @@ def install_fault(world: World, spec: dict[str, Any]) -> Fault:
         status = 429
     drop = bool(spec.get("drop_connection", False))
     latency = int(spec.get("latency_ms", 0))
-    if status is None and not drop and not latency:
-        raise ControlError(400, "a fault needs a status, rate_limit, drop_connection or latency_ms")
+    stream = _checked_stream(spec.get("stream"), operation_id, status)
+    if status is None and not drop and not latency and not stream:
+        raise ControlError(400, "a fault needs a status, rate_limit, drop_connection, latency_ms or stream")
     if status is None and ("body" in spec or spec.get("headers")):
         raise ControlError(400, "body and headers need a status (a fault without one answers nothing)")
     headers = _checked_headers(spec.get("headers") or {})
@@ -158,7 +162,21 @@ def install_fault(world: World, spec: dict[str, Any]) -> Fault:
         latency_ms=latency,
         drop_connection=drop,
         retry_after_ms=None if rate_limit is None else int(rate_limit.get("retry_after_ms", 1000)),
+        stream=stream,
     )
+
+
+def _checked_stream(stream: Any, operation_id: Any, status: Any) -> dict[str, Any] | None:
+    """A stream fault's settings: only for an operation that streams, and not with a status of its own."""
+    if stream is None:
+        return None
+    if not isinstance(stream, dict) or set(stream) - STREAM_FAULT_KEYS or not stream:
+        raise ControlError(400, f"stream takes {', '.join(sorted(STREAM_FAULT_KEYS))}")
+    if operation_id not in STREAMING_OPERATIONS or status is not None:
+        raise ControlError(
+            400, f"a stream fault needs operation {' or '.join(STREAMING_OPERATIONS)} and no status"
+        )
+    return dict(stream)
 
 
 def journal_page(
@@ -187,6 +205,18 @@ def remove_agent(world: World, agent_id: str) -> dict[str, str]:
     except LettaError:
         raise ControlError(404, f"no agent {agent_id}") from None
     return {"id": agent.id, "name": agent.name}
+
+
+def script_turns(world: World, agent_id: str, turns: list[dict[str, Any]]) -> dict[str, int]:
+    """Queue an agent's next turns (see specs/mock-control.yaml `TurnScript`)."""
+    try:
+        scripts = [Script.parse(turn) for turn in turns]
+    except ScriptError as exc:
+        raise ControlError(400, str(exc)) from None
+    try:
+        return {"queued": world.letta.script(agent_id, scripts)}
+    except LettaError:
+        raise ControlError(404, f"no agent {agent_id}") from None
 
 
 def add_agent(world: World, spec: dict[str, Any]) -> dict[str, str]:

@@ -32,6 +32,9 @@ class Fault:
     latency_ms: int = 0
     drop_connection: bool = False
     retry_after_ms: int | None = None
+    # A stream's misbehaviour (streamAgentMessage): `cut_after` events the connection drops, `stall_after`
+    # events it waits `stall_ms`, `error` ends it with an `event: error`, `omit_done` leaves out `[DONE]`.
+    stream: dict[str, Any] | None = None
     seen: int = 0
     fired: int = 0
     _pattern: re.Pattern[str] | None = None
@@ -73,6 +76,8 @@ class Fault:
             shown["drop_connection"] = True
         if self.retry_after_ms is not None:
             shown["rate_limit"] = {"retry_after_ms": self.retry_after_ms}
+        if self.stream:
+            shown["stream"] = dict(self.stream)
         return shown
 
 

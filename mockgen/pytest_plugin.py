@@ -23,9 +23,11 @@ from mockgen.http.dialects import CONTROL_TOKEN_HEADER
 from mockgen.journal import Entry
 from mockgen.server import MockServers
 from mockgen.store.letta import Agent
+from mockgen.store.letta_turns import DEFAULT_VERSION, VERSIONS
 from mockgen.world import DEFAULT_USERS, MockConfig, World
 
 LENIENT_MARK = "mock_lenient"
+VERSION_INI = "mockgen_letta_version"
 # Bytes of randomness in the session's control token.
 CONTROL_TOKEN_BYTES = 32
 
@@ -95,6 +97,17 @@ class LettaMock(MockHandle):
     def set_format(self, agents: str | None = None, messages: str | None = None) -> None:
         self.world.set_letta_format(agents, messages)
 
+    @property
+    def version(self) -> str:
+        """The Letta release the mock answers as (ini option `mockgen_letta_version`)."""
+        return self.world.letta.version
+
+    def script(self, agent_id: str, *turns: dict[str, Any]) -> int:
+        """Script the agent's next turns, one dict a turn (specs/mock-control.yaml `TurnScript`), e.g.
+        `script(aid, {"messages": [{"type": "tool_call", "name": "matrix_agent_message", ...}]})`
+        or `script(aid, {"llm_error": "500"})`; how many turns are queued."""
+        return control.script_turns(self.world, agent_id, list(turns))["queued"]
+
 
 class MatrixMock(MockHandle):
     @property
@@ -140,14 +153,24 @@ class MatrixMock(MockHandle):
             raise TimeoutError(f"{user} did not sync past {event_id} within {within} s")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        VERSION_INI, f"the Letta release the mock answers as ({', '.join(VERSIONS)})", default=DEFAULT_VERSION
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{LENIENT_MARK}: record contract violations without failing the test")
 
 
 @pytest.fixture(scope="session")
-def mockgen_servers() -> Iterator[MockServers]:
+def mockgen_servers(pytestconfig: pytest.Config) -> Iterator[MockServers]:
     """Both mock services for the whole session (free loopback ports)."""
-    servers = MockServers(World(MockConfig(control_token=secrets.token_urlsafe(CONTROL_TOKEN_BYTES))))
+    config = MockConfig(
+        control_token=secrets.token_urlsafe(CONTROL_TOKEN_BYTES),
+        letta_version=str(pytestconfig.getini(VERSION_INI)),
+    )
+    servers = MockServers(World(config))
     servers.start()
     yield servers
     servers.stop()

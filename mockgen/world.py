@@ -18,6 +18,7 @@ from mockgen.faults import FaultTable
 from mockgen.journal import Journal
 from mockgen.store.errors import ControlError, LettaError, MatrixError
 from mockgen.store.letta import LettaStore
+from mockgen.store.letta_turns import VERSIONS, Version
 from mockgen.store.matrix import PRESETS, MatrixStore
 from mockgen.wakeups import Wakeups
 
@@ -56,6 +57,8 @@ class MockConfig:
     shutdown_grace: float = 0.5  # what a request still running at shutdown gets before its 503
     # When set, every control API call must carry it (see mockgen.http.dialects.CONTROL_TOKEN_HEADER).
     control_token: str | None = None
+    # Which Letta the mock answers as (mockgen.store.letta_turns.VERSIONS): its message path differs.
+    letta_version: str = "0.11.7"
 
 
 def load_seed_file(path: str | Path) -> dict[str, Any]:
@@ -76,8 +79,14 @@ class World:
         self.journal = Journal(self.config.journal_capacity)
         self.wakeups = Wakeups()
         self.matrix = self._new_matrix()
-        self.letta = LettaStore(seed=self.config.random_seed)
+        self.letta = LettaStore(seed=self.config.random_seed, version=self._letta_version())
         self._apply_start_seed(check_messages=True)
+
+    def _letta_version(self) -> Version:
+        version = self.config.letta_version
+        if version not in VERSIONS:
+            raise ValueError(f"Letta version {version!r} is not one of {', '.join(VERSIONS)}")
+        return version
 
     def _new_matrix(self) -> MatrixStore:
         matrix = MatrixStore(
@@ -110,7 +119,7 @@ class World:
         self.faults.clear()
         self.journal.clear()
         self.matrix = self._new_matrix()
-        self.letta = LettaStore(seed=self.config.random_seed)
+        self.letta = LettaStore(seed=self.config.random_seed, version=self._letta_version())
         self._apply_start_seed(check_messages=False)
         self.wakeups.wake()
 
@@ -148,7 +157,7 @@ class World:
         for user in list(self.matrix.users.values()):
             matrix.add_user(user.localpart, "")
         matrix.aliases.update(self.matrix.aliases)
-        letta = LettaStore(seed=self.config.random_seed)
+        letta = LettaStore(seed=self.config.random_seed, version=self._letta_version())
         rehearsed = _seed_into(matrix, letta, seed)
         _check_messages(letta, [agent["id"] for agent in rehearsed["agents"]], seed)
 

@@ -37,7 +37,7 @@ def test_serve_prints_the_two_ready_lines_and_stops_on_sigterm(tmp_path: Path) -
     process = subprocess.Popen(
         [sys.executable, "-m", "mockgen.cli", "serve", "--letta-port", "0", "--matrix-port", "0",
          "--seed", str(seed),
-         "--letta-token", "t0ken", "--server-name", "example.test"],
+         "--letta-token", "t0ken", "--server-name", "example.test", "--letta-version", "0.16.8"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
     )  # fmt: skip
     try:
@@ -49,7 +49,11 @@ def test_serve_prints_the_two_ready_lines_and_stops_on_sigterm(tmp_path: Path) -
             letta.split(" ", 1)[1] + "/v1/agents/", headers={"Authorization": "Bearer t0ken"}
         )
         with urllib.request.urlopen(request, timeout=10) as answer:
-            assert [agent["name"] for agent in json.load(answer)] == ["a1"]
+            agents = json.load(answer)
+        assert [agent["name"] for agent in agents] == ["a1"]
+        assert agents[0]["agent_type"] == "letta_v1_agent"  # --letta-version 0.16.8
+        with urllib.request.urlopen(letta.split(" ", 1)[1] + "/v1/health/", timeout=10) as answer:
+            assert json.load(answer)["version"] == "0.16.8"
         login = urllib.request.Request(
             matrix.split(" ", 1)[1] + "/_matrix/client/v3/login",
             data=json.dumps({"type": "m.login.password", "user": "ops", "password": "pw"}).encode(),
@@ -104,3 +108,19 @@ def test_plugin_fails_tests_whose_client_breaks_the_contract(pytester: pytest.Py
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*2 contract violation(s) in this test*", "*login: request body at /type*"])
+
+
+VERSION_TESTS = """
+def test_the_mock_answers_as_the_configured_letta(letta_mock):
+    assert letta_mock.version == "0.16.8"
+    assert letta_mock.add_agent("a").to_json()["agent_type"] == "letta_v1_agent"
+"""
+
+
+def test_the_ini_option_picks_the_letta_version(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_version=VERSION_TESTS)
+    pytester.makeini(
+        "[pytest]\nmockgen_letta_version = 0.16.8\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)

@@ -20,6 +20,7 @@ from tests.support import Answer, call, login, register
 pytestmark = pytest.mark.mock_lenient  # most scenarios are bad requests on purpose
 
 GHOST_AGENT = "agent-00000000-0000-4000-8000-000000000000"
+HELLO = {"messages": [{"role": "user", "content": "hello"}]}
 
 
 @dataclass
@@ -709,7 +710,31 @@ LETTA_NATURAL: dict[tuple[str, int], Callable[[aiohttp.ClientSession, LettaMock]
     ("listMessages", 422): lambda h, m: call(
         h, "GET", f"{m.url}/v1/agents/{GHOST_AGENT}/messages", token=m.token, params={"limit": "x"}
     ),
-}
+    ("sendAgentMessage", 400): lambda h, m: call(
+        h, "POST", f"{m.url}/v1/agents/{m.add_agents(1)[0].id}/messages", token=m.token,
+        json_body={"messages": [{"role": "user", "content": ""}]},
+    ),
+    ("sendAgentMessage", 401): lambda h, m: call(h, "POST", f"{m.url}/v1/agents/{GHOST_AGENT}/messages"),
+    ("sendAgentMessage", 404): lambda h, m: call(
+        h, "POST", f"{m.url}/v1/agents/{GHOST_AGENT}/messages", token=m.token, json_body=HELLO
+    ),
+    ("sendAgentMessage", 422): lambda h, m: call(
+        h, "POST", f"{m.url}/v1/agents/{GHOST_AGENT}/messages", token=m.token, json_body={}
+    ),
+    ("streamAgentMessage", 401): lambda h, m: call(
+        h, "POST", f"{m.url}/v1/agents/{GHOST_AGENT}/messages/stream"
+    ),
+    ("streamAgentMessage", 404): lambda h, m: call(
+        h, "POST", f"{m.url}/v1/agents/{GHOST_AGENT}/messages/stream", token=m.token, json_body=HELLO
+    ),
+    ("streamAgentMessage", 422): lambda h, m: call(
+        h, "POST", f"{m.url}/v1/agents/{GHOST_AGENT}/messages/stream", token=m.token, json_body={}
+    ),
+    ("streamAgentMessage", 503): lambda h, m: call(
+        h, "POST", f"{m.url}/v1/agents/{m.add_agents(1)[0].id}/messages/stream", token=m.token,
+        json_body={**HELLO, "background": True},
+    ),
+}  # fmt: skip
 LETTA_FAULT_ONLY = {("retrieveAgent", 422)}  # the operation takes no input FastAPI could refuse
 LETTA_CASES = sorted({(op, status) for op, status, _ in _documented("letta") if status >= 300})
 
@@ -738,9 +763,17 @@ async def test_letta_answer(
             "modifyAgent": ("PATCH", f"/v1/agents/{agent.id}"),
             "deleteAgent": ("DELETE", f"/v1/agents/{agent.id}"),
             "listMessages": ("GET", f"/v1/agents/{agent.id}/messages"),
+            "sendAgentMessage": ("POST", f"/v1/agents/{agent.id}/messages"),
+            "streamAgentMessage": ("POST", f"/v1/agents/{agent.id}/messages/stream"),
         }
         method, path = paths[operation_id]
-        body = {"name": "x", "model": "letta/letta-free"} if method in ("POST", "PATCH") else None
+        body: dict[str, Any] | None = None
+        if method in ("POST", "PATCH"):
+            body = (
+                HELLO
+                if path.endswith(("/messages", "/stream"))
+                else {"name": "x", "model": "letta/letta-free"}
+            )
         answer = await call(http, method, f"{letta_mock.url}{path}", token=letta_mock.token, json_body=body)
     assert answer.status == status, answer.body
     entries = [e for e in letta_mock.journal() if e.status == status]

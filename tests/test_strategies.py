@@ -16,6 +16,7 @@ from contracts.strategies import (
     strategy_for,
 )
 from contracts.validation import validator_for
+from contracts.validation.sse import DONE, SSE_MEDIA_TYPE, Event, encode_event
 
 CELLS = list(Coverage.documented({service: validator_for(service) for service in ("letta", "matrix")}).cells)
 HEADERS = {"content-type": "application/json", "retry-after": "1", "location": "http://localhost/"}
@@ -30,18 +31,20 @@ def test_every_drawn_response_body_is_valid(
 
     spec = operation.response(status)
     media = next(iter(spec.media_types), "application/json") if spec else "application/json"
-    text = media.startswith("text/")  # a proxy's error page: the drawn string is the body
+    streamed = media == SSE_MEDIA_TYPE
+    text = media.startswith("text/") and not streamed  # a proxy's error page: the drawn string is the body
 
     @given(response_bodies(operation_id, status, service=service, variant=variant))
     def check(body: Any) -> None:
         if body is None:
             return
-        problems, found = validator.check_response(
-            operation,
-            status=status,
-            headers={**HEADERS, "content-type": media},
-            body=body.encode("utf-8", "surrogatepass") if text else encode(body),
-        )
+        headers = {**HEADERS, "content-type": media}
+        payload = body.encode("utf-8", "surrogatepass") if text else encode(body)
+        if streamed:
+            # One drawn event, framed as a stream (ended by [DONE] unless it ends the stream itself).
+            event = Event(body["event"], body["data"])
+            payload = encode_event(event.data, event.event) + (b"" if event.terminal else encode_event(DONE))
+        problems, found = validator.check_response(operation, status=status, headers=headers, body=payload)
         assert [p.message for p in problems] == []
         assert found == variant
 

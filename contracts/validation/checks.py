@@ -29,6 +29,7 @@ from contracts.validation.model import (
     primary_media,
 )
 from contracts.validation.routing import RouteTable
+from contracts.validation.sse import SSE_MEDIA_TYPE, check_stream
 from contracts.validation.violations import Violation, schema_violations
 
 
@@ -265,6 +266,10 @@ class ContractValidator:
             )
         if not spec.media_types:
             return found, None
+        if _is_event_stream(lowered) and SSE_MEDIA_TYPE in spec.media_types:
+            stream_schema, stream_validator = spec.media_types[SSE_MEDIA_TYPE]
+            found.extend(check_stream(stream_validator, stream_schema, body or b"", operation=op_id))
+            return found, None
         if not body:
             found.append(
                 Violation("response", op_id, "response body", "", "not-json", "a JSON body", "an empty body")
@@ -377,6 +382,10 @@ def validator_for(name_or_path: str) -> ContractValidator:
         )
         _CACHE[name_or_path] = found
     return found
+
+
+def _is_event_stream(headers: Mapping[str, str]) -> bool:
+    return headers.get("content-type", "").split(";", 1)[0].strip().lower() == SSE_MEDIA_TYPE
 
 
 def _unencodable(operation_id: str, location: str, error: UnencodableText) -> Violation:

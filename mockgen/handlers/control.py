@@ -36,6 +36,10 @@ def control_remove_agent(call: Call) -> Reply:
     return Reply(200, control.remove_agent(call.world, call.path["agent_id"]))
 
 
+def control_script_turns(call: Call) -> Reply:
+    return Reply(200, control.script_turns(call.world, call.path["agent_id"], call.body["turns"]))
+
+
 def control_get_format(call: Call) -> Reply:
     return Reply(200, call.world.letta_format())
 

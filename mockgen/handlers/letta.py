@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from mockgen.handlers.letta_messages import send_agent_message, stream_agent_message
+from mockgen.handlers.letta_wording import path_errors, validation_reply
 from mockgen.http.dialects import LettaDialect, Reply
-from mockgen.http.dispatch import Call
+from mockgen.http.dispatch import Call, orders_checks
 from mockgen.store.errors import LettaError
 
-VERSION = "0.11.7"
 SUPPORTED_PROVIDERS = ("letta",)
+__all__ = ["send_agent_message", "stream_agent_message"]
 
 
 def health_check(call: Call) -> Reply:
-    return Reply(200, {"version": VERSION, "status": "ok"})
+    return Reply(200, {"version": call.world.letta.version, "status": "ok"})
 
 
 def list_agents_redirect(call: Call) -> Reply:
@@ -82,13 +84,24 @@ def delete_agent(call: Call) -> Reply:
     return Reply(200, {"message": f"Agent id={agent.id} successfully deleted"})
 
 
+@orders_checks
 def list_messages(call: Call) -> Reply:
     store = call.world.letta
+    agent_id = str(call.path["agent_id"])
+    errors = [*path_errors(store.version, agent_id), *(LettaDialect.item(v) for v in call.rejected)]
+    if errors:
+        return validation_reply(store.version, errors, call.rejected)
+    # 0.16.8 lists 100 by default and reads `order`: `asc` pages from the oldest message.
+    default_limit = 10 if store.version == "0.11.7" else 100
+    oldest = store.version == "0.16.8" and call.query.get("order") == "asc"
+    if store.version == "0.16.8" and agent_id not in store.agents:
+        raise LettaError(404, "Agent not found")
     messages = store.list_messages(
-        call.path["agent_id"],
+        agent_id,
         after=call.query.get("after"),
         before=call.query.get("before"),
-        limit=int(call.query.get("limit", 10)),
+        limit=int(call.query.get("limit", default_limit)),
+        oldest=oldest,
     )
     if store.messages_format == "items":
         return Reply(200, {"items": messages})

@@ -365,7 +365,7 @@ class LettaDialect(Dialect):
         return self.detail(500, "An internal server error occurred")
 
     @staticmethod
-    def _item(violation: Violation) -> dict[str, Any]:
+    def item(violation: Violation) -> dict[str, Any]:
         named = _PARAM_LOCATION.match(violation.location)
         if named is not None:
             kind = named.group(1) or "header"
@@ -418,7 +418,7 @@ class LettaDialect(Dialect):
             # Letta's ValueError handler: 400 with Python's UnicodeEncodeError text (specs/letta.yaml,
             # x-lone-surrogates).
             return self.detail(400, unencodable.actual)
-        return self.detail(422, [self._item(v) for v in sorted(violations, key=_request_order)])
+        return self.detail(422, [self.item(v) for v in sorted(violations, key=_request_order)])
 
     def authenticate(
         self,

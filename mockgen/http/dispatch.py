@@ -16,6 +16,7 @@ from contracts.validation import JSON_MEDIA_TYPE, UNENCODABLE, NoRoute, Operatio
 from mockgen.faults import Fault
 from mockgen.http.context import Exchange, exchange_of
 from mockgen.http.dialects import STORE_ERRORS, Dialect, Reply, error_reply
+from mockgen.http.streaming import StreamReply
 from mockgen.store.matrix import User
 from mockgen.world import World
 
@@ -67,6 +68,7 @@ class Call:
     token: str | None
     query_string: str
     rejected: tuple[Violation, ...] = ()
+    fault: Fault | None = None  # a fault that lets the handler answer, e.g. to misbehave mid-stream
 
     def reject(self, *where: str) -> None:
         """Raise `Rejected` with the violations at `where` (see `_selects`); with no argument, all of them."""
@@ -86,7 +88,8 @@ class Call:
 
 
 # A handler is a plain function; one that waits (a long-poll) is a coroutine function, and is awaited.
-Handler = Callable[[Call], Reply] | Callable[[Call], Awaitable[Reply]]
+Answer = Reply | StreamReply
+Handler = Callable[[Call], Answer] | Callable[[Call], Awaitable[Answer]]
 
 
 def orders_checks(handler: Handler) -> Handler:
@@ -113,7 +116,7 @@ class Dispatcher:
         if reply is not None:
             await reply.send(send)
 
-    async def reply(self, scope: Scope, exchange: Exchange) -> Reply | None:
+    async def reply(self, scope: Scope, exchange: Exchange) -> Answer | None:
         method: str = scope["method"]
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -192,6 +195,7 @@ class Dispatcher:
             token=credentials.token,
             query_string=query_string,
             rejected=tuple(rejected) if ordered else (),
+            fault=exchange.fault,
         )
         return await self._call_handler(handler, call, dialect)
 
@@ -236,7 +240,7 @@ class Dispatcher:
         reply.headers.update(fault.headers)
         return reply
 
-    async def _call_handler(self, handler: Handler, call: Call, dialect: Dialect) -> Reply:
+    async def _call_handler(self, handler: Handler, call: Call, dialect: Dialect) -> Answer:
         try:
             result = handler(call)
             if inspect.isawaitable(result):

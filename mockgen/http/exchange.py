@@ -14,9 +14,11 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.validation.sse import SSE_MEDIA_TYPE
 from mockgen.http.context import EXTENSION, Exchange
 from mockgen.http.dialects import Dialect
 from mockgen.http.routing import Router
+from mockgen.http.streaming import DROP_CONNECTION, ON_PURPOSE
 from mockgen.world import World
 
 log = logging.getLogger("mockgen")
@@ -30,6 +32,38 @@ def _close_connection(send: Send) -> bool:
         return False
     transport.close()
     return True
+
+
+class _Stream:
+    """A `text/event-stream` answer passing through: forwarded message by message, kept for the journal."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.messages: list[Message] = []
+        self.started = False
+        self.on_purpose = False
+        self.dropped = False
+
+    def takes(self, message: Message) -> bool:
+        if message["type"] == "http.response.start":
+            headers = dict(message.get("headers", []))
+            self.started = headers.get(b"content-type", b"").startswith(SSE_MEDIA_TYPE.encode())
+            self.on_purpose = bool(message.get(ON_PURPOSE, False))
+        return self.started
+
+    async def forward(self, message: Message) -> None:
+        if self.dropped:
+            return
+        if message["type"] == DROP_CONNECTION:
+            self.dropped = True
+            _close_connection(self._send)
+            # Let the server notice the closed connection before this request cycle ends.
+            await asyncio.sleep(0)
+            return
+        self.messages.append(message)
+        if message["type"] == "http.response.start":
+            message = {k: v for k, v in message.items() if k != ON_PURPOSE}
+        await self._send(message)
 
 
 class ExchangeMiddleware:
@@ -67,12 +101,20 @@ class ExchangeMiddleware:
         )
         scope.setdefault("extensions", {})[EXTENSION] = exchange
         messages: list[Message] = []
+        stream = _Stream(send)
 
         async def capture(message: Message) -> None:
-            messages.append(message)
+            # A stream reaches the client event by event; anything else is checked before it leaves.
+            if stream.takes(message):
+                await stream.forward(message)
+            else:
+                messages.append(message)
 
         if not too_large:
             await self._call_app(scope, exchange.dialect, capture)
+        if stream.started:
+            self._finish_stream(scope, exchange, stream, started)
+            return
         if exchange.drop:
             if _close_connection(send):
                 # Let the server notice the closed connection before this request cycle ends.
@@ -84,6 +126,15 @@ class ExchangeMiddleware:
         for message in messages:
             await send(message)
         self._record(scope, exchange, status, response_body, variant, started)
+
+    def _finish_stream(self, scope: Scope, exchange: Exchange, stream: _Stream, started: float) -> None:
+        """Journal a streamed answer; checked once it ended, unless it broke the contract on purpose."""
+        status, headers, body = self._collect(stream.messages)
+        variant = None
+        # A dropped stream was cut on purpose (a fault, a script, the servers' stop).
+        if not stream.on_purpose and not stream.dropped:
+            variant = self._check_response(exchange, status, headers, body)
+        self._record(scope, exchange, status, body, variant, started)
 
     async def _read_body(self, receive: Receive) -> tuple[bytes, bool, bool]:
         chunks: list[bytes] = []

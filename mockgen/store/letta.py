@@ -14,6 +14,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mockgen.store.errors import LettaError
+from mockgen.store.letta_turns import (
+    DEFAULT_VERSION,
+    Script,
+    Turn,
+    TurnPlayer,
+    TurnRequest,
+    Version,
+    input_text,
+)
 
 AGENT_ID = re.compile(r"agent-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Letta's own check (`letta/constants.py`), used by GET /v1/agents/{agent_id} only: case-insensitive, a uuid4
@@ -48,6 +57,8 @@ class Agent:
     metadata: dict[str, Any] | None = None
     system: str = ""
     messages: list[dict[str, Any]] = field(default_factory=list)
+    agent_type: str = "memgpt_v2_agent"
+    scripts: list[Script] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,7 +71,7 @@ class Agent:
             "tool_rules": [],
             "message_ids": sorted({m["id"] for m in self.messages}),
             "system": self.system,
-            "agent_type": "memgpt_v2_agent",
+            "agent_type": self.agent_type,
             "llm_config": {
                 "model": "letta-free",
                 "model_endpoint_type": "openai",
@@ -85,8 +96,16 @@ class Agent:
 class LettaStore:
     """Agents ordered by creation time (ties broken by creation order, as the sequence of inserts)."""
 
-    def __init__(self, *, seed: int | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+        version: Version = DEFAULT_VERSION,
+    ) -> None:
         self._clock = clock
+        self.version: Version = version
+        self._player = TurnPlayer(version, self._uuid, lambda: _message_date(self._clock()))
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self.agents: dict[str, Agent] = {}
@@ -103,8 +122,18 @@ class LettaStore:
         return f"message-{self._uuid()}"
 
     def _initial_messages(self, name: str, moment: float) -> list[dict[str, Any]]:
-        """A fresh Letta agent's history: the system prompt, a greeting turn, a login event."""
+        """A fresh Letta agent's history: the system prompt, a greeting turn, a login event (0.16.8: the
+        system prompt alone)."""
         date = _message_date(moment)
+        if self.version == "0.16.8":
+            return [
+                {
+                    "id": self._message_id(),
+                    "date": date,
+                    "message_type": "system_message",
+                    "content": f"You are {name}.",
+                }
+            ]
         turn = self._message_id()
         call_id = self._uuid()
         return [
@@ -215,7 +244,13 @@ class LettaStore:
             return [agent.to_json() for agent in ordered]
 
     def list_messages(
-        self, agent_id: str, *, after: str | None = None, before: str | None = None, limit: int = 10
+        self,
+        agent_id: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 10,
+        oldest: bool = False,
     ) -> list[dict[str, Any]]:
         """The newest `limit` messages (after/before the cursor messages), oldest first. A cursor that names
         no message of the agent is 404, as Letta answers it."""
@@ -232,7 +267,7 @@ class LettaStore:
             if before is not None and before in ids:
                 messages = messages[: ids.index(before)]
             if limit > 0:
-                messages = messages[-limit:]
+                messages = messages[:limit] if oldest else messages[-limit:]
             return copy.deepcopy(messages)
 
     # -- changes
@@ -279,6 +314,7 @@ class LettaStore:
                 metadata=copy.deepcopy(metadata),
                 system=f"You are {agent_name}.",
                 messages=history,
+                agent_type="letta_v1_agent" if self.version == "0.16.8" else "memgpt_v2_agent",
             )
             self.agents[new_id] = agent
             return agent
@@ -324,6 +360,52 @@ class LettaStore:
             if agent is None:
                 raise LettaError(404, f"Agent agent_id={agent_id} not found for user_id={USER_ID}.")
             return agent
+
+    # -- turns
+
+    def script(self, agent_id: str, turns: Sequence[Script]) -> int:
+        """Queue the agent's next turns; how many are queued now."""
+        with self._lock:
+            agent = self._get(agent_id)
+            agent.scripts.extend(turns)
+            return len(agent.scripts)
+
+    def new_id(self, prefix: str) -> str:
+        """`<prefix>-<uuid4>` from the store's random source (e.g. a stream's `ping-...`)."""
+        with self._lock:
+            return f"{prefix}-{self._uuid()}"
+
+    def message_date(self) -> str:
+        return _message_date(self._clock())
+
+    def exists(self, agent_id: str) -> None:
+        """404 for an agent id that names no agent."""
+        with self._lock:
+            self._get(agent_id)
+
+    def run_turn(self, agent_id: str, request: TurnRequest) -> Turn:
+        """Play the agent's next turn (its next script, else the echo turn) and keep what it said; a failed
+        turn keeps nothing, as Letta keeps nothing of one."""
+        with self._lock:
+            agent = self._get(agent_id)
+            script = agent.scripts.pop(0) if agent.scripts else Script()
+            turn = self._player.play(request, script, self._last_text(agent, request), agent.messages)
+            if turn.failure is None:
+                agent.messages.extend(turn.history)
+            return copy.deepcopy(turn)
+
+    @staticmethod
+    def _last_text(agent: Agent, request: TurnRequest) -> str:
+        """What the reference LLM echoes: the last user or system text it was given."""
+        for message in reversed(request.inputs):
+            if message.get("role") in ("user", "system"):
+                return input_text(message["content"])
+        for stored in reversed(agent.messages):
+            if stored["message_type"] in ("user_message", "system_message") and isinstance(
+                stored.get("content"), str
+            ):
+                return str(stored["content"])
+        return ""
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
