@@ -5,7 +5,11 @@ listens."""
 from __future__ import annotations
 
 import json
+import select
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -163,3 +167,23 @@ def test_the_threaded_server_serves_and_stops() -> None:
         port = int(llm.base.rsplit(":", 1)[1])
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((LOOPBACK, port), timeout=1).close()
+
+
+def test_python_m_serves_until_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "letta_matrix_reference.live.fakellm"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 10)
+        assert ready, "no ready line within 10 s"
+        line = json.loads(process.stdout.readline())
+        assert line["kind"] == "fakellm"
+        status, _ = http_request("GET", f"{line['url']}/models")
+        assert status == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

@@ -268,11 +268,15 @@ async def test_a_call_to_a_tool_the_agent_lacks_is_an_error_return_then_the_answ
 
 # The official client (sync, as most bots use it), with no proxy from the environment and no retries: a
 # retried 500 would send the turn three times.
+def _client(letta: Letta) -> LettaClient:
+    http = httpx.Client(trust_env=False, timeout=60)
+    return LettaClient(base_url=letta.url, api_key=letta.token, http_client=http, max_retries=0)
+
+
 @pytest.fixture
 def client(letta: Letta) -> Iterator[LettaClient]:
-    http = httpx.Client(trust_env=False, timeout=60)
-    yield LettaClient(base_url=letta.url, api_key=letta.token, http_client=http, max_retries=0)
-    http.close()
+    with _client(letta) as made:
+        yield made
 
 
 def _agent_for_client(letta: Letta) -> str:
@@ -328,16 +332,41 @@ def test_letta_client_raises_letta_s_errors(letta: Letta, client: LettaClient) -
             client.agents.messages.create(agent, messages=[])
         with pytest.raises(letta_client.UnprocessableEntityError):
             client.agents.messages.create(agent, messages=[{"role": "tool", "content": "x"}])  # type: ignore[typeddict-item]
-        with pytest.raises(letta_client.InternalServerError):
-            client.agents.messages.create(agent, messages=[{"role": "user", "content": "fakellm:http-500"}])
+        # Letta drops the connection after an exception's 500 (test_an_exception_s_500_closes_the_connection),
+        # and without retries the next call on it may fail: each 500 here gets a client of its own.
+        with _client(letta) as once, pytest.raises(letta_client.InternalServerError):
+            once.agents.messages.create(agent, messages=[{"role": "user", "content": "fakellm:http-500"}])
         # The HTTP status of a stream is known before its first event: the call itself raises.
-        with warnings.catch_warnings():
+        with _client(letta) as once, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             with pytest.raises(letta_client.InternalServerError) as raised:
-                client.agents.messages.stream(
-                    agent, messages=[{"role": "user", "content": "fakellm:http-500"}]
-                )
+                once.agents.messages.stream(agent, messages=[{"role": "user", "content": "fakellm:http-500"}])
         assert raised.value.status_code == 500
         assert "event: error" in str(raised.value.body)
     finally:
         client.agents.delete(agent)
+
+
+async def test_an_exception_s_500_closes_the_connection(letta: Letta, agent: str) -> None:
+    """Letta's uvicorn closes a keep-alive connection after a 500 raised by the app, without a `Connection:
+    close` header: a client that sends its next request on it is reset (why the corpus runner takes a
+    connection per step)."""
+    host, port = letta.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 10)
+    try:
+        body = json.dumps(_say("fakellm:http-500")).encode()
+        head = (
+            f"POST /v1/agents/{agent}/messages HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {letta.token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        assert answer.startswith(b"HTTP/1.1 500 ")
+        assert b"connection:" not in answer.lower()
+        length = int(re.search(rb"content-length: (\d+)", answer.lower()).group(1))  # type: ignore[union-attr]
+        assert json.loads(await reader.readexactly(length)) == {"detail": "An internal server error occurred"}
+        assert await asyncio.wait_for(reader.read(1), 10) == b""  # closed by the server
+    finally:
+        writer.close()
