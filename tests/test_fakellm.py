@@ -116,6 +116,17 @@ async def test_a_marker_calls_another_tool_and_the_next_step_answers(llm: FakeLL
     assert (name, arguments["message"]) == ("send_message", f"echo: {asked['content']}")
 
 
+async def test_a_marker_may_name_the_parameters_to_fill(llm: FakeLLM) -> None:
+    asked = _user("fakellm:call=matrix_agent_message(agent_id,message)")
+    name, arguments = _call((await _chat(llm, _turn(asked)))[2])
+    assert name == "matrix_agent_message"  # not offered: Letta answers with a ToolConstraintError
+    assert arguments == {
+        "thinking": "I will call matrix_agent_message.",
+        "agent_id": f"echo: {asked['content']}",
+        "message": f"echo: {asked['content']}",
+    }
+
+
 @pytest.mark.parametrize(
     ("marker", "status", "check"),
     [

@@ -266,6 +266,76 @@ async def test_a_call_to_a_tool_the_agent_lacks_is_an_error_return_then_the_answ
     assert messages[-1]["message_type"] == "assistant_message"
 
 
+# The archetype bridge's tool, as a Letta custom tool (Letta runs it in its own sandbox).
+MATRIX_TOOL = '''def matrix_agent_message(agent_id: str, message: str) -> str:
+    """Send a message to another agent's Matrix room.
+
+    Args:
+        agent_id (str): The agent to message.
+        message (str): What to say.
+
+    Returns:
+        str: What happened.
+    """
+    return "sent to " + agent_id
+'''
+
+
+async def test_a_matrix_agent_message_call_reaches_the_client_whole_in_json_and_stream(letta: Letta) -> None:
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        async with session.post(
+            f"{letta.url}/v1/tools/", json={"source_code": MATRIX_TOOL}, headers=letta.info.headers
+        ) as answer:
+            assert answer.status == 200, await answer.text()
+            tool = await answer.json()
+        made = await create_agent(
+            letta.info,
+            f"bridge-{secrets.token_hex(4)}",
+            llm_url=letta.llm.url,
+            extra={"tool_ids": [tool["id"]]},
+        )
+        try:
+            text = "tell bob fakellm:call=matrix_agent_message(agent_id,message)"
+            status, _, answer_text = await _post(letta, f"/v1/agents/{made['id']}/messages", _say(text))
+            assert status == 200, answer_text
+            messages = json.loads(answer_text)["messages"]
+            status, _, stream_text = await _post(
+                letta, f"/v1/agents/{made['id']}/messages/stream", _say(text)
+            )
+            assert status == 200, stream_text
+            streamed = [event.data for event in parse_events(stream_text)]
+        finally:
+            for path in (f"/v1/agents/{made['id']}", f"/v1/tools/{tool['id']}"):
+                async with session.delete(f"{letta.url}{path}", headers=letta.info.headers) as answer:
+                    assert answer.status == 200, await answer.text()
+
+    turn = [
+        "reasoning_message",
+        "tool_call_message",
+        "tool_return_message",
+        "reasoning_message",
+        "assistant_message",
+    ]
+    assert [m["message_type"] for m in messages] == turn
+    assert [m.get("message_type") if isinstance(m, dict) else m for m in streamed] == [
+        *turn,
+        "stop_reason",
+        "usage_statistics",
+        DONE,
+    ]
+    for answer in (messages, streamed):
+        call, result = answer[1], answer[2]
+        assert call["tool_call"]["name"] == "matrix_agent_message"
+        assert json.loads(call["tool_call"]["arguments"]) == {
+            "agent_id": f"echo: {text}",
+            "message": f"echo: {text}",
+            "request_heartbeat": True,
+        }
+        assert (result["status"], result["tool_return"]) == ("success", f"sent to echo: {text}")
+        assert result["tool_call_id"] == call["tool_call"]["tool_call_id"]
+        assert broken_rules(answer) == []
+
+
 # The official client (sync, as most bots use it), with no proxy from the environment and no retries: a
 # retried 500 would send the turn three times.
 def _client(letta: Letta) -> LettaClient:

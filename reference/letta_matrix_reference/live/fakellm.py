@@ -26,7 +26,8 @@ What it answers is decided by the request alone, so any number of agents and tes
   ``fakellm:no-tool-call``  200 with plain text, no tool call, even where one is required
   ``fakellm:bad-arguments`` a ``send_message`` call whose arguments are cut-off JSON
   ``fakellm:call=TOOL``     a call to ``TOOL`` (offered or not), its first string parameter given
-                            the echo; then ``send_message`` on the next step
+                            the echo (``call=TOOL(a,b)``: parameters ``a`` and ``b``); then
+                            ``send_message`` on the next step
   ========================  ==================================================================
 """
 
@@ -54,7 +55,7 @@ EMBEDDING_DIM = 1536
 CHUNK = 12  # characters of text or arguments per streamed chunk
 KEPT_REQUESTS = 200
 
-_MARKER = re.compile(r"fakellm:([a-z0-9-]+)(?:=([A-Za-z0-9_]+))?")
+_MARKER = re.compile(r"fakellm:([a-z0-9-]+)(?:=([A-Za-z0-9_]+)(?:\(([A-Za-z0-9_,]*)\))?)?")
 _NOTICES = ("heartbeat", "login", "system_alert")  # the JSON notices Letta sends in role-user messages
 _HTTP_ERRORS = {
     "http-500": (500, "server_error"),
@@ -104,6 +105,7 @@ class Turn:
         found = _MARKER.search(self.text) if self.first_step else None
         self.mode = found.group(1) if found else "echo"
         self.tool = found.group(2) if found and found.group(2) else None
+        self.named = tuple(filter(None, found.group(3).split(","))) if found and found.group(3) else ()
 
     @property
     def echo(self) -> str:
@@ -125,15 +127,14 @@ class Turn:
         return self.echo, None
 
     def _arguments(self, tool: str) -> dict[str, Any]:
-        """`thinking` a sentence, the tool's first string parameter (`message`, `query`...) the echo,
-        `request_heartbeat` true so the agent takes another step; the rest left to the tool's defaults
-        (Letta marks every parameter of its `strict` tools required, optional ones too). A tool not
-        offered gets `message`."""
+        """`thinking` a sentence; the echo for the parameters the marker names (`call=TOOL(a,b)`), else
+        for the tool's first string parameter (`message`, `query`...), `message` for a tool not offered;
+        `request_heartbeat` true so the agent takes another step. The rest are left to the tool's defaults
+        (Letta marks every parameter of its `strict` tools required, optional ones too)."""
         parameters = self.tools.get(tool, {}).get("parameters", {})
         declared = parameters.get("properties") if isinstance(parameters, dict) else None
         declared = declared if isinstance(declared, dict) else {}
-        arguments: dict[str, Any] = {"thinking": f"I will call {tool}."}
-        text = next(
+        first = next(
             (
                 name
                 for name, schema in declared.items()
@@ -141,7 +142,8 @@ class Turn:
             ),
             "message",
         )
-        arguments[text] = self.echo
+        arguments: dict[str, Any] = {"thinking": f"I will call {tool}."}
+        arguments.update(dict.fromkeys(self.named or (first,), self.echo))
         if "request_heartbeat" in declared:
             arguments["request_heartbeat"] = True
         return arguments
