@@ -323,8 +323,8 @@ async def test_a_matrix_agent_message_call_reaches_the_client_whole_in_json_and_
         "usage_statistics",
         DONE,
     ]
-    for answer in (messages, streamed):
-        call, result = answer[1], answer[2]
+    for turn_messages in (messages, streamed):
+        call, result = turn_messages[1], turn_messages[2]
         assert call["tool_call"]["name"] == "matrix_agent_message"
         assert json.loads(call["tool_call"]["arguments"]) == {
             "agent_id": f"echo: {text}",
@@ -333,7 +333,7 @@ async def test_a_matrix_agent_message_call_reaches_the_client_whole_in_json_and_
         }
         assert (result["status"], result["tool_return"]) == ("success", f"sent to echo: {text}")
         assert result["tool_call_id"] == call["tool_call"]["tool_call_id"]
-        assert broken_rules(answer) == []
+        assert broken_rules(turn_messages) == []
 
 
 # The official client (sync, as most bots use it), with no proxy from the environment and no retries: a
