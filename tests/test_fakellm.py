@@ -147,6 +147,12 @@ async def test_a_marker_makes_the_first_step_misbehave(
     assert check(body)
 
 
+async def test_an_unknown_marker_is_refused(llm: FakeLLM) -> None:
+    status, _, body = await _chat(llm, _turn(_user("fakellm:htp-500")))
+    assert status == 400
+    assert "unknown fakellm mode 'htp-500'" in json.loads(body)["error"]["message"]
+
+
 async def test_a_stream_is_openai_chunks_ending_in_done(llm: FakeLLM) -> None:
     body = _turn(_user("hello stream"), stream=True, stream_options={"include_usage": True})
     status, content_type, text = await _chat(llm, body)

@@ -271,6 +271,8 @@ class FakeLLM:
             return _error(400, "invalid_request_error", "the body is not a JSON object")
         self.requests.append(body)
         turn = Turn(body)
+        if turn.mode not in MODES:  # a misspelt marker fails loudly rather than answering as usual
+            return _error(400, "invalid_request_error", f"unknown fakellm mode {turn.mode!r}; known: {MODES}")
         if turn.mode in _HTTP_ERRORS:
             status, kind = _HTTP_ERRORS[turn.mode]
             return _error(status, kind, "fake upstream failure")
