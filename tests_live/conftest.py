@@ -2,7 +2,9 @@
 virtualenvs, started on 127.0.0.1 for the session and stopped by PID (see `live/`). Servers already
 running can be given instead, by URL and credentials in the environment:
 `CONTRACTS_LIVE_MATRIX` + `CONTRACTS_LIVE_MATRIX_ADMIN_TOKEN`, `CONTRACTS_LIVE_LETTA` +
-`CONTRACTS_LIVE_LETTA_TOKEN`. Reports are written to `reports/live/` for a person to read."""
+`CONTRACTS_LIVE_LETTA_TOKEN`. Letta's agents that chat talk to the project's loopback fake LLM
+(`live.fakellm`), started here; a Letta given by URL must be able to reach 127.0.0.1 (the same machine).
+Reports are written to `reports/live/` for a person to read."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import aiohttp
 import pytest
 
 from contracts.profiles import load_profile
+from letta_matrix_reference.live.fakellm import FakeLLM
 from letta_matrix_reference.live.letta import LettaInfo, LettaServer, create_agent
 from letta_matrix_reference.live.synapse import SynapseServer
 
@@ -41,6 +44,11 @@ class Letta:
     url: str
     token: str
     started_here: bool
+    llm: FakeLLM  # what agents made with `llm_wiring(llm.url)` talk to
+
+    @property
+    def info(self) -> LettaInfo:
+        return LettaInfo(self.url, 0, self.token)
 
 
 @pytest.fixture(scope="session")
@@ -66,14 +74,20 @@ def synapse() -> Iterator[Homeserver]:
 
 
 @pytest.fixture(scope="session")
-def letta() -> Iterator[Letta]:
+def fake_llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as llm:
+        yield llm
+
+
+@pytest.fixture(scope="session")
+def letta(fake_llm: FakeLLM) -> Iterator[Letta]:
     url = os.environ.get("CONTRACTS_LIVE_LETTA")
     if url:
-        yield Letta(url, os.environ["CONTRACTS_LIVE_LETTA_TOKEN"], started_here=False)
+        yield Letta(url, os.environ["CONTRACTS_LIVE_LETTA_TOKEN"], started_here=False, llm=fake_llm)
         return
     with LettaServer() as info:
         asyncio.run(_seed(info))
-        yield Letta(info.url, info.token, started_here=True)
+        yield Letta(info.url, info.token, started_here=True, llm=fake_llm)
 
 
 async def _seed(info: LettaInfo) -> None:

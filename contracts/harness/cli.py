@@ -203,6 +203,11 @@ def _check_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--letta", help="base URL of a Letta server, e.g. http://127.0.0.1:8283")
     parser.add_argument("--letta-token", help="Letta's bearer password")
+    parser.add_argument(
+        "--letta-llm",
+        help="an OpenAI-compatible base URL Letta can reach, e.g. http://127.0.0.1:PORT/v1: the agents of "
+        "the chat steps talk to it (without it those steps are skipped)",
+    )
     parser.add_argument("--report", type=Path, help="also write the report as JSON to this file")
     parser.add_argument("--allow-remote", action="store_true", help="allow servers that are not on loopback")
 
@@ -265,7 +270,12 @@ def check_command(args: argparse.Namespace) -> int:
     from contracts.harness.live import run_check
 
     def run(bases: dict[str, str]) -> tuple[str, Any, bool]:
-        report = run_check(bases, letta_token=args.letta_token, matrix_admin_token=args.matrix_admin_token)
+        report = run_check(
+            bases,
+            letta_token=args.letta_token,
+            matrix_admin_token=args.matrix_admin_token,
+            llm_url=args.letta_llm,
+        )
         return report.to_text(), report.to_json(), report.drifted
 
     return _live_command(args, "check", run)
@@ -282,7 +292,11 @@ def differential_command(args: argparse.Namespace) -> int:
         reports = [
             asyncio.run(
                 run_differential(
-                    service, url, letta_token=args.letta_token, matrix_admin_token=args.matrix_admin_token
+                    service,
+                    url,
+                    letta_token=args.letta_token,
+                    matrix_admin_token=args.matrix_admin_token,
+                    llm_url=args.letta_llm,
                 )
             )
             for service, url in bases.items()

@@ -1,6 +1,8 @@
 """Differential runs: the same scenario corpus on the mock and on a real server, compared step by step —
 status, errcode, which of the fields the contract requires for that answer came back, and what the step's
-`compare` selectors pick out of it (ids and tokens masked: `projection`)."""
+`compare` selectors pick out of it (ids and tokens masked: `projection`); for Letta's chat turns also the
+message types in order (a stream's events with its framing, a LettaResponse's messages, a history page)
+and the rules their ids and dates follow (`contracts.harness.sse`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 from contracts.harness.corpus import load_corpus
 from contracts.harness.live import check
 from contracts.harness.scenario import Outcome, Step
+from contracts.harness.sse import broken_rules, response_summary, summary
 from contracts.validation import primary_media, validator_for
 from mockgen.server import MockServers
 from mockgen.world import DEFAULT_LETTA_TOKEN, World
@@ -21,7 +24,7 @@ from mockgen.world import DEFAULT_LETTA_TOKEN, World
 @dataclass(frozen=True)
 class Disagreement:
     step: str
-    aspect: str  # status | errcode | detail | fields | content (what `compare` selectors picked)
+    aspect: str  # status | errcode | detail | messages | rules | fields | content (`compare` selectors)
     mock: Any
     real: Any
 
@@ -71,6 +74,35 @@ def letta_detail(outcome: Outcome) -> Any:
     return text
 
 
+def letta_messages(outcome: Outcome) -> Any:
+    """A chat turn's answer as compared: a stream's content type and events (`sse.summary`), a
+    LettaResponse's messages, stop reason and usage, or a history page's message types; None otherwise."""
+    if outcome.framing is not None:
+        return ["not a stream of data: events"]
+    if outcome.events is not None:
+        return [(outcome.content_type or "").replace(" ", "").lower(), *summary(outcome.events)]
+    body = outcome.body
+    if isinstance(body, dict) and "messages" in body and "stop_reason" in body:
+        return response_summary(body)
+    if (
+        isinstance(body, list)
+        and body
+        and all(isinstance(item, dict) and "message_type" in item for item in body)
+    ):
+        return [item["message_type"] for item in body]
+    return None
+
+
+def letta_rules(outcome: Outcome) -> list[str]:
+    """The id and date rules (`sse.broken_rules`) the messages of the answer break."""
+    if outcome.events is not None:
+        return broken_rules([event.data for event in outcome.events])
+    body = outcome.body
+    if isinstance(body, dict) and isinstance(body.get("messages"), list):
+        return broken_rules(body["messages"])
+    return broken_rules(body) if isinstance(body, list) else []
+
+
 def compare(mock: Sequence[Outcome], real: Sequence[Outcome]) -> list[Disagreement]:
     """Step-by-step differences; the runs must be of the same corpus."""
     found: list[Disagreement] = []
@@ -86,6 +118,14 @@ def compare(mock: Sequence[Outcome], real: Sequence[Outcome]) -> list[Disagreeme
             their_detail := letta_detail(theirs)
         ):
             found.append(Disagreement(name, "detail", detail, their_detail))
+        elif ours.step.service == "letta" and (messages := letta_messages(ours)) != (
+            their_messages := letta_messages(theirs)
+        ):
+            found.append(Disagreement(name, "messages", messages, their_messages))
+        elif ours.step.service == "letta" and (rules := letta_rules(ours)) != (
+            their_rules := letta_rules(theirs)
+        ):
+            found.append(Disagreement(name, "rules", rules, their_rules))
         elif (fields := required_fields(ours)) != (their_fields := required_fields(theirs)):
             found.append(Disagreement(name, "fields", fields, their_fields))
         elif differing := [
@@ -165,10 +205,17 @@ def corpus() -> list[Step]:
 
 
 async def run_differential(
-    service: str, real_base: str, *, letta_token: str | None = None, matrix_admin_token: str | None = None
+    service: str,
+    real_base: str,
+    *,
+    letta_token: str | None = None,
+    matrix_admin_token: str | None = None,
+    llm_url: str | None = None,
 ) -> DifferentialReport:
     """The corpus of `service` on a fresh in-process mock and on the real server at `real_base`. Each side
-    gets its own credentials, or none on both: steps that need a credential not given are skipped on both."""
+    gets its own credentials, or none on both: steps that need a credential not given are skipped on both.
+    `llm_url`, an OpenAI-compatible endpoint the real Letta can reach (`live.fakellm`), is what the agents
+    that chat are created with, on both sides; without it their steps are skipped on both."""
     steps = corpus()
     servers = MockServers(World())
     servers.start()
@@ -179,12 +226,17 @@ async def run_differential(
             {service: mock_base},
             letta_token=DEFAULT_LETTA_TOKEN if letta_token else None,
             matrix_admin_token=mock_admin if matrix_admin_token else None,
+            llm_url=llm_url,
             steps=steps,
         )
     finally:
         servers.stop()
     on_real = await check(
-        {service: real_base}, letta_token=letta_token, matrix_admin_token=matrix_admin_token, steps=steps
+        {service: real_base},
+        letta_token=letta_token,
+        matrix_admin_token=matrix_admin_token,
+        llm_url=llm_url,
+        steps=steps,
     )
     return DifferentialReport(
         service, on_mock.outcomes, on_real.outcomes, compare(on_mock.outcomes, on_real.outcomes)

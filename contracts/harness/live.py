@@ -160,6 +160,7 @@ async def check(
     *,
     letta_token: str | None = None,
     matrix_admin_token: str | None = None,
+    llm_url: str | None = None,
     prefix: str | None = None,
     steps: Sequence[Step] | None = None,
     validators: Mapping[str, ContractValidator] | None = None,
@@ -171,6 +172,8 @@ async def check(
         "bogus_token": "syt_never_issued_by_this_server",
         "letta_token": letta_token or "",
         "admin_token": matrix_admin_token or "",
+        # An OpenAI-compatible endpoint the Letta server can reach, for the agents that chat.
+        "llm_url": llm_url or "",
     }
     corpus = list(steps) if steps is not None else [*load_corpus("matrix"), *load_corpus("letta")]
     outcomes = await run_scenario(

@@ -18,6 +18,7 @@ import aiohttp
 
 from contracts.adapters.aiohttp_hook import ContractMiddleware
 from contracts.harness.projection import project
+from contracts.harness.sse import Event, FramingError, parse_events
 from contracts.validation import ContractValidator, Violation
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -56,6 +57,9 @@ class Outcome:
     violations: list[Violation]
     skipped: str | None = None
     projections: tuple[tuple[str, Any], ...] = ()  # the step's `compare` selectors and what they picked
+    content_type: str | None = None
+    events: list[Event] | None = None  # a text/event-stream answer's events
+    framing: str | None = None  # why a text/event-stream answer could not be read as events
 
     @property
     def unexpected(self) -> bool:
@@ -95,8 +99,12 @@ async def run_scenario(
     specs = validators or {}
     hook = ContractMiddleware({base: specs.get(service, service) for service, base in bases.items()})
     outcomes: list[Outcome] = []
+    # A connection per step: after an exception's 500 Letta's uvicorn closes the connection without a
+    # `Connection: close`, and the next step, sent on it, would be reset.
     async with aiohttp.ClientSession(
-        middlewares=(hook,), timeout=aiohttp.ClientTimeout(total=request_timeout)
+        connector=aiohttp.TCPConnector(force_close=True),
+        middlewares=(hook,),
+        timeout=aiohttp.ClientTimeout(total=request_timeout),
     ) as session:
         for step in steps:
             missing = [name for name in step.needs if not known.get(name)]
@@ -123,6 +131,12 @@ async def run_scenario(
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode("utf-8", "replace")
+            events, framing = None, None
+            if response.content_type == "text/event-stream":
+                try:
+                    events = parse_events(raw.decode("utf-8", "replace"))
+                except FramingError as exc:
+                    framing = str(exc)
             checked = hook.checked[before:]
             for name, key in step.save.items():
                 if isinstance(body, dict) and key in body:
@@ -144,6 +158,9 @@ async def run_scenario(
                     operation=checked[-1].operation if checked else None,
                     violations=[v for c in checked for v in c.violations],
                     projections=project(body, step.compare, known),
+                    content_type=response.headers.get("Content-Type"),
+                    events=events,
+                    framing=framing,
                 )
             )
     return outcomes

@@ -6,6 +6,7 @@ server loads only that one.
 
 - :mod:`letta_matrix_reference.live.synapse` -- a real Synapse homeserver (SQLite).
 - :mod:`letta_matrix_reference.live.letta` -- a real Letta 0.11.7 server (SQLite).
+- :mod:`letta_matrix_reference.live.fakellm` -- a loopback OpenAI-compatible LLM its agents chat through.
 - :mod:`letta_matrix_reference.live.server` -- their shared lifecycle, on ``venv``, ``process``, ``net``,
   ``state`` and ``watchdog``; ``live/README.md`` has the module map.
 """

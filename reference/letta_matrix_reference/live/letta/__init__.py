@@ -10,7 +10,8 @@ scratch directory (its database is ``$HOME/.letta/sqlite.db``), ``LETTA_SERVER_S
 a password, tracing/telemetry/version checks off, no provider API keys, and every HTTP(S) proxy
 variable pointing at a dead loopback port (``NO_PROXY`` covers loopback) so nothing can leave
 the machine. Agents made with the ``letta/letta-free`` model and embedding handles need no
-network at creation time; sending them a message does (and so fails here).
+network at creation time; sending them a message does (and so fails here). Agents made with
+``create_agent(..., llm_url=FakeLLM().url)`` talk to ``live.fakellm`` on loopback instead, and answer.
 
 CLI: ``python -m letta_matrix_reference.live.letta install|start|stop|run|status`` (see ``--help``).
 """
@@ -205,20 +206,45 @@ class LettaServer(ManagedServer[LettaInfo]):
         return {"info": asdict(info)}
 
 
+def llm_wiring(llm_url: str) -> dict[str, object]:
+    """The agent fields that point its model and embeddings at an OpenAI-compatible endpoint such as
+    ``live.fakellm`` (``http://127.0.0.1:PORT/v1``); nothing is contacted at creation."""
+    return {
+        "llm_config": {
+            "model": "fake-llm",
+            "model_endpoint_type": "openai",
+            "model_endpoint": llm_url,
+            "context_window": 128000,
+        },
+        "embedding_config": {
+            "embedding_model": "fake-embed",
+            "embedding_endpoint_type": "openai",
+            "embedding_endpoint": llm_url,
+            "embedding_dim": 1536,
+        },
+    }
+
+
 async def create_agent(
     info: LettaInfo,
     name: str,
     *,
     timeout: float = 30.0,  # noqa: ASYNC109 - part of the agreed API; bounds the whole request
     extra: Mapping[str, object] | None = None,
+    llm_url: str | None = None,
 ) -> dict[str, object]:
-    """``POST /v1/agents/`` with the offline ``letta/letta-free`` model and embedding; returns the agent.
+    """``POST /v1/agents/`` with the offline ``letta/letta-free`` model and embedding, or, with ``llm_url``,
+    wired to that OpenAI-compatible endpoint (:func:`llm_wiring`); returns the agent.
 
     ``extra`` adds or overrides request fields (``tags``, ``description``, ``memory_blocks``...).
     """
     import aiohttp
 
-    body: dict[str, object] = {"name": name, "model": FREE_HANDLE, "embedding": FREE_HANDLE}
+    body: dict[str, object] = (
+        {"name": name, **llm_wiring(llm_url)}
+        if llm_url
+        else {"name": name, "model": FREE_HANDLE, "embedding": FREE_HANDLE}
+    )
     if extra:
         body.update(extra)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
