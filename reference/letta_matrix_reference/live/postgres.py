@@ -34,7 +34,9 @@ log = logging.getLogger("letta_matrix_reference.live.postgres")
 
 PG_MAJOR = 15
 BINDIR = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
-APT_PACKAGES = (f"postgresql-{PG_MAJOR}", f"postgresql-server-dev-{PG_MAJOR}", "make", "gcc")
+# libpq-dev puts pg_config on PATH for the build of psycopg2, one of the Letta pins.
+APT_PACKAGES = (f"postgresql-{PG_MAJOR}", f"postgresql-server-dev-{PG_MAJOR}", "libpq-dev", "make", "gcc")
+LIBPQ_PG_CONFIG = Path("/usr/bin/pg_config")
 #: The Debian release whose source package of pgvector is built (bookworm, the machine's, has none).
 PGVECTOR_SUITE = "trixie"
 PGVECTOR_VERSION = "0.8.0"
@@ -62,6 +64,8 @@ def missing_system_parts() -> list[str]:
     ]
     if missing:
         return [f"PostgreSQL {PG_MAJOR} ({', '.join(missing)} not in {BINDIR})"]
+    if not LIBPQ_PG_CONFIG.exists():
+        return [f"libpq-dev ({LIBPQ_PG_CONFIG} missing)"]
     control = pg_config("sharedir") / "extension" / "vector.control"
     try:
         text = control.read_text()
@@ -95,7 +99,8 @@ def ensure_system(cache_dir: Path | None = None, *, timeout: float = 900.0) -> N
         t0 = time.monotonic()
         log.info("installing PostgreSQL %d and pgvector %s (log %s)", PG_MAJOR, PGVECTOR_VERSION, install_log)
         _apt_install(install_log, deadline)
-        _build_pgvector(install_log, deadline)
+        if missing_system_parts():
+            _build_pgvector(install_log, deadline)
         still = missing_system_parts()
         if still:
             raise InstallError(f"after installing, still missing: {', '.join(still)}; log {install_log}")
