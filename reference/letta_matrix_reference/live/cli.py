@@ -6,7 +6,8 @@
     python -m letta_matrix_reference.live.synapse stop --workdir D    # {"stopped": true|false}
     python -m letta_matrix_reference.live.synapse run ...             # foreground until SIGINT/SIGTERM
 
-(the same for ``live.letta``; ``python -m letta_matrix_reference.live synapse ...`` works too).
+(the same for ``live.letta`` and ``live.letta016``; ``python -m letta_matrix_reference.live synapse ...``
+works too).
 ``start`` leaves the server running after the command returns; ``stop --workdir`` ends it (by PID,
 checked against the recorded process start time) and removes the workdir if ``start`` created it. Logs
 (secrets redacted) go to stderr; stdout carries only the JSON, which does include the credentials.
@@ -27,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from letta_matrix_reference.live import letta, synapse
+from letta_matrix_reference.live import letta, letta016, synapse
 from letta_matrix_reference.live.errors import LiveError
 from letta_matrix_reference.live.process import is_same_process, rss_bytes
 from letta_matrix_reference.live.server import ManagedServer, stop_from_state
@@ -71,11 +72,18 @@ def _letta(ns: argparse.Namespace, detach: bool) -> ManagedServer[Any]:
     )
 
 
+def _letta016(ns: argparse.Namespace, detach: bool) -> ManagedServer[Any]:
+    return letta016.Letta016Server(
+        ns.workdir, port=ns.port, password=ns.password, cache_dir=ns.cache_dir, detach=detach
+    )
+
+
 _KINDS = {
     kind.name: kind
     for kind in (
         _Kind("synapse", synapse.ensure_installed, _synapse, _synapse_args, 60.0),
         _Kind("letta", letta.ensure_installed, _letta, _letta_args, 120.0),
+        _Kind("letta016", letta016.ensure_installed, _letta016, _letta_args, 240.0),
     )
 }
 

@@ -98,7 +98,7 @@ def file_lock(path: Path, timeout: float) -> Iterator[None]:
         os.close(fd)
 
 
-def _run_logged(
+def run_logged(
     cmd: Sequence[str],
     log_path: Path,
     *,
@@ -180,7 +180,7 @@ def _prefetch_wheels(
     def fetch(index: int, chunk: list[str]) -> None:
         part_log = install_log.with_suffix(f".prefetch{index}.log")
         try:
-            _run_logged(
+            run_logged(
                 [
                     str(python),
                     *_PIP,
@@ -259,7 +259,7 @@ def ensure_venv(
         started = time.monotonic()
         method = "pip"
         try:
-            _run_logged(
+            run_logged(
                 [sys.executable, "-m", "venv", str(venv)],
                 install_log,
                 timeout=deadline - time.monotonic(),
@@ -270,7 +270,7 @@ def ensure_venv(
                 wheelhouse = cache / f"{name}-{digest}.wheels"
                 try:
                     _prefetch_wheels(python, prefetch, wheelhouse, install_log, deadline=deadline, jobs=jobs)
-                    _run_logged(
+                    run_logged(
                         [
                             str(python),
                             *_PIP,
@@ -294,7 +294,7 @@ def ensure_venv(
                 finally:
                     shutil.rmtree(wheelhouse, ignore_errors=True)
             if not done:
-                _run_logged(
+                run_logged(
                     [str(python), *_PIP, "install", *pip_args],
                     install_log,
                     timeout=deadline - time.monotonic(),
@@ -302,7 +302,7 @@ def ensure_venv(
                 )
             if check_cmd:
                 with tempfile.TemporaryDirectory(prefix=f"live-{name}-check-") as scratch:
-                    _run_logged(  # in a scratch dir: importing a server may drop files into its cwd
+                    run_logged(  # in a scratch dir: importing a server may drop files into its cwd
                         [str(python), *check_cmd],
                         install_log,
                         timeout=deadline - time.monotonic(),
