@@ -99,7 +99,7 @@ def context_for(world: World, letta_url: str, matrix_url: str, workdir: Path) ->
         letta_url=letta_url,
         matrix_url=matrix_url,
         workdir=workdir,
-        letta_token=world.config.letta_token,
+        letta_token=world.config.letta_token or "",  # "": an open Letta takes any token
         server_name=world.config.server_name,
         admin=Account(str(admin["username"]), str(admin["password"])),
         bot=Account(str(bot["username"]), str(bot["password"])),
