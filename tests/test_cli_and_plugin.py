@@ -75,7 +75,38 @@ def test_serve_refuses_a_busy_port() -> None:
             capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
         )  # fmt: skip
     assert result.returncode == 2
-    assert "Address already in use" in result.stderr
+    assert result.stderr == f"mockgen: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (["serve", "--letta-port", "99999"], "mockgen serve: argument --letta-port: 99999 is not a port"),
+        (["serve", "--matrix-port", "http"], "mockgen serve: argument --matrix-port: http is not a port"),
+        (["serve", "--port", "8283"], "mockgen serve: unrecognized arguments: --port 8283"),
+        (["serve", "--header-timeout", "0"], "mockgen serve: argument --header-timeout: 0 is not a positive"),
+    ],
+)
+def test_argument_errors_are_one_line_naming_the_flag_and_value(
+    arguments: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mockgen.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(arguments)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(said)
+    assert err.count("\n") == 1
+    assert "usage:" not in err
+
+
+def test_no_third_party_warning_reaches_a_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import mockgen.cli, contracts.harness.cli, mockgen.app"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 PLUGIN_TESTS = """
