@@ -18,8 +18,9 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
+from mockgen.arguments import OneLineParser
 from mockgen.http.dialects import CONTROL_TOKEN_HEADER
 from mockgen.server import LOOP_FACTORY, Endpoints, MockServers
 from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World, load_seed_file
@@ -51,14 +52,6 @@ def _port(text: str) -> int:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line naming the flag and the value, without a usage block (the command's
-    `--help` has it)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 # Where `--control-token` comes from when not given.
 CONTROL_TOKEN_ENV = "MOCKGEN_CONTROL_TOKEN"
 
@@ -85,7 +78,7 @@ def ready_urls(process: subprocess.Popen[Any], timeout: float = 30.0) -> dict[st
 
 def _parser() -> argparse.ArgumentParser:
     defaults = MockConfig()
-    parser = _Parser(prog="mockgen", description="Contract-checked mocks of Letta and Matrix.")
+    parser = OneLineParser(prog="mockgen", description="Contract-checked mocks of Letta and Matrix.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve both mocks until interrupted")
     serve.add_argument(
@@ -196,12 +189,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        # Named by the subcommand that did not know them, not with the top-level usage.
-        parser.exit(2, f"mockgen {args.command}: unrecognized arguments: {' '.join(extra)} "
-                    f"(see mockgen {args.command} --help)\n")  # fmt: skip
+    args = _parser().parse_args(argv)
     try:
         return serve(args)
     except OSError as exc:
