@@ -206,9 +206,8 @@ def test_a_failed_calibration_is_reported_with_a_replay_and_the_options_configur
     assert "FAILED in the calibration" in capsys.readouterr().out
     # A failure's replay repeats the mock's options; served what it was written for, the target passes.
     assert contracts_main([*run, "--server-name", "other.example", "--letta-token", ""]) == 1
-    assert (
-        f"replay: contracts fuzz --target {NEEDS_ITS_SERVER} --server-name other.example --letta-token '' --replay"
-    ) in capsys.readouterr().out
+    options = "--server-name other.example --letta-token ''"
+    assert f"replay: contracts fuzz --target {NEEDS_ITS_SERVER} {options} --replay" in capsys.readouterr().out
     configured = ["--server-name", "oculair.example", "--letta-token", ""]
     assert contracts_main([*run, *configured]) == 0
     assert "invariants: all held" in capsys.readouterr().out
