@@ -3,7 +3,8 @@
 
 Every name is a `MockConfig` field (but the two the fixtures own: the control token and the public URL),
 plus `routes`: so a field added to `MockConfig` is an ini option and a marker key with nothing else to write
-(its ini text is read by its type: str, int, float, bool, optional ones empty for None). Two keys read
+(its ini text is read by its type: str, int, float, bool; `none` for None where a field takes it, e.g.
+`mockgen_letta_token = none` for an open Letta). Two keys read
 more: `seed` is a mapping or a seed file (an ini path is relative to the rootdir), and `routes` maps base URLs
 to a service (`{"http://192.168.50.90:8289": "letta"}`; in an ini, one `BASE = service` a line)."""
 
@@ -71,7 +72,7 @@ def parse_ini(name: str, text: str | list[str], rootdir: Path) -> Any:
         return load_seed_file(rootdir / text.strip())
     base, optional = _optional(settable()[name])
     text = text.strip()
-    if optional and not text:
+    if optional and text.lower() in ("", "none"):  # pytest reads an empty ini value as unset
         return None
     readers: dict[Any, Callable[[str], Any]] = {str: str, int: int, float: float, bool: _boolean}
     if base not in readers:
