@@ -8,7 +8,14 @@ The public API, importable from here (loaded on first use, so `import mockgen` s
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what a type checker sees of the lazy exports below
+    from mockgen.handles import LettaMock, MatrixMock, MockHandle
+    from mockgen.journal import Entry
+    from mockgen.reroute import UnroutedRequest, routed
+    from mockgen.server import MockServers
+    from mockgen.world import MockConfig, World
 
 _EXPORTS = {
     "MockConfig": "mockgen.world",

@@ -242,3 +242,14 @@ def test_plugin_works_with_and_without_pytest_asyncio(
     pytester.makepyfile(test_user_suite=suite)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *arguments, timeout=120)
     result.assert_outcomes(passed=passed)
+
+
+def test_the_public_api_is_exported_from_the_package() -> None:
+    import mockgen
+    from mockgen.handles import LettaMock
+    from mockgen.reroute import routed
+
+    assert (mockgen.LettaMock, mockgen.routed) == (LettaMock, routed)
+    assert all(getattr(mockgen, name) is not None for name in mockgen.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = mockgen.nothing
