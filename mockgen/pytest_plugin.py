@@ -29,6 +29,7 @@ from mockgen.handles import LettaMock, MatrixMock, MockHandle
 from mockgen.journal import Entry
 from mockgen.reroute import Routes, routed
 from mockgen.server import MockServers
+from mockgen.store.errors import ControlError
 from mockgen.world import World
 
 __all__ = ["LettaMock", "MatrixMock", "MockHandle", "MockSession"]
@@ -122,7 +123,11 @@ def mock_config(request: pytest.FixtureRequest) -> FixtureConfig:
 @pytest.fixture
 def mockgen_servers(mockgen_session: MockSession, mock_config: FixtureConfig) -> MockServers:
     """Both mock services, configured for this test."""
-    return mockgen_session.serve(mock_config)
+    try:
+        return mockgen_session.serve(mock_config)
+    except ControlError as exc:  # a seed or a format the world refuses
+        problem = exc.error
+    pytest.fail(f"{MARKER}: {problem}", pytrace=False)
 
 
 @pytest.fixture

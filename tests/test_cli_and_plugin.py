@@ -175,6 +175,10 @@ async def test_a_swallowed_refusal_still_fails_the_test(matrix_mock):
 @pytest.mark.mock_config(sever_name="typo")
 def test_a_misspelt_setting(matrix_mock):
     pass
+
+@pytest.mark.mock_config(letta_format="xml")
+def test_a_format_the_mock_refuses(letta_mock):
+    pass
 """
 
 PLUGIN_INI = """[pytest]
@@ -191,7 +195,7 @@ def test_plugin_configures_routes_and_fails_broken_tests_once(pytester: pytest.P
     pytester.makepyfile(test_user_suite=PLUGIN_TESTS)
     pytester.makeini(PLUGIN_INI)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
-    result.assert_outcomes(passed=5, failed=3, errors=1)
+    result.assert_outcomes(passed=5, failed=3, errors=2)
     result.stdout.fnmatch_lines(
         [
             "*_ test_strict _*",
@@ -207,6 +211,7 @@ def test_plugin_configures_routes_and_fails_broken_tests_once(pytester: pytest.P
         ]
     )
     result.stdout.fnmatch_lines(["*mock_config: unknown setting(s) sever_name; known: *server_name*"])
+    result.stdout.fnmatch_lines(["*mock_config: agents format 'xml' is not one of array, envelope"])
 
 
 SYNC_SUITE = """
