@@ -68,13 +68,13 @@ class LettaMock(MockHandle):
     service = "letta"
 
     @property
-    def token(self) -> str | None:
-        """The password the mock asks for; None for an open Letta (any token or none)."""
-        return self.world.config.letta_token
+    def token(self) -> str:
+        """The password the mock asks for; "" for an open Letta, which takes any token or none."""
+        return self.world.config.letta_token or ""
 
     @property
     def headers(self) -> dict[str, str]:
-        return {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def add_agent(self, name: str, **fields: Any) -> Agent:
         return self.world.letta.create(name, **fields)

@@ -154,7 +154,7 @@ def test_marker_server_name_and_an_open_letta(letta_mock, matrix_mock, mockgen_s
                                   "password": "admin_password"})
         assert login.json()["user_id"] == "@admin:matrix.oculair.ca"
         assert len(client.get(LETTA + "/v1/agents/").json()) == 1  # no token at all
-    assert (letta_mock.token, letta_mock.headers) == (None, {})
+    assert (letta_mock.token, letta_mock.headers) == ("", {})
     assert mockgen_session.starts == 2
 
 @pytest.mark.mock_config(server_name="matrix.oculair.ca", letta_token=None)
