@@ -242,6 +242,7 @@ def test_contracts_validate_and_fuzz_run_a_users_files(user_venv: Path, project:
         project,
     )
     assert "1 exchange(s) checked, 0 with violations" in done.stdout
+    assert done.stderr == ""  # no third-party deprecation printed by the command
     (project / "mybot.py").write_text(TARGET, encoding="utf-8")
     fuzz = [str(user_venv / "contracts"), "fuzz", "--target", "mybot:target", "--quiet"]
     done = _run([*fuzz, "--examples", "3", "--seed", "1", "--report", "report"], project)
