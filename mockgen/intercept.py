@@ -37,11 +37,16 @@ def _aiohttp_hook(decide: Decide) -> Callable[..., Any]:
 
     async def connect(self: aiohttp.BaseConnector, req: Any, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(self, local):  # a socket file, not the network
-            url = req.url
+            url, proxy = req.url, req.proxy
             scheme = url.scheme
             target = decide(scheme, url.raw_host or "", url.port or _default_port(scheme), str(url))
             if target is not None:
                 req.url = url.with_scheme(target[0]).with_host(target[1]).with_port(target[2])
+                req.update_proxy(None, None, None)  # the mock is here: no proxy in between
+            elif proxy is not None:
+                # Sent through a proxy: where the connection goes is the proxy, judged as a request.
+                port = proxy.port or _default_port(proxy.scheme)
+                decide(proxy.scheme, proxy.raw_host or "", port, f"{url} (through the proxy {proxy})")
         return await original(self, req, *args, **kwargs)
 
     return connect

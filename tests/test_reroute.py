@@ -143,3 +143,16 @@ def test_routes_name_an_origin_and_lead_to_loopback() -> None:
             origin_of(bad)
     with pytest.raises(ValueError, match="on http://loopback"):
         Routes({LETTA_BASE: "http://10.0.0.2:8283"})
+
+
+async def test_aiohttp_https_routes_and_proxies(matrix_mock: MatrixMock) -> None:
+    versions = "/_matrix/client/versions"
+    with routed({MATRIX_BASE: matrix_mock.url, "https://matrix.example.org": matrix_mock.url}) as routes:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
+            async with session.get(f"{MATRIX_BASE}{versions}", proxy="http://10.0.0.9:3128") as answer:
+                assert answer.status == 200
+            async with session.get(f"https://matrix.example.org{versions}") as answer:
+                assert answer.status == 200  # no TLS to the mock
+            with pytest.raises(UnroutedRequest, match=r"through the proxy http://10\.0\.0\.9:3128"):
+                await session.get(f"{matrix_mock.url}{versions}", proxy="http://10.0.0.9:3128")
+    assert routes.refused == [f"{matrix_mock.url}{versions} (through the proxy http://10.0.0.9:3128)"]
