@@ -2,11 +2,11 @@
 `@pytest.mark.mock_config(name=value, ...)` marker for a test (closest marker wins, key by key).
 
 Every name is a `MockConfig` field (but the two the fixtures own: the control token and the public URL),
-plus `routes`: so a field added to `MockConfig` is an ini option and a marker key with nothing else to write
-(its ini text is read by its type: str, int, float, bool; `none` for None where a field takes it, e.g.
-`mockgen_letta_token = none` for an open Letta). Two keys read
-more: `seed` is a mapping or a seed file (an ini path is relative to the rootdir), and `routes` maps base URLs
-to a service (`{"http://192.168.50.90:8289": "letta"}`; in an ini, one `BASE = service` a line)."""
+plus `routes`: so a field added to `MockConfig` is an ini option and a marker key with nothing else to
+write. Its ini text is read by its type (str, a Literal of strings, int, float, bool; `none` for None where
+the field takes it, e.g. `mockgen_letta_token = none` for an open Letta). Two keys read more: `seed` is a
+mapping or a seed file (an ini path is relative to the rootdir), and `routes` maps base URLs to a service
+(`{"http://192.168.50.90:8289": "letta"}`; in an ini, one `BASE = service` a line)."""
 
 from __future__ import annotations
 
@@ -74,6 +74,11 @@ def parse_ini(name: str, text: str | list[str], rootdir: Path) -> Any:
     text = text.strip()
     if optional and text.lower() in ("", "none"):  # pytest reads an empty ini value as unset
         return None
+    if typing.get_origin(base) is typing.Literal:
+        choices = typing.get_args(base)
+        if text not in choices:
+            raise ValueError(f"{option} = {text!r}: not one of {', '.join(map(str, choices))}")
+        return text
     readers: dict[Any, Callable[[str], Any]] = {str: str, int: int, float: float, bool: _boolean}
     if base not in readers:
         raise ValueError(f"{option}: set it with the marker, not in an ini file")

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -77,3 +78,14 @@ def test_routes_and_a_seed_file_resolve(tmp_path: Path) -> None:
 def test_a_bad_setting_is_refused_by_name(values: dict[str, object], complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         resolve(values, Path())
+
+
+def test_a_literal_field_reads_from_an_ini_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a `letta_version: Literal["0.11.7", "0.16.8"]` field would."""
+    from mockgen import fixture_config
+
+    hints = {**fixture_config.settable(), "letta_version": Literal["0.11.7", "0.16.8"]}
+    monkeypatch.setattr(fixture_config, "settable", lambda: hints)
+    assert parse_ini("letta_version", "0.16.8", Path()) == "0.16.8"
+    with pytest.raises(ValueError, match=r"mockgen_letta_version = '0\.12': not one of 0\.11\.7, 0\.16\.8"):
+        parse_ini("letta_version", "0.12", Path())
