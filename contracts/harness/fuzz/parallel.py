@@ -60,7 +60,7 @@ def _run_share(share: _Share) -> dict[str, Any]:
         time_bound=share.time_bound,
         progress=False,
         on_example=_tick,
-        on_sweep=_sweep_size,
+        on_sweep=_sweep_size if share.sweep else None,  # the others' empty sweeps would overwrite it
         config=share.config,
         sweep=share.sweep,
         database=DirectoryBasedExampleDatabase(share.database) if share.database else None,
@@ -122,8 +122,11 @@ def fuzz_parallel(
     ) as pool:
         futures = [pool.submit(_run_share, share) for share in shares]
         seen = 0
-        while not all(future.done() for future in futures):
-            time.sleep(0.2)
+        finished = False
+        while not finished:
+            finished = all(future.done() for future in futures)  # then one last count of the ticks
+            if not finished:
+                time.sleep(0.2)
             meter.total = examples + swept.value  # the sweep's examples are counted too
             while seen < counter.value:
                 seen += 1
