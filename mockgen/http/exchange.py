@@ -81,9 +81,11 @@ class ExchangeMiddleware:
             return
         status, headers, response_body = self._collect(messages)
         variant = self._check_response(exchange, status, headers, response_body)
+        # Journaled before it is sent: a client that has its answer finds it in the journal (sending
+        # releases the GIL, and the client's thread could otherwise read the journal first).
+        self._record(scope, exchange, status, response_body, variant, started)
         for message in messages:
             await send(message)
-        self._record(scope, exchange, status, response_body, variant, started)
 
     async def _read_body(self, receive: Receive) -> tuple[bytes, bool, bool]:
         chunks: list[bytes] = []
