@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from connexion.http_facts import METHODS
-from connexion.resolver import Resolver
-from connexion.spec import OpenAPISpecification
 from starlette.types import ASGIApp
 
 from contracts.specs import resolved_copy
@@ -30,6 +28,18 @@ from mockgen.http.dispatch import Dispatcher, Handler
 from mockgen.http.exchange import ExchangeMiddleware
 from mockgen.http.routing import Router
 from mockgen.world import World
+
+with warnings.catch_warnings():
+    # Importing connexion imports starlette.testclient, which warns that it wants httpx2, and jsonschema's
+    # RefResolver: deprecations in code the mock never runs (no test client, no connexion validation),
+    # printed by every command and every user's test session.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    warnings.filterwarnings(
+        "ignore", message=r"jsonschema\.(exceptions\.RefResolutionError|RefResolver) is deprecated"
+    )
+    from connexion.http_facts import METHODS
+    from connexion.resolver import Resolver
+    from connexion.spec import OpenAPISpecification
 
 HANDLER_MODULES: Mapping[str, ModuleType] = {
     "letta": letta_handlers,

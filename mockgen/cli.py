@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from mockgen.arguments import OneLineParser
 from mockgen.http.dialects import CONTROL_TOKEN_HEADER
 from mockgen.server import LOOP_FACTORY, Endpoints, MockServers
 from mockgen.store.letta_turns import DEFAULT_VERSION, VERSIONS
@@ -39,6 +40,16 @@ def _count(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0-65535; 0 = any free port)")
     return value
 
 
@@ -68,21 +79,22 @@ def ready_urls(process: subprocess.Popen[Any], timeout: float = 30.0) -> dict[st
 
 def _parser() -> argparse.ArgumentParser:
     defaults = MockConfig()
-    parser = argparse.ArgumentParser(
-        prog="mockgen", description="Contract-checked mocks of Letta and Matrix."
-    )
+    parser = OneLineParser(prog="mockgen", description="Contract-checked mocks of Letta and Matrix.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve both mocks until interrupted")
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1; beyond loopback it warns)"
     )
-    serve.add_argument("--letta-port", type=int, default=8283, help="Letta mock port; 0 = any free port")
-    serve.add_argument("--matrix-port", type=int, default=8008, help="Matrix mock port; 0 = any free port")
+    serve.add_argument("--letta-port", type=_port, default=8283, help="Letta mock port; 0 = any free port")
+    serve.add_argument("--matrix-port", type=_port, default=8008, help="Matrix mock port; 0 = any free port")
     serve.add_argument(
         "--server-name", default="matrix.test", help="Matrix server name (default: matrix.test)"
     )
     serve.add_argument(
-        "--letta-token", default=DEFAULT_LETTA_TOKEN, help="bearer token the Letta mock accepts"
+        "--letta-token",
+        default=DEFAULT_LETTA_TOKEN,
+        help="bearer token the Letta mock accepts; '' for an open Letta, which takes any token or none "
+        f"(default: {DEFAULT_LETTA_TOKEN})",
     )
     serve.add_argument("--agents", type=int, default=0, help="number of extra demo agents to create")
     serve.add_argument("--seed", help="seed file (JSON or YAML) with users, agents and rooms")
@@ -134,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace) -> int:
     config = MockConfig(
         server_name=args.server_name,
-        letta_token=args.letta_token,
+        letta_token=args.letta_token or None,
         seed=load_seed_file(args.seed) if args.seed else {},
         agents=args.agents,
         letta_format=args.letta_format,
@@ -188,7 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return serve(args)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        print(f"mockgen: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"mockgen: {exc}", file=sys.stderr)
         return 2
 

@@ -89,8 +89,13 @@ class _Abortable:
 def _bind(host: str, port: int) -> socket.socket:
     """Bound but not listening: uvicorn listens once it serves, so servers never served expose nothing."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        # The OS names no address ("[Errno 98] Address already in use"): say which one.
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.setblocking(False)
     return sock
 
@@ -141,7 +146,11 @@ class MockServers:
     ) -> None:
         self.world = world
         self._letta_socket = _bind(host, letta_port)
-        self._matrix_socket = _bind(host, matrix_port)
+        try:
+            self._matrix_socket = _bind(host, matrix_port)
+        except OSError:
+            self._letta_socket.close()
+            raise
         self.endpoints = Endpoints(url_of(self._letta_socket), url_of(self._matrix_socket))
         warning = exposure(self._letta_socket)
         if warning is not None:

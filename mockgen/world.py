@@ -37,7 +37,8 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 @dataclass
 class MockConfig:
     server_name: str = "matrix.test"
-    letta_token: str = DEFAULT_LETTA_TOKEN
+    # None: an open Letta, as a real one without LETTA_SERVER_SECURE, that takes any token or none.
+    letta_token: str | None = DEFAULT_LETTA_TOKEN
     seed: dict[str, Any] = field(default_factory=dict)
     agents: int = 0
     letta_format: str = "array"

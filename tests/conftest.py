@@ -6,6 +6,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+
+# httpx imports httpcore on first use and keeps a map of its exception classes; a pytester in-process run
+# that first imports it removes it from sys.modules afterwards, so a later import made new classes the map
+# no longer knew (an unmapped httpcore.RemoteProtocolError in another test). Imported here, it stays.
+import httpcore  # noqa: F401
 import pytest
 
 from contracts.harness.fuzz import FuzzContext

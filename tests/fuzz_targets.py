@@ -1,6 +1,7 @@
 """Tiny fuzz targets for the fuzzer's own tests: one that copes, one with a planted bug, one that fails on
 every documented error, one that calls nothing, one that breaks the contract on the envelope format, one
-that logs in with the accounts it is handed, and one whose parameters make no target.
+that logs in with the accounts it is handed, one that needs the server it was written for, and one whose
+parameters make no target.
 
 `lists_agents` keeps the plain form `(letta_url, matrix_url, workdir)`, which knows only the URLs (so it
 takes the mock's default token from mockgen); the others take the `FuzzContext`."""
@@ -117,6 +118,20 @@ async def logs_in(context: FuzzContext) -> None:
                     raise Refused(f"listAgents answered {response.status}")
         except aiohttp.ClientError as exc:
             raise Refused(f"no answer: {exc}") from None
+
+
+@fuzz_target()
+async def needs_its_server(context: FuzzContext) -> None:
+    """Written for `oculair.example` and an open Letta (no token): served anything else, even its first
+    run without faults fails, which is the calibration."""
+    if context.server_name != "oculair.example":
+        raise RuntimeError(f"written for oculair.example, served {context.server_name}")
+    async with (
+        aiohttp.ClientSession(timeout=TIMEOUT) as session,
+        session.get(f"{context.letta_url}/v1/agents/") as response,
+    ):
+        if response.status != 200:
+            raise RuntimeError(f"listAgents without a token answered {response.status}")
 
 
 async def takes_two(letta_url: str, matrix_url: str) -> None:

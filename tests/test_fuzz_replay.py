@@ -11,7 +11,7 @@ from contracts.coverage import Coverage
 from contracts.harness.cli import main as contracts_main
 from contracts.harness.fuzz import Account, FuzzContext
 from contracts.harness.fuzz.plan import FaultSpec, Plan, load_plan, plans, save_plan
-from contracts.harness.fuzz.runner import FuzzSession, fuzz
+from contracts.harness.fuzz.runner import FuzzSession, Progress, fuzz
 from contracts.harness.fuzz.target import Target, load_target
 from contracts.validation import validator_for
 
@@ -172,3 +172,66 @@ def test_the_context_names_what_the_session_serves() -> None:
     assert first.user_id(first.bot) == "@letta:matrix.test"
     assert "admin_password" not in repr(first)
     assert "mock-letta-token" not in repr(first)
+
+
+NEEDS_ITS_SERVER = "tests.fuzz_targets:needs_its_server"
+
+
+def test_a_failed_calibration_is_reported_with_a_replay_and_the_options_configure_the_mock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "report"
+    run = [
+        "fuzz",
+        "--target",
+        NEEDS_ITS_SERVER,
+        "--examples",
+        "0",
+        "--no-sweep",
+        "--quiet",
+        "--threshold",
+        "0",
+    ]
+    assert contracts_main([*run, "--report", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "the calibration failed after" in out
+    assert "FAILED in the calibration (two runs without faults, before any example)" in out
+    assert "written for oculair.example, served matrix.test" in out
+    assert f"replay: contracts fuzz --target {NEEDS_ITS_SERVER} --replay {report / 'plan.json'}" in out
+    assert "coverage:" not in out  # no coverage line, and no threshold to fail: nothing ran
+    assert (report / "failure.txt").is_file()
+    assert load_plan(report / "plan.json").agents == ("calibration-one", "calibration-two")
+    # The replay fails the same way.
+    assert contracts_main(["fuzz", "--target", NEEDS_ITS_SERVER, "--replay", str(report / "plan.json")]) == 1
+    assert "FAILED in the calibration" in capsys.readouterr().out
+    # A failure's replay repeats the mock's options; served what it was written for, the target passes.
+    assert contracts_main([*run, "--server-name", "other.example", "--letta-token", ""]) == 1
+    options = "--server-name other.example --letta-token ''"
+    assert f"replay: contracts fuzz --target {NEEDS_ITS_SERVER} {options} --replay" in capsys.readouterr().out
+    configured = ["--server-name", "oculair.example", "--letta-token", ""]
+    assert contracts_main([*run, *configured]) == 0
+    assert "invariants: all held" in capsys.readouterr().out
+
+
+def test_the_progress_line_counts_the_sweep_and_says_when_shrinking_runs_past_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sizes: list[int] = []
+    result = fuzz(
+        load_target(COPES), examples=0, seed=1, progress=False, sweep_only=True, on_sweep=sizes.append
+    )
+    assert sizes == [result.swept]
+    assert result.swept > 0
+    meter = Progress(2)
+    for _ in range(3):
+        meter.tick()
+    assert capsys.readouterr().err.splitlines()[-1].startswith("fuzz: 2/2 (+1 shrinking) examples")
+
+
+def test_a_missing_target_module_hints_at_the_app_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert contracts_main(["fuzz", "--target", "mybot:target", "--app-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("contracts fuzz: No module named 'mybot' (looked in ")
+    assert "--app-dir DIR" in err

@@ -68,6 +68,24 @@ async def test_auth_is_checked_before_routing_and_redirects(
     assert (missing.status, missing.body) == (404, {"detail": "Not Found"})
 
 
+@pytest.mark.mock_lenient
+@pytest.mark.mock_config(letta_token=None)
+async def test_an_open_letta_answers_any_token_or_none(
+    http: aiohttp.ClientSession, letta_mock: LettaMock
+) -> None:
+    """As Letta 0.11.7 without LETTA_SERVER_SECURE (probed: no header, `Bearer wrong`, `garbage`, a wrong
+    X-BARE-PASSWORD all 200; an unknown agent 404, an unknown path 404)."""
+    letta_mock.add_agents(1)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "garbage"}):
+        answer = await call(http, "GET", f"{letta_mock.url}/v1/agents/", headers=headers)
+        assert (answer.status, len(answer.body)) == (200, 1)
+    missing = await call(http, "GET", f"{letta_mock.url}/v1/no-such-route")
+    assert (missing.status, missing.body) == (404, {"detail": "Not Found"})
+    unknown = "agent-00000000-0000-4000-8000-000000000000"
+    absent = await call(http, "GET", f"{letta_mock.url}/v1/agents/{unknown}")
+    assert (absent.status, absent.body) == (404, {"detail": f"Agent with ID {unknown} not found"})
+
+
 async def test_cursors_and_orders(http: aiohttp.ClientSession, letta_mock: LettaMock) -> None:
     one, two, three = (agent.id for agent in letta_mock.add_agents(3))
     url = f"{letta_mock.url}/v1/agents/"

@@ -107,6 +107,11 @@ async def test_unknown_routes(
     assert answer.status == status
     assert answer.body == {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}
     _no_mock_bug(matrix_mock)
+    if status == 405:  # a client violation in strict mode, like an undocumented path
+        [entry] = matrix_mock.journal()
+        assert [(v.side, v.keyword, v.actual) for v in entry.violations] == [
+            ("request", "method", f"{method} {path}")
+        ]
 
 
 @pytest.mark.parametrize(

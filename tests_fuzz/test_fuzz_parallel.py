@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from contracts.harness.fuzz.parallel import fuzz_parallel
 from contracts.harness.fuzz.plan import load_plan
 from contracts.harness.fuzz.runner import fuzz
@@ -28,11 +30,17 @@ def test_a_worker_whose_share_is_nothing_runs_nothing() -> None:
     assert result.examples == 1
 
 
-def test_the_sweep_runs_once_over_all_workers() -> None:
-    result = fuzz_parallel(COPES, examples=4, workers=2, seed=5, time_bound=20.0, progress=False)
+def test_the_sweep_runs_once_over_all_workers_and_the_progress_counts_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = fuzz_parallel(COPES, examples=4, workers=2, seed=5, time_bound=20.0, progress=True)
     assert result.failure is None
     assert result.swept > 0
     assert result.examples == 4 + result.swept
+    counts = [line.split()[1].split("/") for line in capsys.readouterr().err.splitlines()]
+    assert counts, "no progress line"
+    assert all(int(done) <= int(total) for done, total in counts)  # not 220/200
+    assert counts[-1] == [str(result.examples)] * 2
 
 
 def test_a_failure_in_a_worker_comes_back_and_is_saved_in_the_database(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from mockgen.cli import ready_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 600  # seconds for a build or an install (from the package index, or pip's cache)
+LETTA_CLIENT = "1.12.1"  # the official client, as observed against a real Letta 0.11.7
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -72,10 +73,12 @@ def user_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("venv")
     venv.create(home, with_pip=True)
     bin_dir = home / "bin"
-    # The same pinned versions the project tests with; pytest for the user's own suite.
+    # The same pinned versions the project tests with; pytest, pytest-asyncio and the clients the user's
+    # own code uses (httpx, the official letta-client) for the user's own suite.
     constraints = ["-c", str(ROOT / "constraints.txt")]
     pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    _run([*pip, *constraints, str(wheel), "pytest"], home)
+    user_packages = ["pytest", "pytest-asyncio", "httpx", f"letta-client=={LETTA_CLIENT}"]
+    _run([*pip, *constraints, str(wheel), *user_packages], home)
     return bin_dir
 
 
@@ -239,7 +242,142 @@ def test_contracts_validate_and_fuzz_run_a_users_files(user_venv: Path, project:
         project,
     )
     assert "1 exchange(s) checked, 0 with violations" in done.stdout
+    assert done.stderr == ""  # no third-party deprecation printed by the command
     (project / "mybot.py").write_text(TARGET, encoding="utf-8")
     fuzz = [str(user_venv / "contracts"), "fuzz", "--target", "mybot:target", "--quiet"]
     done = _run([*fuzz, "--examples", "3", "--seed", "1", "--report", "report"], project)
     assert (project / "report" / "coverage.json").is_file(), done.stdout
+
+
+# -- a third-party client, unmodified: hard-coded non-loopback base URLs, a server name, its own sessions
+
+THIRD_PARTY_CLIENT = '''
+"""A bridge's managers as found in the wild: everything hard-coded, its own sessions and clients."""
+import aiohttp
+import httpx
+from letta_client import Letta
+
+LETTA_URL = "http://192.168.50.90:8289"
+HOMESERVER = "http://test-synapse:8008"
+ADMIN = "@admin:matrix.oculair.ca"
+ADMIN_PASSWORD = "admin_password"
+LETTA_TOKEN = "oculair-letta-password"
+TIMEOUT = 10
+
+
+async def sync_agents():
+    """A room per Letta agent, named after it; returns {agent name: room id}."""
+    async with httpx.AsyncClient(base_url=LETTA_URL, timeout=TIMEOUT) as letta:
+        answer = await letta.get("/v1/agents/", headers={"Authorization": f"Bearer {LETTA_TOKEN}"})
+        answer.raise_for_status()
+        agents = answer.json()
+    rooms = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as matrix:
+        login = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": ADMIN},
+                 "password": ADMIN_PASSWORD}
+        async with matrix.post(f"{HOMESERVER}/_matrix/client/v3/login", json=login) as answer:
+            answer.raise_for_status()
+            token = (await answer.json())["access_token"]
+        for agent in agents:
+            body = {"name": agent["name"], "preset": "private_chat"}
+            async with matrix.post(f"{HOMESERVER}/_matrix/client/v3/createRoom", json=body,
+                                   headers={"Authorization": f"Bearer {token}"}) as answer:
+                answer.raise_for_status()
+                rooms[agent["name"]] = (await answer.json())["room_id"]
+    return rooms
+
+
+def history(agent_id):
+    """An agent's messages, as the managers fetch them: the official client, and no token."""
+    client = Letta(base_url=LETTA_URL, max_retries=0, timeout=TIMEOUT)
+    return [message.message_type for message in client.agents.messages.list(agent_id).items]
+
+
+def homeserver_versions():
+    with httpx.Client(timeout=TIMEOUT) as client:
+        return client.get(f"{HOMESERVER}/_matrix/client/versions").json()["versions"]
+'''
+
+THIRD_PARTY_CONFIG = """
+[tool.pytest.ini_options]
+asyncio_mode = "auto"
+mockgen_server_name = "matrix.oculair.ca"
+mockgen_letta_token = "none"
+mockgen_routes = [
+    "http://192.168.50.90:8289 = letta",
+    "http://test-synapse:8008 = matrix",
+]
+"""
+
+# Every socket the suite connects, as the interpreter's audit hook sees it (below aiohttp and httpx).
+THIRD_PARTY_CONFTEST = """
+import json
+import os
+import sys
+
+CONNECTED = []
+
+
+def _audit(event, args):
+    if event == "socket.connect":
+        CONNECTED.append(repr(args[1]))
+
+
+sys.addaudithook(_audit)
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["CONNECTED_FILE"], "w") as out:
+        json.dump(CONNECTED, out)
+"""
+
+THIRD_PARTY_SUITE = """
+import pytest
+
+import oculair_bridge
+
+
+@pytest.mark.mock_config(seed={"agents": [{"name": "Ada"}, {"name": "Bob"}]})
+async def test_sync_creates_a_room_per_agent(letta_mock, matrix_mock):
+    rooms = await oculair_bridge.sync_agents()
+    assert sorted(rooms) == ["Ada", "Bob"]
+    made = {room["name"]: room for room in matrix_mock.snapshot()["rooms"]}
+    assert {name: made[name]["room_id"] for name in rooms} == rooms
+    assert all(room["creator"] == "@admin:matrix.oculair.ca" for room in made.values())
+    assert [entry.operation for entry in letta_mock.journal()] == ["listAgents"]
+    assert matrix_mock.calls("createRoom") == 2
+
+
+def test_history_through_the_official_client_without_a_token(letta_mock):
+    agent = letta_mock.add_agent("Cy")
+    kinds = oculair_bridge.history(agent.id)
+    [entry] = letta_mock.journal()
+    assert (entry.operation, entry.status) == ("listMessages", 200)
+    assert kinds == [message["message_type"] for message in entry.response_body]
+    assert kinds[0] == "system_message"
+
+
+def test_a_sync_httpx_client_reaches_the_homeserver(matrix_mock):
+    assert "v1.11" in oculair_bridge.homeserver_versions()
+    assert matrix_mock.calls("getVersions") == 1
+"""
+
+
+def test_an_unmodified_third_party_client_runs_against_the_mocks(user_venv: Path, project: Path) -> None:
+    (project / "oculair_bridge.py").write_text(THIRD_PARTY_CLIENT, encoding="utf-8")
+    (project / "pyproject.toml").write_text(THIRD_PARTY_CONFIG, encoding="utf-8")
+    (project / "conftest.py").write_text(THIRD_PARTY_CONFTEST, encoding="utf-8")
+    (project / "test_bridge.py").write_text(THIRD_PARTY_SUITE, encoding="utf-8")
+    connected_file = project / "connected.json"
+    done = subprocess.run(
+        [str(user_venv / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        env={**_clean_env(), "CONNECTED_FILE": str(connected_file)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
+    assert "warning" not in done.stdout.lower(), done.stdout
+    connected = json.loads(connected_file.read_text(encoding="utf-8"))
+    assert connected, "the audit hook saw no connection at all"
+    # Nothing but the mocks on loopback: no address the client hard-coded, no name resolved elsewhere.
+    assert [address for address in connected if not address.startswith("('127.0.0.1', ")] == []

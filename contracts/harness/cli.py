@@ -11,6 +11,7 @@ from typing import Any
 
 from contracts.exchanges import validate_file
 from contracts.validation import validator_for
+from mockgen.arguments import OneLineParser
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {}
@@ -102,6 +103,14 @@ def _fuzz_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument(
         "--app-dir", type=Path, default=Path(), help="directory the target is imported from (default: .)"
+    )
+    parser.add_argument(
+        "--server-name", default="matrix.test", help="the Matrix mock's server name (default: matrix.test)"
+    )
+    parser.add_argument(
+        "--letta-token",
+        default="mock-letta-token",
+        help="the Letta mock's bearer token; '' for an open Letta that takes any (default: mock-letta-token)",
     )
 
 
@@ -308,7 +317,7 @@ def differential_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="contracts", description=__doc__)
+    parser = OneLineParser(prog="contracts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (configure, run) in COMMANDS.items():
         sub = commands.add_parser(name, help=(run.__doc__ or "").splitlines()[0])

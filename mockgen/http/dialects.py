@@ -434,6 +434,10 @@ class LettaDialect(Dialect):
         # Letta's password middleware compares whole header values, scheme spelling included
         # (`letta/server/rest_api/middleware/check_password.py`): `bearer <pw>` is 401.
         password = world.config.letta_token
+        if password is None:
+            # Without LETTA_SERVER_SECURE, Letta 0.11.7 installs no password middleware: any Authorization
+            # header, or none, is answered (probed: no header, `Bearer wrong`, `garbage`).
+            return Credentials()
         if headers.get("authorization") == f"Bearer {password}":
             return Credentials(token=password)
         if headers.get("x-bare-password") == f"password {password}":

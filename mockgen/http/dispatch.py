@@ -210,15 +210,14 @@ class Dispatcher:
         query_string: str,
     ) -> Reply:
         route, dialect = exchange.route, exchange.dialect
-        if found.kind != "method":
-            exchange.violations.append(found.violation(method, path))
+        # A method the path does not document is the client's violation, as a path nothing documents is.
+        exchange.violations.append(found.violation(method, path))
         if dialect.authenticates_before_routing:
             # Letta's password middleware runs before the router: a wrong method without a token is 401.
             credentials = dialect.authenticate(self.world, headers, query, route.needs_token)
             if isinstance(credentials, Reply):
                 return credentials
         if found.kind == "method":
-            # Without a violation, as the Starlette router this replaced answered.
             return dialect.method_not_allowed(found.allowed)
         if route.redirect is not None:
             return dialect.redirect(headers, route.redirect, query_string)

@@ -123,9 +123,11 @@ class ExchangeMiddleware:
             return
         status, headers, response_body = self._collect(messages)
         variant = self._check_response(exchange, status, headers, response_body)
+        # Journaled before it is sent: a client that has its answer finds it in the journal (sending
+        # releases the GIL, and the client's thread could otherwise read the journal first).
+        self._record(scope, exchange, status, response_body, variant, started)
         for message in messages:
             await send(message)
-        self._record(scope, exchange, status, response_body, variant, started)
 
     def _finish_stream(self, scope: Scope, exchange: Exchange, stream: _Stream, started: float) -> None:
         """Journal a streamed answer; checked once it ended, unless it broke the contract on purpose."""

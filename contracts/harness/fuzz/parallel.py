@@ -16,13 +16,22 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from contracts.coverage import Coverage
 from contracts.harness.fuzz.runner import Failure, FuzzResult, Progress, fuzz
 from contracts.harness.fuzz.target import load_target
+from mockgen.world import MockConfig
 
-# The examples-done counter a worker shares with the parent, set by the pool's initializer.
+# What a worker shares with the parent, set by the pool's initializer: the examples done, and how many
+# plans the sweep holds (known once the worker that runs it has calibrated).
 _shared: dict[str, Synchronized[int]] = {}
 
 
-def _init(counter: Synchronized[int]) -> None:
+def _init(counter: Synchronized[int], swept: Synchronized[int]) -> None:
     _shared["counter"] = counter
+    _shared["swept"] = swept
+
+
+def _sweep_size(count: int) -> None:
+    swept = _shared.get("swept")
+    if swept is not None:
+        swept.value = count
 
 
 def _tick(_: object) -> None:
@@ -40,6 +49,7 @@ class _Share:
     time_bound: float
     sweep: bool  # one worker runs the sweep, which is the same everywhere
     database: str | None  # a directory database is safe to share between processes
+    config: MockConfig | None = None
 
 
 def _run_share(share: _Share) -> dict[str, Any]:
@@ -50,6 +60,8 @@ def _run_share(share: _Share) -> dict[str, Any]:
         time_bound=share.time_bound,
         progress=False,
         on_example=_tick,
+        on_sweep=_sweep_size if share.sweep else None,  # the others' empty sweeps would overwrite it
+        config=share.config,
         sweep=share.sweep,
         database=DirectoryBasedExampleDatabase(share.database) if share.database else None,
     )
@@ -68,6 +80,7 @@ def _run_share(share: _Share) -> dict[str, Any]:
             "workdir": failure.workdir,
             "plan_file": failure.plan_file,
             "swept": failure.swept,
+            "calibration": failure.calibration,
         },
     }
 
@@ -82,11 +95,13 @@ def fuzz_parallel(
     progress: bool,
     sweep: bool = True,
     database: str | None = None,
+    config: MockConfig | None = None,
 ) -> FuzzResult:
     if seed is not None and database is not None:
         raise ValueError("a seed and an example database exclude each other (a seeded run ignores it)")
     context = multiprocessing.get_context("spawn")
     counter: Synchronized[int] = context.Value("i", 0)
+    swept: Synchronized[int] = context.Value("i", 0)
     shares = [
         _Share(
             target,
@@ -95,17 +110,24 @@ def fuzz_parallel(
             time_bound,
             sweep and n == 0,
             database,
+            config,
         )
         for n in range(workers)
     ]
     meter = Progress(examples, enabled=progress)
     coverage = Coverage()
     started = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init, initargs=(counter,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init, initargs=(counter, swept)
+    ) as pool:
         futures = [pool.submit(_run_share, share) for share in shares]
         seen = 0
-        while not all(future.done() for future in futures):
-            time.sleep(0.2)
+        finished = False
+        while not finished:
+            finished = all(future.done() for future in futures)  # then one last count of the ticks
+            if not finished:
+                time.sleep(0.2)
+            meter.total = examples + swept.value  # the sweep's examples are counted too
             while seen < counter.value:
                 seen += 1
                 meter.tick()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,26 @@ from contracts.harness.fuzz.parallel import fuzz_parallel
 from contracts.harness.fuzz.plan import Plan, load_plan, save_plan
 from contracts.harness.fuzz.runner import PLAN_FILE, FuzzResult, fuzz
 from contracts.harness.fuzz.target import load_target
+from mockgen.world import MockConfig
 
 
-def summary(result: FuzzResult, threshold: float) -> dict[str, Any]:
+def mock_config(args: argparse.Namespace) -> MockConfig:
+    """The mocks' configuration the options ask for."""
+    return MockConfig(server_name=args.server_name, letta_token=args.letta_token or None)
+
+
+def config_options(args: argparse.Namespace) -> str:
+    """The configuration options given, as a replay must repeat them."""
+    defaults = MockConfig()
+    given = []
+    if args.server_name != defaults.server_name:
+        given.append(f"--server-name {shlex.quote(args.server_name)}")
+    if (args.letta_token or None) != defaults.letta_token:
+        given.append(f"--letta-token {shlex.quote(args.letta_token)}")
+    return " ".join(given)
+
+
+def summary(result: FuzzResult, threshold: float, options: str = "") -> dict[str, Any]:
     failure = result.failure
     return {
         "target": result.target,
@@ -39,28 +57,33 @@ def summary(result: FuzzResult, threshold: float) -> dict[str, Any]:
         else {
             "problems": failure.problems,
             "plan": failure.plan.describe(),
-            "replay": failure.replay_command(result.target),
+            "replay": failure.replay_command(result.target, options),
+            "calibration": failure.calibration,
             "plan_file": str(failure.plan_file),
             "workdir": str(failure.workdir),
         },
     }
 
 
-def failure_text(result: FuzzResult) -> str:
+def failure_text(result: FuzzResult, options: str = "") -> str:
     failure = result.failure
     if failure is None:
         return ""
-    lines = ["FAILED"]
+    lines = ["FAILED in the calibration (two runs without faults, before any example)" if failure.calibration
+             else "FAILED"]  # fmt: skip
     for name, problems in failure.problems.items():
         lines.append(f"  invariant {name}:")
         lines += [f"    {problem}" for problem in problems[:10]]
         if len(problems) > 10:
             lines.append(f"    ... and {len(problems) - 10} more")
-    lines.append("  the replayed plan:" if result.replayed else "  minimal plan (shrunk):")
+    if result.replayed:
+        lines.append("  the replayed plan:")
+    else:
+        lines.append("  the calibration's plan:" if failure.calibration else "  minimal plan (shrunk):")
     lines += [f"    {line}" for line in failure.plan.describe().splitlines()]
     if result.seed is not None:
         lines.append(f"  seed: {result.seed}")
-    command = failure.replay_command(result.target)
+    command = failure.replay_command(result.target, options)
     if command:
         lines.append(f"  replay: {command}")
     lines.append(f"  the target's files and log (target.log) from that example: {failure.workdir}")
@@ -93,7 +116,10 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
     try:
         target = load_target(args.target)
         replay: Plan | None = load_plan(args.replay) if args.replay else None
-    except (ImportError, OSError, ValueError) as exc:
+    except ImportError as exc:
+        print(f"contracts fuzz: {exc}{_import_hint(exc, args)}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
         print(f"contracts fuzz: {exc}", file=sys.stderr)
         return 2
     problem = _usage_error(args)
@@ -113,7 +139,7 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
             result = fuzz_parallel(
                 target.name, examples=args.examples, workers=workers, seed=seed, time_bound=args.time_bound,
                 progress=not args.quiet, sweep=not args.no_sweep,
-                database=str(args.database) if args.database else None,
+                database=str(args.database) if args.database else None, config=mock_config(args),
             )  # fmt: skip
         else:
             result = fuzz(
@@ -126,6 +152,7 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 sweep=not args.no_sweep,
                 sweep_only=args.sweep_only,
+                config=mock_config(args),
             )
     except ValueError as exc:  # the options or the replayed plan do not make a run
         print(f"contracts fuzz: {exc}", file=sys.stderr)
@@ -133,10 +160,24 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
     return _report(result, args)
 
 
+def _import_hint(exc: ImportError, args: argparse.Namespace) -> str:
+    """Where the target's own module was looked for, when that is what is missing."""
+    top = args.target.partition(":")[0].split(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or exc.name != top:
+        return ""
+    return (
+        f" (looked in {args.app_dir.resolve()} and the installed packages: run from the directory that "
+        f"holds {top}, or name it with --app-dir DIR)"
+    )
+
+
 def _report(result: FuzzResult, args: argparse.Namespace) -> int:
     """Print the outcome, write the reports asked for; the exit code."""
     coverage = result.coverage
-    if result.replayed:
+    options = config_options(args)
+    if result.failure is not None and result.failure.calibration:
+        print(f"  the calibration failed after {result.seconds:.1f} s: no example ran")
+    elif result.replayed:
         print(f"  the replayed example ran in {result.seconds:.1f} s")
     else:
         print(
@@ -156,20 +197,23 @@ def _report(result: FuzzResult, args: argparse.Namespace) -> int:
     if args.report:
         markdown, _ = coverage.write(args.report)
         Path(args.report, "fuzz.json").write_text(
-            json.dumps(summary(result, args.threshold), indent=2), encoding="utf-8"
+            json.dumps(summary(result, args.threshold, options), indent=2), encoding="utf-8"
         )
         print(f"  report: {markdown}")
     code = 0
     if result.failure is not None:
-        print(failure_text(result))
+        print(failure_text(result, options))
         if args.report:
-            Path(args.report, "failure.txt").write_text(failure_text(result) + "\n", encoding="utf-8")
+            Path(args.report, "failure.txt").write_text(
+                failure_text(result, options) + "\n", encoding="utf-8"
+            )
         code = 1
     elif result.replayed:
         print("  the replayed example passed")
     else:
         print("  invariants: all held")
-    if not result.replayed and coverage.ratio < args.threshold:
+    calibration = result.failure is not None and result.failure.calibration
+    if not result.replayed and not calibration and coverage.ratio < args.threshold:
         if not coverage.cells:
             print("  nothing to cover: the target called no documented operation")
         else:

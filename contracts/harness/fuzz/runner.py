@@ -45,6 +45,15 @@ class InvariantBroken(AssertionError):
         super().__init__("; ".join(f"{name}: {'; '.join(found)}" for name, found in problems.items()))
 
 
+class CalibrationFailed(InvariantBroken):
+    """The target broke an invariant in the calibration runs, before any example: reported as any failure
+    (`failure`: its plan saved, its files kept)."""
+
+    def __init__(self, problems: dict[str, list[str]], failure: Failure) -> None:
+        super().__init__(problems)
+        self.failure = failure
+
+
 class TargetDatabase(ExampleDatabase):
     """An example database seen through one target's name. Every fuzz run's test function is the same
     function, so Hypothesis would file every target's failures under one key; a database shared between
@@ -99,7 +108,7 @@ def context_for(world: World, letta_url: str, matrix_url: str, workdir: Path) ->
         letta_url=letta_url,
         matrix_url=matrix_url,
         workdir=workdir,
-        letta_token=world.config.letta_token,
+        letta_token=world.config.letta_token or "",  # "": an open Letta takes any token
         server_name=world.config.server_name,
         admin=Account(str(admin["username"]), str(admin["password"])),
         bot=Account(str(bot["username"]), str(bot["password"])),
@@ -109,10 +118,10 @@ def context_for(world: World, letta_url: str, matrix_url: str, workdir: Path) ->
 class FuzzSession:
     """The mock servers (on a background thread) and an event loop for the target, for many examples."""
 
-    def __init__(self, target: Target, *, time_bound: float = 20.0) -> None:
+    def __init__(self, target: Target, *, time_bound: float = 20.0, config: MockConfig | None = None) -> None:
         self.target = target
         self.time_bound = time_bound
-        self.servers = MockServers(World(MockConfig()))
+        self.servers = MockServers(World(config or MockConfig()))
         self.world = self.servers.world
         self.core_users = frozenset(
             self.world.matrix.user_id_for(str(user["username"])) for user in _seeded_users(self.world)
@@ -166,7 +175,8 @@ class FuzzSession:
         )  # fmt: skip
         problems = check_all(observation)
         if problems:
-            raise InvariantBroken(problems)
+            self.keep_log(context.workdir)
+            raise CalibrationFailed(problems, _kept(CALIBRATION, problems, context.workdir, calibration=True))
         self.operations = sorted(operations_called(journal))
         validators = {service: validator_for(service) for service in SERVICES}
         self.coverage = Coverage.documented(validators, self.operations)
@@ -237,11 +247,14 @@ class Failure:
     workdir: Path
     plan_file: Path
     swept: bool = False  # found by the sweep, which is the same every run
+    calibration: bool = False  # found by the calibration runs, before any example
 
-    def replay_command(self, target: str) -> str:
+    def replay_command(self, target: str, options: str = "") -> str:
+        """The command that runs this failure again; `options`: the mock's configuration flags."""
+        start = f"contracts fuzz --target {shlex.quote(target)}{' ' + options if options else ''}"
         if self.swept:
-            return f"contracts fuzz --target {shlex.quote(target)} --sweep-only"
-        return f"contracts fuzz --target {shlex.quote(target)} --replay {shlex.quote(str(self.plan_file))}"
+            return f"{start} --sweep-only"
+        return f"{start} --replay {shlex.quote(str(self.plan_file))}"
 
 
 @dataclass
@@ -261,13 +274,20 @@ class FuzzResult:
         return self.examples / self.seconds if self.seconds else 0.0
 
 
-def _kept(plan: Plan, problems: dict[str, list[str]], workdir: Path, *, swept: bool = False) -> Failure:
+def _kept(
+    plan: Plan,
+    problems: dict[str, list[str]],
+    workdir: Path,
+    *,
+    swept: bool = False,
+    calibration: bool = False,
+) -> Failure:
     """A Failure that outlives its session: the example's files copied out of the session's temporary root
     (removed at the end), its plan saved beside them."""
     kept = Path(tempfile.mkdtemp(prefix="contracts-fuzz-failure-"))
     if workdir.exists():
         shutil.copytree(workdir, kept, dirs_exist_ok=True)
-    return Failure(plan, problems, kept, save_plan(plan, kept / PLAN_FILE), swept)
+    return Failure(plan, problems, kept, save_plan(plan, kept / PLAN_FILE), swept, calibration)
 
 
 class Progress:
@@ -282,6 +302,9 @@ class Progress:
 
     def tick(self, coverage: Coverage | None = None) -> None:
         self.done += 1
+        self.show(coverage)
+
+    def show(self, coverage: Coverage | None = None) -> None:
         if not self.enabled:
             return
         now = time.perf_counter()
@@ -290,7 +313,13 @@ class Progress:
             return
         self._last = now
         rate = self.done / max(now - self.started, 1e-9)
-        line = f"fuzz: {self.done}/{self.total} examples, {rate:.0f}/s"
+        # Shrinking a failure runs plans past the total.
+        done = (
+            f"{self.total}/{self.total} (+{self.done - self.total} shrinking)"
+            if self.done > self.total
+            else (f"{self.done}/{self.total}")
+        )
+        line = f"fuzz: {done} examples, {rate:.0f}/s"
         if coverage is not None:
             line += f", coverage {coverage.exercised}/{len(coverage.cells)} cells"
         sys.stderr.write(("\r" + line) if self._tty else line + "\n")
@@ -301,10 +330,26 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def fuzz(target: Target, *, time_bound: float = 20.0, **options: Any) -> FuzzResult:
-    """`fuzz_in` a fresh session (its own mock servers) for `target`."""
-    with FuzzSession(target, time_bound=time_bound) as session:
-        return fuzz_in(session, **options)
+def fuzz(
+    target: Target, *, time_bound: float = 20.0, config: MockConfig | None = None, **options: Any
+) -> FuzzResult:
+    """`fuzz_in` a fresh session (its own mock servers, configured by `config`) for `target`; a calibration
+    that fails is the result's failure."""
+    started = time.perf_counter()
+    try:
+        with FuzzSession(target, time_bound=time_bound, config=config) as session:
+            return fuzz_in(session, **options)
+    except CalibrationFailed as exc:
+        return FuzzResult(
+            target=target.name,
+            examples=0,
+            seconds=time.perf_counter() - started,
+            seed=options.get("seed"),
+            coverage=Coverage(),
+            operations=[],
+            failure=exc.failure,
+            replayed=options.get("replay") is not None,
+        )
 
 
 def fuzz_in(
@@ -318,6 +363,7 @@ def fuzz_in(
     on_example: Callable[[Observation], None] | None = None,
     sweep: bool = True,
     sweep_only: bool = False,
+    on_sweep: Callable[[int], None] | None = None,
 ) -> FuzzResult:
     """Run the sweep (`sweep_plans`) and `examples` random examples in `session`; or, with `replay`, that
     one plan alone (a saved failure's, `load_plan`); or, with `sweep_only`, the sweep alone. The result
@@ -338,6 +384,8 @@ def fuzz_in(
         failure, swept = _replay(session, replay, on_example), []
     else:
         swept = session.sweep() if sweep or sweep_only else []
+        if on_sweep is not None:
+            on_sweep(len(swept))
         failure = _search(session, swept, 0 if sweep_only else examples, seed, database, progress, on_example)
     coverage = Coverage({cell: hits - hits_before[cell] for cell, hits in session.coverage.cells.items()})
     return FuzzResult(

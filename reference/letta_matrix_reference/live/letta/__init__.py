@@ -175,9 +175,12 @@ class LettaServer(ManagedServer[LettaInfo]):
         cache_dir: Path | None = None,
         detach: bool = False,
         keep_workdir: bool = False,
+        secure: bool = True,
     ) -> None:
         super().__init__(workdir, port=port, cache_dir=cache_dir, detach=detach, keep_workdir=keep_workdir)
         self._password = password or new_secret(24)
+        # False: Letta's default, no password middleware; it answers any token or none (token "").
+        self._secure = secure
 
     def start(self, timeout: float | None = 120.0) -> LettaInfo:
         """Install if needed, start ``letta server`` and wait for ``GET /v1/health/`` to answer 200."""
@@ -191,11 +194,15 @@ class LettaServer(ManagedServer[LettaInfo]):
         letta_bin = python.parent / "letta"
         cmd = [str(letta_bin), "server", "--host", LOOPBACK, "--port", str(port)]
         env = offline_env(home, self._password)
+        if not self._secure:
+            del env["LETTA_SERVER_SECURE"], env["LETTA_SERVER_PASSWORD"]
         env["PATH"] = f"{python.parent}:{env.get('PATH', '/usr/bin:/bin')}"
         env["VIRTUAL_ENV"] = str(python.parent.parent)
         return cmd, env
 
     def _on_ready(self, url: str, pid: int, deadline: float) -> LettaInfo:
+        if not self._secure:
+            return LettaInfo(url=url, pid=pid, token="")
         log.info("letta password %s", redact(self._password))
         return LettaInfo(url=url, pid=pid, token=self._password)
 
