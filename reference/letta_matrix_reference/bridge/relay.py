@@ -43,6 +43,9 @@ from letta_matrix_reference.bridge.sync import Bridge
 log = logging.getLogger(__name__)
 
 TIMELINE_LIMIT = 100  # events per room and sync (Synapse's cap)
+# Runs in a row the homeserver may refuse (4xx) a turn's replies before the relay gives up on that message:
+# a refusal can pass (power levels, a membership, a fault), but a room must not be blocked for ever.
+MAX_REFUSALS = 5
 TYPING_TIMEOUT_MS = 30_000  # a relay that dies mid-turn leaves typing on no longer than this
 # Called at named points of a turn ("asking": before Letta is asked; "answered": its reply is saved;
 # "posted": the replies are in the room, the event not yet marked handled): tests stop the relay there, as
@@ -150,7 +153,13 @@ class Relay:
                 syncing.cancel()
         if not syncing.done() or syncing.cancelled():
             return None
-        body = syncing.result()
+        return await self._batch(syncing.result())
+
+    async def _batch(self, body: dict[str, Any]) -> bool:
+        """Answer a sync's batch, then (and only then) move the saved token past it; whether there was
+        anything to answer."""
+        assert self._bot is not None
+        state = self.store.state
         messages = incoming(body, self.rooms, self.bridge_users, self._bot.user_id)
         todo = [m for m in messages if not state.is_handled(m.event_id)]
         await self._answer_all(todo)
@@ -240,8 +249,17 @@ class Relay:
             for n, content in enumerate(pending.replies):
                 await client.send_message(pending.room_id, content, txn_id(message.event_id, n))
         except ApiError as exc:
-            # The room refuses the agent (it left, lost its power): asking again will not change that.
-            log.error("cannot post the answer to %s in %s: %s", message.event_id, pending.room_id, exc)
+            # The room refuses the agent's reply (it left, lost its power, or the server misbehaves). The run
+            # stops here, so the room's later messages are not answered before this one; after
+            # MAX_REFUSALS runs the message is given up.
+            pending.refused += 1
+            if pending.refused < MAX_REFUSALS:
+                await self.store.save()
+                raise
+            log.error(
+                "giving up on answering %s in %s, refused %d times: %s",
+                message.event_id, pending.room_id, pending.refused, exc,
+            )  # fmt: skip
         await self.checkpoint("posted", message)
         await self._best_effort("read receipt", client.send_receipt(pending.room_id, message.event_id))
         await self._best_effort("typing off", client.set_typing(pending.room_id, False))

@@ -33,9 +33,15 @@ class Pending:
     room_id: str
     agent_id: str
     replies: list[dict[str, Any]]
+    refused: int = 0  # runs in which the homeserver refused (4xx) to take a reply
 
     def to_json(self) -> dict[str, Any]:
-        return {"room_id": self.room_id, "agent_id": self.agent_id, "replies": self.replies}
+        return {
+            "room_id": self.room_id,
+            "agent_id": self.agent_id,
+            "replies": self.replies,
+            "refused": self.refused,
+        }
 
 
 @dataclass
@@ -81,7 +87,12 @@ class RelayState:
                 or not all(isinstance(reply, dict) for reply in item["replies"])
             ):
                 raise StoreError(f"{where}.outbox[{event_id!r}] must have room_id, agent_id and replies")
-            state.outbox[event_id] = Pending(item["room_id"], item["agent_id"], list(item["replies"]))
+            refused = item.get("refused", 0)
+            if not isinstance(refused, int) or isinstance(refused, bool):
+                raise StoreError(f"{where}.outbox[{event_id!r}].refused must be a whole number")
+            state.outbox[event_id] = Pending(
+                item["room_id"], item["agent_id"], list(item["replies"]), refused
+            )
         return state
 
 

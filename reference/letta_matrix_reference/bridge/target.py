@@ -60,6 +60,7 @@ async def relay_against(
     checkpoint: Checkpoint = no_checkpoint,
     stop: asyncio.Event | None = None,
     forever: bool = False,
+    relay_class: type[Relay] = Relay,
     **settings: object,
 ) -> int:
     """One bridge process that provisions and then relays (as `python -m letta_matrix_reference.bridge
@@ -67,7 +68,7 @@ async def relay_against(
     asked Letta for."""
     async with Bridge(mock_config(context, **settings), sleep=sleep) as bridge:
         await bridge.sync_once()
-        relay = Relay(bridge, sleep=sleep, checkpoint=checkpoint, poll_ms=2000)
+        relay = relay_class(bridge, sleep=sleep, checkpoint=checkpoint, poll_ms=2000)
         await relay.run(stop, forever=forever)
         return relay.turns
 
