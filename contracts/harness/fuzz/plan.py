@@ -332,44 +332,60 @@ def fault_cells(cells: Sequence[Cell], read_operations: frozenset[str]) -> list[
 
 
 def plans(
-    cells: Sequence[Cell], read_operations: frozenset[str], *, max_agents: int = 4, max_faults: int = 4
+    cells: Sequence[Cell],
+    read_operations: frozenset[str],
+    *,
+    max_agents: int = 4,
+    max_faults: int = 4,
+    relays: bool = False,
 ) -> st.SearchStrategy[Plan]:
-    """Plans over the given coverage cells (the operations a target calls)."""
+    """Plans over the given coverage cells (the operations a target calls). For a target that `relays`,
+    people (and the bridge's users) talk in the agent rooms, and the target is killed and restarted."""
     usable = fault_cells(cells, read_operations)
+    said: st.SearchStrategy[tuple[Said, ...]] = st.just(())
+    kills: st.SearchStrategy[tuple[int, ...]] = st.just(())
+    warm: st.SearchStrategy[bool] = st.booleans()
+    if relays:
+        lines = st.builds(Said, st.integers(0, max_agents), st.sampled_from(SPEAKERS), MESSAGE_TEXTS)
+        said = st.lists(lines, min_size=1, max_size=6).map(tuple)
+        # A bridge's run makes a dozen or two requests: kills land among them.
+        kills = st.lists(st.integers(0, 24), max_size=2).map(tuple)
+        # Mostly warm: people can only talk in rooms a run has made.
+        warm = st.sampled_from((False, True, True))
     return st.builds(
         Plan,
         agents=st.lists(AGENT_NAMES, max_size=max_agents).map(tuple),
         agents_format=st.sampled_from(("array", "envelope")),
         messages_format=st.sampled_from(("array", "items")),
         faults=st.lists(faults(usable), max_size=max_faults).map(tuple) if usable else st.just(()),
-        # Mostly warm: people can only talk in rooms a run has made.
-        warm=st.sampled_from((True, True, False)),
-        said=st.lists(
-            st.builds(Said, st.integers(0, max_agents), st.sampled_from(SPEAKERS), MESSAGE_TEXTS),
-            min_size=1,
-            max_size=6,
-        ).map(tuple),
-        # A bridge's run makes a dozen or two requests: kills land among them.
-        kills=st.lists(st.integers(0, 24), max_size=2).map(tuple),
+        warm=warm,
+        said=said,
+        kills=kills,
     )
 
 
 SWEEP_AGENTS = ("sweep one", "sweep two")
-# Every sweep plan has people talk in both rooms, so what a relay calls per message meets its errors too.
+# What people say in the sweep's plans (and the calibration's) for a relaying target.
 SWEEP_SAID = (Said(0, PERSON, "sweep hello"), Said(1, PERSON, "sweep hi"))
 
 
 def sweep_plans(
-    cells: Sequence[Cell], read_operations: frozenset[str], cold_operations: frozenset[str]
+    cells: Sequence[Cell],
+    read_operations: frozenset[str],
+    cold_operations: frozenset[str],
+    *,
+    relays: bool = False,
 ) -> list[Plan]:
     """The plans every fuzz run starts with, before any random one: each list format once, then each
     documented error of each operation the target calls, answered once with the spec's example (a target
     that has run before meets the errors of what it calls only on later runs, like checking its space).
     Random plans rarely reach an error that only one call per agent can meet; these make the coverage
-    matrix a floor, not a lottery."""
+    matrix a floor, not a lottery. For a target that `relays`, people talk in every sweep plan, so what the
+    relay calls per message meets its errors too."""
+    said = SWEEP_SAID if relays else ()
     plans = [
-        Plan(agents=SWEEP_AGENTS, agents_format="envelope", messages_format="items", said=SWEEP_SAID),
-        Plan(agents=SWEEP_AGENTS, agents_format="array", messages_format="array", said=SWEEP_SAID),
+        Plan(agents=SWEEP_AGENTS, agents_format="envelope", messages_format="items", said=said),
+        Plan(agents=SWEEP_AGENTS, agents_format="array", messages_format="array", said=said),
     ]
     errors = sorted({(operation, status) for _, operation, status, _ in fault_cells(cells, read_operations)})
     plans += [
@@ -377,7 +393,7 @@ def sweep_plans(
             agents=SWEEP_AGENTS,
             faults=(FaultSpec(operation, status),),
             warm=operation not in cold_operations,
-            said=SWEEP_SAID,
+            said=said,
         )
         for operation, status in errors
         if status >= 300

@@ -176,7 +176,9 @@ class FuzzSession:
         self.coverage.record(journal)
 
     def sweep(self) -> list[Plan]:
-        return sweep_plans(list(self.coverage.cells), self.read_operations, self.cold_operations)
+        return sweep_plans(
+            list(self.coverage.cells), self.read_operations, self.cold_operations, relays=self.target.relays
+        )
 
     @property
     def read_operations(self) -> frozenset[str]:
@@ -388,7 +390,7 @@ def _search(
     on_example: Callable[[Observation], None] | None,
 ) -> Failure | None:
     """The sweep's plans, then Hypothesis's: the first failure, shrunk."""
-    strategy = plans(list(session.coverage.cells), session.read_operations)
+    strategy = plans(list(session.coverage.cells), session.read_operations, relays=session.target.relays)
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]
     if not examples:
         phases.remove(Phase.generate)  # Hypothesis runs at least one example when it may generate
