@@ -12,6 +12,7 @@ import pytest
 
 from contracts.harness.fuzz import FuzzContext
 from contracts.harness.fuzz.people import agent_rooms, let_in, say
+from letta_matrix_reference.bridge import ApiError
 from letta_matrix_reference.bridge.relay_events import PART_KEY, Incoming
 from letta_matrix_reference.bridge.relay_state import RELAY_FILE
 from letta_matrix_reference.bridge.target import relay_against, sync_against
@@ -227,3 +228,19 @@ async def test_a_stop_mid_turn_finishes_the_turn_and_saves(
     saved = json.loads((fuzz_context.workdir / RELAY_FILE).read_text())
     assert saved["outbox"] == {}
     assert asked in saved["handled"]
+
+
+async def test_a_refused_typing_off_stops_the_run_and_the_next_one_turns_it_off(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, fuzz_context: FuzzContext
+) -> None:
+    letta_mock.add_agent("Ada")
+    rooms = await provisioned(fuzz_context, matrix_mock, ["Ada"])
+    say(matrix_mock.world, rooms["Ada"], matrix_mock.user_id(PERSON), "hello")
+    # Typing on passes; typing off is refused (found by the fuzzer: the notice stayed on).
+    matrix_mock.inject("setTyping", status=400, after=1)
+    with pytest.raises(ApiError):
+        await relay_against(fuzz_context)
+    assert matrix_mock.world.matrix.typing_users(rooms["Ada"]) != []
+    assert await relay_against(fuzz_context) == 0
+    assert [r["content"]["body"] for r in answers(matrix_mock, rooms["Ada"])] == ["echo: hello"]
+    assert matrix_mock.world.matrix.typing_users(rooms["Ada"]) == []

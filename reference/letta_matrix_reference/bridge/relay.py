@@ -217,12 +217,20 @@ class Relay:
             pending = state.outbox.get(message.event_id)
             if pending is None:
                 client = await self._agent(room)
-                await self._best_effort(
-                    "typing on", client.set_typing(message.room_id, True, TYPING_TIMEOUT_MS)
+                # Typing starts while Letta thinks: not one more round trip before the answer.
+                typing = asyncio.ensure_future(
+                    self._best_effort(
+                        "typing on", client.set_typing(message.room_id, True, TYPING_TIMEOUT_MS)
+                    )
                 )
-                pending = Pending(message.room_id, room.agent_id, await self._ask(message, room))
-                state.outbox[message.event_id] = pending
-                await self.store.save()
+                try:
+                    pending = Pending(message.room_id, room.agent_id, await self._ask(message, room))
+                    state.outbox[message.event_id] = pending
+                    await self.store.save()
+                finally:
+                    if not typing.done():
+                        await asyncio.wait([typing])
+                typing.result()  # its failure stops the run now: the answer is saved, the next run posts it
                 await self.checkpoint("answered", message)
             await self._finish(message, room, pending)
 
@@ -248,21 +256,21 @@ class Relay:
         try:
             for n, content in enumerate(pending.replies):
                 await client.send_message(pending.room_id, content, txn_id(message.event_id, n))
+            await self.checkpoint("posted", message)
+            await self._best_effort("read receipt", client.send_receipt(pending.room_id, message.event_id))
+            await client.set_typing(pending.room_id, False)
         except ApiError as exc:
-            # The room refuses the agent's reply (it left, lost its power, or the server misbehaves). The run
-            # stops here, so the room's later messages are not answered before this one; after
-            # MAX_REFUSALS runs the message is given up.
+            # The room refuses the agent's reply or its typing off (it left, lost its power, or the server
+            # misbehaves). The run stops here, so the room's later messages are not answered before this one
+            # and the typing notice is not left on; after MAX_REFUSALS runs the message is given up.
             pending.refused += 1
             if pending.refused < MAX_REFUSALS:
                 await self.store.save()
                 raise
             log.error(
-                "giving up on answering %s in %s, refused %d times: %s",
+                "giving up on finishing the answer to %s in %s, refused %d times: %s",
                 message.event_id, pending.room_id, pending.refused, exc,
             )  # fmt: skip
-        await self.checkpoint("posted", message)
-        await self._best_effort("read receipt", client.send_receipt(pending.room_id, message.event_id))
-        await self._best_effort("typing off", client.set_typing(pending.room_id, False))
         self.store.state.mark_handled(message.event_id)
         await self.store.save()
 
