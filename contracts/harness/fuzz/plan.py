@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from contracts.coverage import Cell
 from contracts.harness.fuzz.people import agent_rooms, let_in, say
 from contracts.strategies import EDGE_STRINGS, response_bodies
+from contracts.validation import validator_for
 from mockgen.control import install_fault
 from mockgen.world import DEFAULT_USERS, World
 
@@ -390,7 +391,9 @@ def sweep_plans(
     that has run before meets the errors of what it calls only on later runs, like checking its space).
     Random plans rarely reach an error that only one call per agent can meet; these make the coverage
     matrix a floor, not a lottery. For a target that `relays`, people talk in every sweep plan, so what the
-    relay calls per message meets its errors too."""
+    relay calls per message meets its errors too, and every other example the spec gives for an error is
+    answered once as well (an error's variants, such as Letta's 422 shapes, are met only through what
+    people say, which random plans reach too rarely to cover them all)."""
     said = SWEEP_SAID if relays else ()
     plans = [
         Plan(agents=SWEEP_AGENTS, agents_format="envelope", messages_format="items", said=said),
@@ -407,4 +410,26 @@ def sweep_plans(
         for operation, status in errors
         if status >= 300
     ]
+    if relays:
+        services = {operation: service for service, operation, _, _ in cells}
+        plans += [
+            Plan(
+                agents=SWEEP_AGENTS,
+                faults=(FaultSpec(operation, status, None, body, True),),
+                warm=operation not in cold_operations,
+                said=said,
+            )
+            for operation, status in errors
+            if status >= 300
+            for body in _other_examples(services[operation], operation, status)
+        ]
     return plans
+
+
+def _other_examples(service: str, operation_id: str, status: int) -> list[Any]:
+    """The spec's examples of an answer but the first (which a fault without a body answers with)."""
+    for operation in validator_for(service).iter_operations():
+        if operation.operation_id == operation_id:
+            answer = operation.response(status)
+            return [value for _, value in answer.examples[1:]] if answer is not None else []
+    return []
