@@ -195,7 +195,9 @@ class FuzzSession:
         error: BaseException | None = None
         start = functools.partial(self.target.start, context)
         for kill in kills:
-            error = error or killed_run(self.loop, start, self.world.faults, kill, self.time_bound)
+            error = error or killed_run(
+                self.loop, start, self.world.faults, self.world.journal, kill, self.time_bound
+            )
         try:
             self.loop.run_until_complete(asyncio.wait_for(self.target.start(context), self.time_bound))
         except Exception as exc:  # anything the target lets escape is what the invariants judge
