@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 RUN := env -u PYTHONDONTWRITEBYTECODE
 FUZZ_EXAMPLES ?= 1000
 FUZZ_TARGET := letta_matrix_reference.bridge.target:fuzz_sync
+FUZZ_RELAY := letta_matrix_reference.bridge.target:fuzz_relay
 MATRIX_SPEC ?= ../shared/reference/matrix-spec
 PRISM := .cache/prism/node_modules/.bin/prism
 PRISM_VERSION := 5.14.2
@@ -36,10 +37,11 @@ package: $(STAMP)
 	$(RUN) $(PY) -m pytest tests_package
 
 # The long jobs. fuzz: the reference bridge against the sweep and FUZZ_EXAMPLES random examples (gated on
-# 100% contract coverage), then the sharded pytest fuzz suite and the long property tests under the
+# 100% contract coverage), its relay the same way (people talking, kills and restarts), then the sharded pytest fuzz suite and the long property tests under the
 # Hypothesis `fuzz` profile, Schemathesis with its coverage phase (200 examples an operation), the shards' coverage merged and gated too.
 fuzz: $(STAMP)
 	$(RUN) $(VENV)/bin/contracts fuzz --target $(FUZZ_TARGET) --examples $(FUZZ_EXAMPLES) --workers 2 --report reports/fuzz
+	$(RUN) $(VENV)/bin/contracts fuzz --target $(FUZZ_RELAY) --examples $(FUZZ_EXAMPLES) --workers 2 --report reports/fuzz-relay
 	rm -rf reports/fuzz-shards
 	$(RUN) HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 tests_fuzz tests/test_fast_path.py tests/test_strings_property.py
 	$(RUN) CONTRACTS_SCHEMATHESIS_COVERAGE=1 HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 tests/test_schemathesis_selfcheck.py

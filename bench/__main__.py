@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import figures, load, servers
+from bench import figures, load, relay, servers
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -82,8 +82,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     found["long_poll"] = figures.long_poll(seconds=args.seconds, connections=args.connections)
     print("7. the Letta message path: send and stream", flush=True)
     found["letta_messages"] = figures.letta_messages(seconds=args.seconds / 2)
+    print(f"8. the relay: {args.relay_rooms} agent rooms through the mock", flush=True)
+    found["relay"] = relay.relay_figures(rooms=args.relay_rooms)
     if not args.no_make_test:
-        print("8. make test", flush=True)
+        print("9. make test", flush=True)
         found["make_test_s"] = figures.make_test_seconds()
     return found
 
@@ -134,6 +136,10 @@ def goals(found: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
     add("sendAgentMessage turns/s (16 clients)", messages.get("turns_per_s"), "(figure)", lambda v: True)
     add("stream: first event p50 (ms)", messages.get("first_event_p50_ms"), "(figure)", lambda v: True)
     add("stream: first event p99 (ms)", messages.get("first_event_p99_ms"), "(figure)", lambda v: True)
+    relayed = found.get("relay") or {}
+    add("relay: send -> reply seen p50 (ms)", relayed.get("latency_p50_ms"), "< 5", lambda v: v < 5)
+    add("relay: send -> reply seen p99 (ms)", relayed.get("latency_p99_ms"), "(figure)", lambda v: True)
+    add("relay: messages/s, 100 rooms", relayed.get("messages_per_s"), "(figure)", lambda v: True)
     add("make test (s)", found.get("make_test_s"), "< 60", lambda v: v < 60)
     return rows
 
@@ -156,6 +162,7 @@ def table(found: dict[str, Any]) -> str:
         "memory",
         "long_poll",
         "letta_messages",
+        "relay",
     )
     for key in keys:
         if key in found:
@@ -180,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="agents the bridge handles at once")
     parser.add_argument("--fuzz-examples", type=int, default=100, help="random fuzz examples per measure")
     parser.add_argument("--memory-requests", type=int, default=100_000)
+    parser.add_argument("--relay-rooms", type=int, default=100, help="agent rooms the relay serves")
     parser.add_argument("--no-synapse", action="store_true", help="leave out the real Synapse")
     parser.add_argument("--no-make-test", action="store_true", help="leave out timing `make test`")
     args = parser.parse_args(argv)

@@ -88,6 +88,9 @@ class FaultTable:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._next_id = 1
+        # Told of every request as it arrives, before any fault or handler (on the server's thread): a fuzz
+        # runner kills its target there, while it waits for that answer. Quick, and never raising.
+        self.arrivals: Callable[[], None] | None = None
 
     def add(self, **settings: Any) -> Fault:
         with self._lock:
@@ -106,6 +109,8 @@ class FaultTable:
     ) -> Fault | None:
         """The fault that fires for this request, if any (its counters are advanced). Faults for which
         `applicable` is false (e.g. a status the operation does not document) are passed over."""
+        if self.arrivals is not None:
+            self.arrivals()
         with self._lock:
             for fault in self._faults:
                 if (

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from contracts.harness.fuzz import FuzzContext
+from contracts.harness.fuzz.people import agent_rooms, let_in, say
 from letta_matrix_reference.bridge.cli import EXIT_CONFIGURATION, EXIT_FAILED, EXIT_OK, main
 from letta_matrix_reference.bridge.store import MAPPING_FILE
 from letta_matrix_reference.bridge.target import convergence_problems, no_wait
@@ -176,3 +177,36 @@ def test_interval_mode_syncs_until_a_signal(letta_mock: LettaMock, env: dict[str
     assert process.returncode == EXIT_OK, logged
     assert logged.count("sync done") >= 3
     assert "stopping after this sync" in logged
+
+
+def test_relay_answers_until_a_signal(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, env: dict[str, str]
+) -> None:
+    letta_mock.add_agents(1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "letta_matrix_reference.bridge", "relay", "--interval", "60"],
+        env={**os.environ, **env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    core = {matrix_mock.user_id("admin"), matrix_mock.user_id("letta")}
+    try:
+        deadline = time.monotonic() + 30
+        while not agent_rooms(matrix_mock.snapshot(), core) and time.monotonic() < deadline:
+            time.sleep(0.02)  # a process to wait for, not a backoff
+        [room] = agent_rooms(matrix_mock.snapshot(), core)
+        person = let_in(matrix_mock.world, room, "ada")
+        say(matrix_mock.world, room["room_id"], person, "hello")
+        while time.monotonic() < deadline and not [
+            e for e in matrix_mock.timeline(room["room_id"]) if e["content"].get("body") == "echo: hello"
+        ]:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _, logged = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == EXIT_OK, logged
+    replies = [e for e in matrix_mock.timeline(room["room_id"]) if e["content"].get("body") == "echo: hello"]
+    assert len(replies) == 1
+    assert "stopping after the turn under way" in logged

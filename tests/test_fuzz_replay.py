@@ -48,6 +48,7 @@ def test_a_plan_file_reads_as_written_and_refuses_what_is_not_a_plan() -> None:
              "has_body": True, "times": 1, "after": 0, "latency_ms": 0, "drop_connection": False,
              "retry_after_ms": None},
         ],
+        "said": [], "kills": [],
     }  # fmt: skip
     # Left out, a field takes its default.
     assert Plan.from_json({"fuzz_plan": 1, "faults": [{"operation": "listAgents", "status": 500}]}) == Plan(
@@ -60,6 +61,8 @@ def test_a_plan_file_reads_as_written_and_refuses_what_is_not_a_plan() -> None:
         ({"fuzz_plan": 1, "faults": [{"status": 500}]}, "a fault needs operation"),
         ({"fuzz_plan": 1, "faults": [{"operation": "x", "times": True}]}, "fault times must be int"),
         ({"fuzz_plan": 1, "agents": [1]}, "plan agents must be names"),
+        ({"fuzz_plan": 1, "said": [{"room": 0, "speaker": "ghost", "text": "boo"}]}, "a said entry is"),
+        ({"fuzz_plan": 1, "kills": [-1]}, "plan kills are request numbers"),
     ]:
         with pytest.raises(ValueError, match=refusal):
             Plan.from_json(data)

@@ -6,6 +6,7 @@ as the mock's typed entries (`mockgen.journal.Entry`): read their fields (`entry
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -156,4 +157,131 @@ def within_time_bound(obs: Observation) -> list[str]:
         f"the {label} run took {run.seconds:.1f} s (bound {obs.time_bound:.0f} s)"
         for label, run in obs.runs()
         if run.seconds > obs.time_bound
+    ]
+
+
+# -- a relay (a target declared with `relays=True`): people's messages in agent rooms, answered by the agent.
+# The bridge's users are the world's starting accounts (its admin and bot) and each agent room's creator (the
+# agent's user); everyone else in a room is a person. An answer is a rich reply (`m.in_reply_to`).
+
+
+def _agent_rooms(obs: Observation) -> list[dict[str, Any]]:
+    return [
+        room
+        for room in obs.snapshot["rooms"]
+        if not room["is_space"] and room["creator"] not in obs.core_users
+    ]
+
+
+def _bridge_users(obs: Observation) -> set[str]:
+    return set(obs.core_users) | {room["creator"] for room in _agent_rooms(obs)}
+
+
+def _answered(event: Mapping[str, Any]) -> str | None:
+    relates = event["content"].get("m.relates_to")
+    reply = relates.get("m.in_reply_to") if isinstance(relates, dict) else None
+    answered = reply.get("event_id") if isinstance(reply, dict) else None
+    return answered if isinstance(answered, str) else None
+
+
+def _asked(obs: Observation, room: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The people's messages a relay owes an answer: after the bot (the world's first ordinary account,
+    which syncs) last joined, not notices, not blank."""
+    bot = obs.context.user_id(obs.context.bot)
+    talk = room["talk"]
+    start = 0
+    for n, event in enumerate(talk):
+        if event["type"] == "m.room.member" and event["state_key"] == bot:
+            start = n + 1 if event["content"].get("membership") == "join" else len(talk)
+    bridge = _bridge_users(obs)
+    return [
+        event
+        for event in talk[start:]
+        if event["type"] == "m.room.message"
+        and event["sender"] not in bridge
+        and event["content"].get("msgtype") != "m.notice"
+        and isinstance(event["content"].get("body"), str)
+        and event["content"]["body"].strip()
+    ]
+
+
+def _replies(room: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in room["talk"] if e["type"] == "m.room.message" and _answered(e) is not None]
+
+
+@invariant("relay-answers-each-message-once")
+def relay_answers_once(obs: Observation) -> list[str]:
+    """Every person's message is answered (after a clean run), and no answer is posted twice."""
+    if not obs.target.relays:
+        return []
+    problems = []
+    for room in _agent_rooms(obs):
+        replies = _replies(room)
+        if obs.clean.error is None:
+            answered = {_answered(reply) for reply in replies}
+            problems += [
+                f"{event['event_id']} ({event['content']['body'][:30]!r}) in {room['room_id']} is unanswered"
+                for event in _asked(obs, room)
+                if event["event_id"] not in answered
+            ]
+        seen: Counter[str] = Counter(
+            json.dumps(reply["content"], sort_keys=True, ensure_ascii=False) for reply in replies
+        )
+        problems += [
+            f"an answer was posted {count} times in {room['room_id']}: {content[:80]}"
+            for content, count in seen.items()
+            if count > 1
+        ]
+    return problems
+
+
+@invariant("relay-answers-in-place-and-order")
+def relay_answers_in_place(obs: Observation) -> list[str]:
+    """Each answer is in the room of the message it answers, sent by that room's agent user, and answers
+    come in the order of the messages they answer."""
+    if not obs.target.relays:
+        return []
+    problems = []
+    for room in _agent_rooms(obs):
+        order = {event["event_id"]: n for n, event in enumerate(room["talk"])}
+        asked = [order[_answered(reply) or ""] for reply in _replies(room) if _answered(reply) in order]
+        for reply in _replies(room):
+            if _answered(reply) not in order:
+                problems.append(f"{reply['event_id']} in {room['room_id']} answers a message of another room")
+            if reply["sender"] != room["creator"]:
+                problems.append(f"{reply['event_id']} in {room['room_id']} was sent by {reply['sender']}")
+        if asked != sorted(asked):
+            problems.append(f"answers in {room['room_id']} are out of the order of the messages")
+    return problems
+
+
+@invariant("relay-nothing-from-the-bridge-reaches-letta")
+def relay_nothing_from_the_bridge(obs: Observation) -> list[str]:
+    """Letta is only sent what people said (never a bridge user's message: that way lie echo loops)."""
+    if not obs.target.relays:
+        return []
+    said = {event["content"].get("body") for room in _agent_rooms(obs) for event in _asked(obs, room)}
+    problems = []
+    for entry in obs.journal:
+        if entry.operation not in ("sendAgentMessage", "streamAgentMessage") or not isinstance(
+            entry.request_body, dict
+        ):
+            continue
+        for message in entry.request_body.get("messages") or []:
+            content = message.get("content") if isinstance(message, dict) else None
+            if content not in said:
+                problems.append(f"Letta was sent {str(content)[:60]!r}, which no person said")
+    return problems
+
+
+@invariant("relay-typing-off-after-the-turn")
+def relay_typing_off(obs: Observation) -> list[str]:
+    """After a clean run no agent is left typing."""
+    if not obs.target.relays or obs.clean.error is not None:
+        return []
+    return [
+        f"{user} is still typing in {room['room_id']}"
+        for room in _agent_rooms(obs)
+        for user in room["typing"]
+        if user in _bridge_users(obs)
     ]

@@ -11,7 +11,12 @@ A plan is saved as JSON (`save_plan`, `load_plan`): a failure's shrunk plan is w
      "body": {"detail": "boom"}, "has_body": true, "times": 1, "after": 0, "latency_ms": 0,
      "drop_connection": false, "retry_after_ms": null}]}
 
-A field left out takes its default; a field the plan does not have is an error."""
+A field left out takes its default; a field the plan does not have is an error.
+
+For a target that relays chat, a plan also says who talks in the agent rooms once the target has made them
+(`said`: people, and the bridge's own users, whose messages must never be relayed) and where the target
+is killed and started again (`kills`: at that request of its faulted run, counted as the mock receives
+them; see `kills.py`)."""
 
 from __future__ import annotations
 
@@ -24,9 +29,11 @@ from typing import Any
 from hypothesis import strategies as st
 
 from contracts.coverage import Cell
+from contracts.harness.fuzz.people import agent_rooms, let_in, say
 from contracts.strategies import EDGE_STRINGS, response_bodies
+from contracts.validation import validator_for
 from mockgen.control import install_fault
-from mockgen.world import World
+from mockgen.world import DEFAULT_USERS, World
 
 # Short waits keep a fuzz example fast; the target's own retry bounds decide how long it waits in total.
 LATENCIES_MS = (0, 0, 0, 0, 5, 20)
@@ -102,6 +109,74 @@ class FaultSpec:
         return f"{self.operation}: {what} x{self.times}{timing}{late}"
 
 
+# Who may speak in an agent room: a person (relayed), or one of the bridge's own users (never relayed).
+SPEAKERS = ("person", "person", "person", "admin", "bot", "agent")
+PERSON = "person"
+MESSAGE_TEXTS = st.one_of(
+    st.sampled_from([text for text in EDGE_STRINGS if text.strip()]),
+    st.text(min_size=1, max_size=40).filter(lambda s: s.strip() != ""),
+)
+
+
+@dataclass(frozen=True)
+class Said:
+    """A message sent in the `room`-th agent room (modulo how many there are) by `speaker`."""
+
+    room: int
+    speaker: str
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"room": self.room, "speaker": self.speaker, "text": self.text}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Said:
+        if (
+            not isinstance(data, Mapping)
+            or set(data) != {"room", "speaker", "text"}
+            or not isinstance(data["room"], int)
+            or data["speaker"] not in SPEAKERS
+            or not isinstance(data["text"], str)
+        ):
+            raise ValueError(f"a said entry is {{room, speaker ({', '.join(sorted(set(SPEAKERS)))}), text}}")
+        return cls(data["room"], data["speaker"], data["text"])
+
+
+def core_users(world: World) -> frozenset[str]:
+    """The accounts the world starts with (the bridge's admin and bot among them)."""
+    return frozenset(world.matrix.user_id_for(str(user["username"])) for user in _seeded(world))
+
+
+def _seeded(world: World) -> list[dict[str, Any]]:
+    users: list[dict[str, Any]] = world.config.seed.get("users", DEFAULT_USERS)
+    return users
+
+
+def speak(world: World, said: Sequence[Said]) -> None:
+    """Send `said` in the world's agent rooms (nothing when there are none yet). The bridge's users are
+    the world's first server admin and first other account (as a fuzz context names them) and each
+    room's creator (its agent's user); one who is not in the room says nothing."""
+    rooms = agent_rooms(world.snapshot(), core_users(world))
+    if not rooms:
+        return
+    users = _seeded(world)
+    admin = next((str(u["username"]) for u in users if u.get("admin")), None)
+    bot = next((str(u["username"]) for u in users if not u.get("admin")), None)
+    for line in said:
+        room = rooms[line.room % len(rooms)]
+        if line.speaker == PERSON:
+            sender = let_in(world, room, "fuzz_person")
+        else:
+            name = {"admin": admin, "bot": bot, "agent": room["creator"]}[line.speaker]
+            if name is None:
+                continue
+            sender = world.matrix.user_by_name(name).user_id
+            if room["members"].get(sender) != "join":
+                continue
+        say(world, room["room_id"], sender, line.text)
+        room["members"][sender] = "join"
+
+
 @dataclass(frozen=True)
 class Plan:
     agents: tuple[str, ...] = ()
@@ -111,6 +186,8 @@ class Plan:
     # The target first runs once without faults, so the faults meet a target that has state (what it calls
     # only on later runs, such as checking the space it made, is faulted too).
     warm: bool = False
+    said: tuple[Said, ...] = ()  # sent in the agent rooms once the faults are installed
+    kills: tuple[int, ...] = ()  # the faulted run is killed at its request number N, then restarted
 
     def prepare(self, world: World) -> None:
         """Reset the world to this plan's starting point (the faults are installed separately)."""
@@ -122,6 +199,11 @@ class Plan:
         for fault in self.faults:
             install_fault(world, fault.to_control())
 
+    def begin(self, world: World) -> None:
+        """What happens between the warm-up and the faulted run: the faults come, people talk."""
+        self.install_faults(world)
+        speak(world, self.said)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "fuzz_plan": PLAN_FORMAT,
@@ -130,6 +212,8 @@ class Plan:
             "messages_format": self.messages_format,
             "warm": self.warm,
             "faults": [fault.to_json() for fault in self.faults],
+            "said": [line.to_json() for line in self.said],
+            "kills": list(self.kills),
         }
 
     @classmethod
@@ -147,6 +231,8 @@ class Plan:
             messages_format=read.value("messages_format", str),
             faults=tuple(FaultSpec.from_json(fault) for fault in read.value("faults", list)),
             warm=read.value("warm", bool),
+            said=tuple(Said.from_json(line) for line in read.value("said", list)),
+            kills=tuple(_count(kill) for kill in read.value("kills", list)),
         )
 
     def describe(self) -> str:
@@ -160,10 +246,18 @@ class Plan:
         if self.warm:
             lines.append("the target ran once without faults first")
         lines += [f"fault: {fault.describe()}" for fault in self.faults] or ["faults: none"]
+        lines += [f"{line.speaker} in agent room {line.room}: {line.text!r}" for line in self.said]
+        lines += [f"killed at its request {kill}, then restarted" for kill in self.kills]
         return "\n".join(lines)
 
 
 PLAN_FORMAT = 1
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"plan kills are request numbers, not {value!r}")
+    return value
 
 
 class _Reader:
@@ -233,40 +327,77 @@ def faults(draw: st.DrawFn, cells: Sequence[Cell]) -> FaultSpec:
     return FaultSpec(operation, status, variant, body, body is not None, times, after, latency)
 
 
+# Reads whose success is never faked: a /sync answer's `next_batch` is a position on the server's stream,
+# and a generated one tells the client it was shown events it never saw (a real server does not skip
+# events; no client can recover what it was never given). Found by the relay's fuzzing.
+UNFAKEABLE = frozenset({"sync"})
+
+
 def fault_cells(cells: Sequence[Cell], read_operations: frozenset[str]) -> list[Cell]:
-    """The cells a fault may answer with: every error, and success only on read operations."""
-    return [cell for cell in cells if cell[2] >= 300 or cell[1] in read_operations]
+    """The cells a fault may answer with: every error, and success only on read operations (but
+    `UNFAKEABLE` ones)."""
+    return [
+        cell for cell in cells if cell[2] >= 300 or (cell[1] in read_operations and cell[1] not in UNFAKEABLE)
+    ]
 
 
 def plans(
-    cells: Sequence[Cell], read_operations: frozenset[str], *, max_agents: int = 4, max_faults: int = 4
+    cells: Sequence[Cell],
+    read_operations: frozenset[str],
+    *,
+    max_agents: int = 4,
+    max_faults: int = 4,
+    relays: bool = False,
 ) -> st.SearchStrategy[Plan]:
-    """Plans over the given coverage cells (the operations a target calls)."""
+    """Plans over the given coverage cells (the operations a target calls). For a target that `relays`,
+    people (and the bridge's users) talk in the agent rooms, and the target is killed and restarted."""
     usable = fault_cells(cells, read_operations)
+    said: st.SearchStrategy[tuple[Said, ...]] = st.just(())
+    kills: st.SearchStrategy[tuple[int, ...]] = st.just(())
+    warm: st.SearchStrategy[bool] = st.booleans()
+    if relays:
+        lines = st.builds(Said, st.integers(0, max_agents), st.sampled_from(SPEAKERS), MESSAGE_TEXTS)
+        said = st.lists(lines, min_size=1, max_size=6).map(tuple)
+        # A bridge's run makes a dozen or two requests: kills land among them.
+        kills = st.lists(st.integers(0, 24), max_size=2).map(tuple)
+        # Mostly warm: people can only talk in rooms a run has made.
+        warm = st.sampled_from((False, True, True))
     return st.builds(
         Plan,
         agents=st.lists(AGENT_NAMES, max_size=max_agents).map(tuple),
         agents_format=st.sampled_from(("array", "envelope")),
         messages_format=st.sampled_from(("array", "items")),
         faults=st.lists(faults(usable), max_size=max_faults).map(tuple) if usable else st.just(()),
-        warm=st.booleans(),
+        warm=warm,
+        said=said,
+        kills=kills,
     )
 
 
 SWEEP_AGENTS = ("sweep one", "sweep two")
+# What people say in the sweep's plans (and the calibration's) for a relaying target.
+SWEEP_SAID = (Said(0, PERSON, "sweep hello"), Said(1, PERSON, "sweep hi"))
 
 
 def sweep_plans(
-    cells: Sequence[Cell], read_operations: frozenset[str], cold_operations: frozenset[str]
+    cells: Sequence[Cell],
+    read_operations: frozenset[str],
+    cold_operations: frozenset[str],
+    *,
+    relays: bool = False,
 ) -> list[Plan]:
     """The plans every fuzz run starts with, before any random one: each list format once, then each
     documented error of each operation the target calls, answered once with the spec's example (a target
     that has run before meets the errors of what it calls only on later runs, like checking its space).
     Random plans rarely reach an error that only one call per agent can meet; these make the coverage
-    matrix a floor, not a lottery."""
+    matrix a floor, not a lottery. For a target that `relays`, people talk in every sweep plan, so what the
+    relay calls per message meets its errors too, and every other example the spec gives for an error is
+    answered once as well (an error's variants, such as Letta's 422 shapes, are met only through what
+    people say, which random plans reach too rarely to cover them all)."""
+    said = SWEEP_SAID if relays else ()
     plans = [
-        Plan(agents=SWEEP_AGENTS, agents_format="envelope", messages_format="items"),
-        Plan(agents=SWEEP_AGENTS, agents_format="array", messages_format="array"),
+        Plan(agents=SWEEP_AGENTS, agents_format="envelope", messages_format="items", said=said),
+        Plan(agents=SWEEP_AGENTS, agents_format="array", messages_format="array", said=said),
     ]
     errors = sorted({(operation, status) for _, operation, status, _ in fault_cells(cells, read_operations)})
     plans += [
@@ -274,8 +405,31 @@ def sweep_plans(
             agents=SWEEP_AGENTS,
             faults=(FaultSpec(operation, status),),
             warm=operation not in cold_operations,
+            said=said,
         )
         for operation, status in errors
         if status >= 300
     ]
+    if relays:
+        services = {operation: service for service, operation, _, _ in cells}
+        plans += [
+            Plan(
+                agents=SWEEP_AGENTS,
+                faults=(FaultSpec(operation, status, None, body, True),),
+                warm=operation not in cold_operations,
+                said=said,
+            )
+            for operation, status in errors
+            if status >= 300
+            for body in _other_examples(services[operation], operation, status)
+        ]
     return plans
+
+
+def _other_examples(service: str, operation_id: str, status: int) -> list[Any]:
+    """The spec's examples of an answer but the first (which a fault without a body answers with)."""
+    for operation in validator_for(service).iter_operations():
+        if operation.operation_id == operation_id:
+            answer = operation.response(status)
+            return [value for _, value in answer.examples[1:]] if answer is not None else []
+    return []

@@ -8,6 +8,7 @@ fuzz --replay FILE` runs that plan again, alone."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shlex
 import shutil
@@ -27,7 +28,8 @@ from hypothesis.database import ExampleDatabase
 
 from contracts.coverage import Coverage, operations_called
 from contracts.harness.fuzz.invariants import Observation, Run, check_all
-from contracts.harness.fuzz.plan import Plan, plans, save_plan, sweep_plans
+from contracts.harness.fuzz.kills import killed_run
+from contracts.harness.fuzz.plan import SWEEP_SAID, Plan, plans, save_plan, sweep_plans
 from contracts.harness.fuzz.target import Account, FuzzContext, Target
 from contracts.validation import validator_for
 from mockgen.server import LOOP_FACTORY, MockServers
@@ -35,7 +37,7 @@ from mockgen.store.errors import ControlError
 from mockgen.world import DEFAULT_USERS, MockConfig, World
 
 SERVICES = ("letta", "matrix")
-CALIBRATION = Plan(agents=("calibration-one", "calibration-two"))
+CALIBRATION = Plan(agents=("calibration-one", "calibration-two"), said=SWEEP_SAID)
 PLAN_FILE = "plan.json"
 
 
@@ -166,6 +168,7 @@ class FuzzSession:
         context = self.new_context()
         first = self._call(context)
         first_ended = self.world.journal.last_seq
+        CALIBRATION.begin(self.world)  # people talk in the rooms the first run made
         second = self._call(context)
         journal = self.world.journal.entries()
         self.cold_operations = frozenset(operations_called(e for e in journal if e.seq <= first_ended))
@@ -183,7 +186,9 @@ class FuzzSession:
         self.coverage.record(journal)
 
     def sweep(self) -> list[Plan]:
-        return sweep_plans(list(self.coverage.cells), self.read_operations, self.cold_operations)
+        return sweep_plans(
+            list(self.coverage.cells), self.read_operations, self.cold_operations, relays=self.target.relays
+        )
 
     @property
     def read_operations(self) -> frozenset[str]:
@@ -194,13 +199,19 @@ class FuzzSession:
             if operation.method in ("GET", "HEAD")
         )
 
-    def _call(self, context: FuzzContext) -> Run:
+    def _call(self, context: FuzzContext, kills: tuple[int, ...] = ()) -> Run:
+        """One run of the target (after `kills`: runs killed after that many exchanges, each restarted)."""
         started = time.perf_counter()
         error: BaseException | None = None
+        start = functools.partial(self.target.start, context)
+        for kill in kills:
+            error = error or killed_run(
+                self.loop, start, self.world.faults, self.world.journal, kill, self.time_bound
+            )
         try:
             self.loop.run_until_complete(asyncio.wait_for(self.target.start(context), self.time_bound))
         except Exception as exc:  # anything the target lets escape is what the invariants judge
-            error = exc
+            error = error or exc
         run = Run(seconds=time.perf_counter() - started, error=error)
         if self.target.load_state is not None:
             try:
@@ -215,8 +226,8 @@ class FuzzSession:
         plan.prepare(self.world)
         context = self.new_context()
         warm = self._call(context) if plan.warm else None
-        plan.install_faults(self.world)
-        faulted = self._call(context)
+        plan.begin(self.world)
+        faulted = self._call(context, plan.kills)
         self.world.faults.clear()
         clean = self._call(context)
         # The entries as journaled: invariants and coverage read their fields, no body is parsed.
@@ -429,7 +440,7 @@ def _search(
     on_example: Callable[[Observation], None] | None,
 ) -> Failure | None:
     """The sweep's plans, then Hypothesis's: the first failure, shrunk."""
-    strategy = plans(list(session.coverage.cells), session.read_operations)
+    strategy = plans(list(session.coverage.cells), session.read_operations, relays=session.target.relays)
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]
     if not examples:
         phases.remove(Phase.generate)  # Hypothesis runs at least one example when it may generate

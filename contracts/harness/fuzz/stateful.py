@@ -1,5 +1,6 @@
 """Stateful fuzzing: a Hypothesis rule-based state machine in which agents appear, are renamed and vanish,
-list formats change, faults come and go, and the target syncs — with every registered invariant checked
+list formats change, faults come and go, people talk in the agent rooms (for a target that relays), and the
+target syncs — with every registered invariant checked
 after every sync (convergence only after a sync that met no fault)."""
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ from hypothesis.stateful import (
 )
 
 from contracts.harness.fuzz.invariants import Observation, Run, check_all
-from contracts.harness.fuzz.plan import AGENT_NAMES, FaultSpec, Plan, fault_cells, faults
+from contracts.harness.fuzz.plan import (
+    AGENT_NAMES,
+    MESSAGE_TEXTS,
+    SPEAKERS,
+    FaultSpec,
+    Plan,
+    Said,
+    fault_cells,
+    faults,
+    speak,
+)
 from contracts.harness.fuzz.runner import FuzzSession, InvariantBroken
 from mockgen.control import install_fault, remove_agent, rename_agent
 
@@ -72,6 +83,12 @@ def machine_for(session: FuzzSession) -> type[RuleBasedStateMachine]:
         def add_fault(self, fault: FaultSpec) -> None:
             install_fault(world, fault.to_control())
             self.faults.append(fault)
+
+        @rule(line=st.builds(Said, st.integers(0, 3), st.sampled_from(SPEAKERS), MESSAGE_TEXTS))
+        def talk(self, line: Said) -> None:
+            """Someone speaks in an agent room (for a target that relays; once a sync has made rooms)."""
+            if session.target.relays:
+                speak(world, (line,))
 
         @rule()
         def clear_faults(self) -> None:

@@ -54,6 +54,7 @@ class Target:
     expected_exceptions: tuple[type[BaseException], ...] = ()
     load_state: LoadState | None = None
     check_converged: CheckConverged | PlainCheckConverged | None = None
+    relays: bool = False  # it carries people's messages to agents and back: the relay invariants apply
     takes_context: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +102,7 @@ def fuzz_target(
     expected_exceptions: tuple[type[BaseException], ...] = (),
     load_state: LoadState | None = None,
     check_converged: CheckConverged | PlainCheckConverged | None = None,
+    relays: bool = False,
 ) -> Callable[[AnyRun], AnyRun]:
     """Declare what the fuzzer may expect of a target:
 
@@ -109,12 +111,15 @@ def fuzz_target(
     - `load_state(workdir)`: its persisted state, as {entry id: entry}; must always load and never lose an
       entry it had;
     - `check_converged(world snapshot, context)` (`(world snapshot, workdir)` for a target in the plain
-      form): what is still wrong after a run without faults."""
+      form): what is still wrong after a run without faults;
+    - `relays`: it relays people's messages in agent rooms to their agents and the answers back, so every
+      person's message must be answered exactly once (the `relay-*` invariants)."""
 
     def declare(run: AnyRun) -> AnyRun:
         run.expected_exceptions = expected_exceptions  # type: ignore[attr-defined]
         run.load_state = load_state  # type: ignore[attr-defined]
         run.check_converged = check_converged  # type: ignore[attr-defined]
+        run.relays = relays  # type: ignore[attr-defined]
         return run
 
     return declare
@@ -134,4 +139,5 @@ def load_target(name: str) -> Target:
         expected_exceptions=tuple(getattr(run, "expected_exceptions", ())),
         load_state=getattr(run, "load_state", None),
         check_converged=getattr(run, "check_converged", None),
+        relays=bool(getattr(run, "relays", False)),
     )

@@ -443,6 +443,18 @@ class Rooms:
                 "members": room.members(),
                 "children": room.links("m.space.child"),
                 "parents": room.links("m.space.parent"),
+                # What a relay's checks read: who said what, and when members joined, in order.
+                "talk": [
+                    {
+                        "event_id": event.event_id,
+                        "type": event.type,
+                        "sender": event.sender,
+                        "state_key": event.state_key,
+                        "content": copy.deepcopy(event.content),
+                    }
+                    for event in room.timeline
+                    if event.type in ("m.room.message", "m.room.member")
+                ],
             }
             for room in self.rooms.values()
         ]

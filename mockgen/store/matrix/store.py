@@ -386,8 +386,7 @@ class MatrixStore:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {
-                "server_name": self.server_name,
-                "users": self._accounts.snapshot(),
-                "rooms": self._rooms.snapshot(),
-            }
+            rooms = self._rooms.snapshot()
+            for room in rooms:
+                room["typing"] = self._ephemeral.typing_users(room["room_id"])
+            return {"server_name": self.server_name, "users": self._accounts.snapshot(), "rooms": rooms}

@@ -1,5 +1,7 @@
 """`python -m letta_matrix_reference.bridge sync`: one sync (`--once`, the default) or one every
-`--interval` seconds.
+`--interval` seconds. `relay`: a sync, then relaying people's messages to their agents and the answers
+back until SIGINT/SIGTERM (a turn under way is finished first), with a sync every `--interval` seconds
+(default 60) to take in new agents.
 
 Every required option falls back to an environment variable (`--letta` to LETTA_URL, ...); prefer the
 environment for the token and passwords, since command lines are visible to every local user.
@@ -21,6 +23,7 @@ from typing import Any
 from letta_matrix_reference.bridge.config import REQUIRED, BridgeConfig
 from letta_matrix_reference.bridge.errors import BridgeError, FatalError
 from letta_matrix_reference.bridge.http import Sleep
+from letta_matrix_reference.bridge.relay import Relay
 from letta_matrix_reference.bridge.sync import Bridge, SyncReport
 
 log = logging.getLogger("letta_matrix_reference.bridge")
@@ -47,23 +50,32 @@ def _parser() -> argparse.ArgumentParser:
     sync = commands.add_parser(
         "sync", help="give every Letta agent a Matrix user, room and place in the space"
     )
-    for setting in REQUIRED:
-        sync.add_argument(
-            setting.flag,
-            dest=setting.name,
-            metavar=setting.env,
-            help=f"{_HELP[setting.name]} [${setting.env}]",
+    relay = commands.add_parser(
+        "relay", help="sync, then carry people's messages in agent rooms to the agents and their answers back"
+    )
+    for command in (sync, relay):
+        for setting in REQUIRED:
+            command.add_argument(
+                setting.flag,
+                dest=setting.name,
+                metavar=setting.env,
+                help=f"{_HELP[setting.name]} [${setting.env}]",
+            )
+        command.add_argument("--space-name", help='name of the space (default: "Letta Agents")')
+        command.add_argument("--concurrency", type=int, help="agents processed at once (default: 8)")
+        command.add_argument(
+            "--timeout", dest="request_timeout", type=float, help="seconds per request (default: 30)"
         )
+        command.add_argument(
+            "--max-attempts", type=int, help="tries per request, the first included (default: 5)"
+        )
+        command.add_argument("-v", "--verbose", action="store_true", help="log every step")
     when = sync.add_mutually_exclusive_group()
     when.add_argument("--once", action="store_true", help="sync once and exit (the default)")
     when.add_argument("--interval", type=float, metavar="SECONDS", help="sync every SECONDS until stopped")
-    sync.add_argument("--space-name", help='name of the space (default: "Letta Agents")')
-    sync.add_argument("--concurrency", type=int, help="agents processed at once (default: 8)")
-    sync.add_argument(
-        "--timeout", dest="request_timeout", type=float, help="seconds per request (default: 30)"
+    relay.add_argument(
+        "--interval", type=float, metavar="SECONDS", help="sync agents every SECONDS (default: 60)"
     )
-    sync.add_argument("--max-attempts", type=int, help="tries per request, the first included (default: 5)")
-    sync.add_argument("-v", "--verbose", action="store_true", help="log every step")
     return parser
 
 
@@ -93,6 +105,8 @@ def main(
         return EXIT_CONFIGURATION
     # The config's repr leaves out the token and passwords.
     log.info("starting: %r", config)
+    if args.command == "relay":
+        return asyncio.run(_relay(config, sleep=sleep))
     return asyncio.run(_serve(config, forever=args.interval is not None, sleep=sleep))
 
 
@@ -133,6 +147,56 @@ async def _serve(config: BridgeConfig, *, forever: bool, sleep: Sleep) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+async def _relay(config: BridgeConfig, *, sleep: Sleep) -> int:
+    """Sync, relay until the next sync is due, sync again (new agents' rooms join the relay), until a
+    signal: the first lets the turn under way finish (and be saved), a second stops at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    serving = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and serving is not None:
+            serving.cancel()
+        else:
+            log.info("stopping after the turn under way (signal again to stop now)")
+            stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        async with Bridge(config, sleep=sleep) as bridge:
+            relay = Relay(bridge, sleep=sleep)
+            while not stop.is_set():
+                if await _sync(bridge) == EXIT_CONFIGURATION:
+                    return EXIT_CONFIGURATION
+                await relay.start()
+                due = asyncio.Event()
+                timer = loop.call_later(config.poll_interval, due.set)
+                stopper = asyncio.ensure_future(_either(stop, due))
+                try:
+                    await relay.run(due, forever=True)
+                finally:
+                    timer.cancel()
+                    stopper.cancel()
+            log.info("stopped")
+            return EXIT_OK
+    except FatalError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIGURATION
+    except asyncio.CancelledError:
+        log.warning("stopped in the middle of a turn; the next run finishes it")
+        return EXIT_FAILED
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _either(stop: asyncio.Event, due: asyncio.Event) -> None:
+    """Set `due` when `stop` is set: the relay waits on one event for both."""
+    await stop.wait()
+    due.set()
 
 
 async def _sync(bridge: Bridge) -> int:

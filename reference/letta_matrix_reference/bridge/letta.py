@@ -1,4 +1,5 @@
-"""The Letta call the bridge makes: list every agent, paging through both list formats."""
+"""The Letta calls the bridge makes: list every agent, paging through both list formats; send an agent a
+message (one turn)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from letta_matrix_reference.bridge.errors import BridgeError, ConfigurationError, ProtocolError
 from letta_matrix_reference.bridge.http import JsonClient, Response, RetryPolicy, Sleep, shape
@@ -135,3 +137,18 @@ class LettaClient(JsonClient):
         raise ProtocolError(
             f"Letta's agent list is neither an array nor {{data, cursor}}; it is {shape(body)}"
         )
+
+    async def send_message(
+        self, agent_id: str, text: str, *, otid: str | None = None
+    ) -> list[dict[str, Any]]:
+        """One turn of the agent on a user message `text`: the messages it answered with (sendAgentMessage).
+        `otid` is kept with the message in the agent's history."""
+        message: dict[str, Any] = {"role": "user", "content": text}
+        if otid is not None:
+            message["otid"] = otid
+        path = f"{AGENTS_PATH}{quote(agent_id, safe='')}/messages"
+        body = (await self.request("POST", path, json_body={"messages": [message]})).body
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not all(isinstance(item, dict) for item in messages):
+            raise ProtocolError(f"Letta's turn answer has no list of messages; it is {shape(body)}")
+        return messages

@@ -309,6 +309,42 @@ class MatrixClient:
             raise ProtocolError(f"Matrix joined_rooms answer is not a list of ids; it is {shape(body)}")
         return rooms
 
+    # -- the message path (the relay)
+
+    async def define_filter(self, definition: Mapping[str, Any]) -> str:
+        """Store a /sync filter; its id (the same definition again answers the same id)."""
+        path = f"{CLIENT}/user/{_segment(self.user_id)}/filter"
+        answer = await self._call("POST", path, json_body=dict(definition))
+        return _string(answer.body, "filter_id", "defineFilter")
+
+    async def sync(self, since: str | None, filter_id: str, timeout_ms: int) -> dict[str, Any]:
+        """One /sync: everything after `since` (an initial sync without it), waiting up to `timeout_ms`
+        for news."""
+        params = {"filter": filter_id, "timeout": str(timeout_ms)}
+        if since is not None:
+            params["since"] = since
+        body = (await self._call("GET", f"{CLIENT}/sync", params=params)).body
+        if not isinstance(body, dict) or not isinstance(body.get("next_batch"), str):
+            raise ProtocolError(f"Matrix sync answer has no string next_batch; it is {shape(body)}")
+        return body
+
+    async def send_message(self, room_id: str, content: Mapping[str, Any], txn_id: str) -> str:
+        """Send an m.room.message; its event id. The same `txn_id` from the same device sends nothing new:
+        the server answers the first event's id, so a retried send never posts twice."""
+        path = f"{CLIENT}/rooms/{_segment(room_id)}/send/m.room.message/{_segment(txn_id)}"
+        answer = await self._call("PUT", path, json_body=dict(content))
+        return _string(answer.body, "event_id", "sendMessage")
+
+    async def set_typing(self, room_id: str, typing: bool, timeout_ms: int = 30_000) -> None:
+        path = f"{CLIENT}/rooms/{_segment(room_id)}/typing/{_segment(self.user_id)}"
+        body: dict[str, Any] = {"typing": True, "timeout": timeout_ms} if typing else {"typing": False}
+        await self._call("PUT", path, json_body=body)
+
+    async def send_receipt(self, room_id: str, event_id: str) -> None:
+        """An m.read receipt on `event_id` (unthreaded)."""
+        path = f"{CLIENT}/rooms/{_segment(room_id)}/receipt/m.read/{_segment(event_id)}"
+        await self._call("POST", path, json_body={})
+
     async def admin_get_user(self, user_id: str) -> dict[str, Any]:
         """Synapse admin API: an account (ApiError 404 if there is none). Needs a server admin."""
         body = (await self._call("GET", f"{ADMIN_USERS}/{_segment(user_id)}")).body

@@ -262,33 +262,7 @@ class MappingFile:
 
     def write(self, data: bytes) -> None:
         """Replace the file with `data`, atomically and durably."""
-        directory = self.path.parent
-        try:
-            # mkstemp creates the file 0600: it is never readable by others, even before it is complete.
-            handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
-        except OSError as exc:
-            raise StoreError(f"cannot write the mapping file in {directory}: {exc}") from exc
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            if isinstance(exc, OSError):
-                raise StoreError(f"cannot write the mapping file {self.path}: {exc}") from exc
-            raise
-        # The rename is only durable once the directory entry is.
-        try:
-            descriptor = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-        except OSError as exc:
-            raise StoreError(f"cannot sync the directory of {self.path}: {exc}") from exc
+        write_atomically(self.path, data, "the mapping file")
         self.content = data
 
     def _remove_leftovers(self) -> None:
@@ -297,6 +271,38 @@ class MappingFile:
             log.info("removing %s, left by an interrupted write", stale)
             with contextlib.suppress(OSError):
                 stale.unlink()
+
+
+def write_atomically(path: Path, data: bytes, what: str) -> None:
+    """Replace `path` with `data`, atomically and durably: a crash at any moment leaves the old file or
+    the new one, whole, never readable by others (0600 from its first byte)."""
+    directory = path.parent
+    try:
+        # mkstemp creates the file 0600: it is never readable by others, even before it is complete.
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise StoreError(f"cannot write {what} in {directory}: {exc}") from exc
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise StoreError(f"cannot write {what} {path}: {exc}") from exc
+        raise
+    # The rename is only durable once the directory entry is.
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError as exc:
+        raise StoreError(f"cannot sync the directory of {path}: {exc}") from exc
 
 
 class DataDirLock:

@@ -166,7 +166,7 @@ class Bridge:
     ) -> None:
         self.config = config
         retry = RetryPolicy(config.max_attempts, config.backoff_base, config.backoff_cap)
-        rng = rng or random.Random()
+        self.rng = rng = rng or random.Random()
         self.letta = LettaClient(
             config.letta_url,
             config.letta_token,
@@ -214,7 +214,7 @@ class Bridge:
         finally:
             self._lock.release()
 
-    async def _sessions(self) -> tuple[MatrixClient, MatrixClient]:
+    async def sessions(self) -> tuple[MatrixClient, MatrixClient]:
         """The admin's and the bot's clients, logged in once per bridge (they log in again by themselves
         when the server forgets a token)."""
         if self._admin is None:
@@ -235,7 +235,7 @@ class Bridge:
         try:
             # The logins and the agent listing need nothing from each other: both at once.
             async with _first_error_raised() as group:
-                sessions = group.create_task(self._sessions())
+                sessions = group.create_task(self.sessions())
                 listed = group.create_task(self.letta.list_agents())
             (admin, bot), listing = sessions.result(), listed.result()
             report.agents_seen, report.listing_complete = len(listing.agents), listing.complete

@@ -8,6 +8,7 @@ A fuzz runner calls `fuzz_sync(context)` after arranging the world and faults; t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from contracts.harness.fuzz.target import FuzzContext, fuzz_target
 from letta_matrix_reference.bridge.config import BridgeConfig
 from letta_matrix_reference.bridge.errors import BridgeError
 from letta_matrix_reference.bridge.http import Sleep
+from letta_matrix_reference.bridge.relay import Checkpoint, Relay, no_checkpoint
 from letta_matrix_reference.bridge.store import MAPPING_FILE, MappingFile
 from letta_matrix_reference.bridge.sync import Bridge, SyncReport
 from letta_matrix_reference.bridge.users import agent_localpart, display_name_as_stored
@@ -49,6 +51,26 @@ async def sync_against(context: FuzzContext, *, sleep: Sleep = no_wait, **settin
     would make)."""
     async with Bridge(mock_config(context, **settings), sleep=sleep) as bridge:
         return await bridge.sync_once()
+
+
+async def relay_against(
+    context: FuzzContext,
+    *,
+    sleep: Sleep = no_wait,
+    checkpoint: Checkpoint = no_checkpoint,
+    stop: asyncio.Event | None = None,
+    forever: bool = False,
+    relay_class: type[Relay] = Relay,
+    **settings: object,
+) -> int:
+    """One bridge process that provisions and then relays (as `python -m letta_matrix_reference.bridge
+    relay` would), until a sync brings nothing to answer (or, `forever`, until `stop`); how many turns it
+    asked Letta for."""
+    async with Bridge(mock_config(context, **settings), sleep=sleep) as bridge:
+        await bridge.sync_once()
+        relay = relay_class(bridge, sleep=sleep, checkpoint=checkpoint, poll_ms=2000)
+        await relay.run(stop, forever=forever)
+        return relay.turns
 
 
 def convergence_problems(
@@ -147,3 +169,15 @@ def check_converged(snapshot: Mapping[str, Any], context: FuzzContext) -> list[s
 async def fuzz_sync(context: FuzzContext) -> None:
     """The default target of `contracts fuzz`: one bridge run, the mapping kept in the context's workdir."""
     await sync_against(context)
+
+
+@fuzz_target(
+    expected_exceptions=EXPECTED_EXCEPTIONS,
+    load_state=load_state,
+    check_converged=check_converged,
+    relays=True,
+)
+async def fuzz_relay(context: FuzzContext) -> None:
+    """The relay as a fuzz target: provision, then relay every person's message the plan's people sent
+    (the relay invariants judge the rooms)."""
+    await relay_against(context)

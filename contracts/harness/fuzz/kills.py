@@ -1,0 +1,76 @@
+"""Killing a target mid-run, as a crash would: when the mock receives the run's `after`-th request (and
+before it acts on it), the target's task is cancelled, at the await where it waits for that answer; the
+mock then goes on and acts on the request, which the dead target never hears of. What the target saved
+by then is all its next run has. The next run starts once the mock has finished every request the dead
+one sent, as a restarted process comes back after a slow request is done (a client cannot tell a
+request still running on the server from one that never arrived)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mockgen.faults import FaultTable
+from mockgen.journal import Journal
+
+# How long the mock's thread waits for the kill to land; the target's loop is idle then (it waits for the
+# mock's answer), so this only bounds a target that is not.
+LANDING_SECONDS = 2.0
+# How long to wait for the mock to finish the dead run's requests (a latency fault is at most 50 ms).
+SETTLING_SECONDS = 5.0
+
+
+def killed_run(
+    loop: asyncio.AbstractEventLoop,
+    start: Callable[[], Awaitable[Any]],
+    faults: FaultTable,
+    journal: Journal,
+    after: int,
+    bound: float,
+) -> BaseException | None:
+    """Run `start()` on `loop` until it ends, or is killed at its request number `after` (0: before it
+    begins); the exception it raised (None when it ended or was killed)."""
+
+    async def bounded() -> None:
+        await asyncio.wait_for(start(), bound)
+
+    task = loop.create_task(bounded())
+    landed = threading.Event()
+    arrived = 0
+
+    def kill() -> None:
+        task.cancel()
+        landed.set()
+
+    def arrival() -> None:
+        # On the mock's thread, before it acts on the request: once the kill has landed, it goes on.
+        nonlocal arrived
+        arrived += 1
+        if arrived == after:
+            loop.call_soon_threadsafe(kill)
+            landed.wait(LANDING_SECONDS)
+
+    if after == 0:
+        kill()
+    base = journal.last_seq
+    faults.arrivals = arrival
+    try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        _settle(journal, base, arrived)
+        return None
+    except Exception as exc:  # what the run let escape is for the invariants to judge
+        return exc
+    finally:
+        faults.arrivals = None
+    return None
+
+
+def _settle(journal: Journal, base: int, requests: int) -> None:
+    """Until the mock has journaled `requests` exchanges after `base` (every one the dead run sent)."""
+    deadline = time.monotonic() + SETTLING_SECONDS
+    while journal.last_seq - base < requests and time.monotonic() < deadline:
+        time.sleep(0.001)  # the mock's thread finishing a request; it has no event to wait on

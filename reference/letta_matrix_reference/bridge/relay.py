@@ -1,0 +1,285 @@
+"""The relay: people's messages in agent rooms go to their agent, the agent's answers come back into the
+room as the agent's user.
+
+The bot syncs (a long-poll, filtered to the agent rooms). For each person's message, one at a time per
+agent: the agent user starts typing, the message goes to Letta (sendAgentMessage), every assistant message
+and every `matrix_agent_message` tool call of the turn is posted as a reply by the agent user, the message
+gets the agent's read receipt, typing stops. When Letta cannot answer (the agent is gone, it keeps
+failing) the room gets a notice saying so instead.
+
+Exactly once, across faults and restarts (`relay_state`): replies are saved before they are posted and
+posted under transaction ids made from the event id, events are marked handled once answered, and the
+sync token moves past a batch only when all of it is handled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from letta_matrix_reference.bridge.errors import (
+    ApiError,
+    BridgeError,
+    ConfigurationError,
+    ProtocolError,
+    RetriesExhausted,
+)
+from letta_matrix_reference.bridge.http import Sleep
+from letta_matrix_reference.bridge.matrix import MatrixClient
+from letta_matrix_reference.bridge.relay_events import (
+    AgentRoom,
+    Incoming,
+    incoming,
+    otid,
+    replies,
+    reply_content,
+    sync_filter,
+    txn_id,
+)
+from letta_matrix_reference.bridge.relay_state import Pending, RelayStore
+from letta_matrix_reference.bridge.sync import Bridge
+
+log = logging.getLogger(__name__)
+
+TIMELINE_LIMIT = 100  # events per room and sync (Synapse's cap)
+# Runs in a row the homeserver may refuse (4xx) a turn's replies before the relay gives up on that message:
+# a refusal can pass (power levels, a membership, a fault), but a room must not be blocked for ever.
+MAX_REFUSALS = 5
+TYPING_TIMEOUT_MS = 30_000  # a relay that dies mid-turn leaves typing on no longer than this
+# Called at named points of a turn ("asking": before Letta is asked; "answered": its reply is saved;
+# "posted": the replies are in the room, the event not yet marked handled): tests stop the relay there, as
+# a crash would.
+Checkpoint = Callable[[str, Incoming], Awaitable[None]]
+
+
+async def no_checkpoint(point: str, message: Incoming) -> None:
+    """No checkpoint."""
+
+
+def _failure(exc: BridgeError) -> str:
+    """Why Letta did not answer, in a few words for the room (no bodies: they may hold anything)."""
+    if isinstance(exc, ApiError):
+        return "the agent was not found" if exc.status == 404 else f"Letta answered {exc.status}"
+    if isinstance(exc, RetriesExhausted):
+        return f"Letta kept failing ({exc.attempts} attempts)"
+    return "Letta's answer was not understood"
+
+
+class Relay:
+    """Relays for an open `Bridge` (whose mapping says which room is whose). `sleep` paces retries after a
+    failed sync in `run(forever=True)`; `checkpoint` is for tests."""
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        *,
+        poll_ms: int = 30_000,
+        sleep: Sleep = asyncio.sleep,
+        checkpoint: Checkpoint = no_checkpoint,
+    ) -> None:
+        self.bridge = bridge
+        # The long-poll must end before the request times out, or every quiet minute would be a "failure".
+        self.poll_ms = max(0, min(poll_ms, int(bridge.config.request_timeout * 1000 / 2)))
+        self.store = RelayStore(bridge.config.data_dir)
+        self.sleep = sleep
+        self.checkpoint = checkpoint
+        self.rooms: dict[str, AgentRoom] = {}
+        self.bridge_users: frozenset[str] = frozenset()
+        self.turns = 0
+        self._bot: MatrixClient | None = None
+        self._filter: tuple[tuple[str, ...], str] | None = None
+        self._agents: dict[str, MatrixClient] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def start(self) -> None:
+        """Load the saved state and learn the rooms from the mapping (call again after a provisioning
+        sync to take in new agents)."""
+        if self._bot is None:
+            self.store.load()
+        admin, self._bot = await self.bridge.sessions()
+        records = [r for r in self.bridge.state.agents.values() if r.registered]
+        # A removed agent's room too: whoever writes there is told the agent is gone (Letta's 404).
+        self.rooms = {
+            r.room_id: AgentRoom(r.agent_id, r.user_id, r.name) for r in records if r.room_id is not None
+        }
+        self.bridge_users = frozenset({admin.user_id, self._bot.user_id, *(r.user_id for r in records)})
+
+    async def _filter_id(self) -> str:
+        rooms = tuple(sorted(self.rooms))
+        if self._filter is None or self._filter[0] != rooms:
+            assert self._bot is not None
+            self._filter = (rooms, await self._bot.define_filter(sync_filter(rooms, TIMELINE_LIMIT)))
+        return self._filter[1]
+
+    async def run(self, stop: asyncio.Event | None = None, *, forever: bool = False) -> None:
+        """Relay until `stop` is set (a turn under way is finished first), or, unless `forever`, until a
+        sync brings nothing to answer. Without `forever` a failure is raised (the next run carries on
+        where this one stopped); with it, the relay waits (backing off) and syncs again."""
+        stop = stop or asyncio.Event()
+        if self._bot is None:
+            await self.start()
+        failures = 0
+        while not stop.is_set():
+            try:
+                busy = await self._once(stop, self.poll_ms if forever else 0)
+                failures = 0
+            except ConfigurationError:
+                raise
+            except BridgeError as exc:
+                if not forever:
+                    raise
+                failures += 1
+                pause = self.bridge.homeserver.retry.backoff(failures, self.bridge.rng)
+                log.error("relay: %s; syncing again in %.1f s", exc, pause)
+                await self.sleep(pause)
+                continue
+            if busy is None or (not busy and not forever):
+                return
+
+    async def _once(self, stop: asyncio.Event, timeout_ms: int) -> bool | None:
+        """One sync and its batch: whether there was anything to answer (None: stopped while waiting)."""
+        assert self._bot is not None
+        state = self.store.state
+        await self._resume()
+        filter_id = await self._filter_id()
+        syncing = asyncio.ensure_future(self._bot.sync(state.since, filter_id, timeout_ms))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((syncing, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not syncing.done():
+                syncing.cancel()
+        if not syncing.done() or syncing.cancelled():
+            return None
+        return await self._batch(syncing.result())
+
+    async def _batch(self, body: dict[str, Any]) -> bool:
+        """Answer a sync's batch, then (and only then) move the saved token past it; whether there was
+        anything to answer."""
+        assert self._bot is not None
+        state = self.store.state
+        messages = incoming(body, self.rooms, self.bridge_users, self._bot.user_id)
+        todo = [m for m in messages if not state.is_handled(m.event_id)]
+        await self._answer_all(todo)
+        if state.since != body["next_batch"]:
+            state.since = body["next_batch"]
+            await self.store.save()
+        return bool(todo)
+
+    async def _resume(self) -> None:
+        """Post the saved replies of turns a previous run answered but did not finish posting."""
+        state = self.store.state
+        for event_id, pending in list(state.outbox.items()):
+            room = self.rooms.get(pending.room_id)
+            if room is None:
+                continue
+            message = Incoming(event_id, pending.room_id, "", "")
+            async with self._lock(room.agent_id):
+                await self._finish(message, room, pending)
+
+    async def _answer_all(self, messages: list[Incoming]) -> None:
+        """Rooms in parallel, each room's messages in order; the first failure is raised once the others
+        have stopped."""
+        by_room: dict[str, list[Incoming]] = {}
+        for message in messages:
+            by_room.setdefault(message.room_id, []).append(message)
+
+        async def room_turns(queue: list[Incoming]) -> None:
+            for message in queue:
+                await self._turn(message)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for queue in by_room.values():
+                    group.create_task(room_turns(queue))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+
+    def _lock(self, agent_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(agent_id, asyncio.Lock())
+
+    async def _agent(self, room: AgentRoom) -> MatrixClient:
+        client = self._agents.get(room.agent_id)
+        if client is None:
+            record = self.bridge.state.agents[room.agent_id]
+            client = await self.bridge.users.agent_client(record)
+            self._agents[room.agent_id] = client
+        return client
+
+    async def _turn(self, message: Incoming) -> None:
+        room = self.rooms[message.room_id]
+        state = self.store.state
+        async with self._lock(room.agent_id):  # one conversation at a time per agent
+            if state.is_handled(message.event_id):
+                return
+            pending = state.outbox.get(message.event_id)
+            if pending is None:
+                client = await self._agent(room)
+                # Typing starts while Letta thinks: not one more round trip before the answer.
+                typing = asyncio.ensure_future(
+                    self._best_effort(
+                        "typing on", client.set_typing(message.room_id, True, TYPING_TIMEOUT_MS)
+                    )
+                )
+                try:
+                    pending = Pending(message.room_id, room.agent_id, await self._ask(message, room))
+                    state.outbox[message.event_id] = pending
+                    await self.store.save()
+                finally:
+                    if not typing.done():
+                        await asyncio.wait([typing])
+                typing.result()  # its failure stops the run now: the answer is saved, the next run posts it
+                await self.checkpoint("answered", message)
+            await self._finish(message, room, pending)
+
+    async def _ask(self, message: Incoming, room: AgentRoom) -> list[dict[str, Any]]:
+        """The replies to post: the agent's turn, or a notice that it could not answer."""
+        self.turns += 1
+        await self.checkpoint("asking", message)
+        try:
+            said = await self.bridge.letta.send_message(
+                room.agent_id, message.body, otid=otid(message.event_id)
+            )
+        except ConfigurationError:
+            raise
+        except (ApiError, RetriesExhausted, ProtocolError) as exc:
+            log.warning("agent %s could not answer %s: %s", room.agent_id, message.event_id, exc)
+            text = f"{room.name} could not answer this message ({_failure(exc)}). Please try again later."
+            return [reply_content(message, 0, text, notice=True)]
+        return [reply_content(message, n, text) for n, text in enumerate(replies(said))]
+
+    async def _finish(self, message: Incoming, room: AgentRoom, pending: Pending) -> None:
+        """Post the saved replies (each under its own transaction id), read receipt, typing off, handled."""
+        client = await self._agent(room)
+        try:
+            for n, content in enumerate(pending.replies):
+                await client.send_message(pending.room_id, content, txn_id(message.event_id, n))
+            await self.checkpoint("posted", message)
+            await self._best_effort("read receipt", client.send_receipt(pending.room_id, message.event_id))
+            await client.set_typing(pending.room_id, False)
+        except ApiError as exc:
+            # The room refuses the agent's reply or its typing off (it left, lost its power, or the server
+            # misbehaves). The run stops here, so the room's later messages are not answered before this one
+            # and the typing notice is not left on; after MAX_REFUSALS runs the message is given up.
+            pending.refused += 1
+            if pending.refused < MAX_REFUSALS:
+                await self.store.save()
+                raise
+            log.error(
+                "giving up on finishing the answer to %s in %s, refused %d times: %s",
+                message.event_id, pending.room_id, pending.refused, exc,
+            )  # fmt: skip
+        self.store.state.mark_handled(message.event_id)
+        await self.store.save()
+
+    @staticmethod
+    async def _best_effort(what: str, call: Awaitable[None]) -> None:
+        """Typing and receipts are courtesy: a refusal (4xx) is logged and the turn goes on. A failure that
+        may pass (5xx, a lost connection, after the retries) stops the run like any other, and the next run
+        does the turn's remaining steps again: typing must not stay on because one request was lost."""
+        try:
+            await call
+        except (ApiError, ProtocolError) as exc:
+            log.warning("relay: %s refused: %s", what, exc)

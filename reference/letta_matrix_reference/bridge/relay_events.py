@@ -1,0 +1,157 @@
+"""The relay's pure decisions, no I/O: which events of a /sync answer are people talking to an agent, what
+of an agent's turn is said in the room, and the ids that make every step safe to repeat."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# The archetype's tool for speaking in the room: its `message` argument is what the agent says there.
+MATRIX_TOOL = "matrix_agent_message"
+MATRIX_TOOL_ARGUMENT = "message"
+# In every reply's content: which person's message it answers and which part of the turn it is, so a
+# reader (and the fuzzer's invariants) can tell an answer from a repeat.
+PART_KEY = "io.letta.part"
+# Bots speak in notices; relaying one would let two bridges answer each other for ever.
+SKIPPED_MSGTYPES = frozenset({"m.notice"})
+OTID_NAMESPACE = uuid.UUID("5b8f5d3e-7a4c-4f0e-9a57-4c9b1f0e2a11")
+
+
+@dataclass(frozen=True)
+class AgentRoom:
+    agent_id: str
+    user_id: str  # the agent's Matrix user, who answers in the room
+    name: str
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A person's message to an agent."""
+
+    event_id: str
+    room_id: str
+    sender: str
+    body: str
+
+
+def sync_filter(room_ids: Collection[str], limit: int) -> dict[str, Any]:
+    """The relay's /sync filter: the agent rooms' messages and memberships, nothing else."""
+    nothing = {"not_types": ["*"]}
+    return {
+        "presence": nothing,
+        "account_data": nothing,
+        "room": {
+            "rooms": sorted(room_ids),
+            "timeline": {"types": ["m.room.message", "m.room.member"], "limit": limit},
+            "state": {"types": ["m.room.member"], "lazy_load_members": True},
+            "ephemeral": nothing,
+            "account_data": nothing,
+        },
+    }
+
+
+def incoming(
+    sync: Mapping[str, Any], rooms: Mapping[str, AgentRoom], bridge_users: Collection[str], watcher: str
+) -> list[Incoming]:
+    """People's messages in agent rooms, in timeline order per room. Left out: rooms that are no agent's,
+    anything sent by the bridge's own users (no echo loops), notices, and whatever came before the
+    `watcher`'s (the user who syncs) latest join in the window: a room's history from before the bridge
+    joined it is not the bridge's to answer. (When the join is not in the window, it is older than all of
+    it.)"""
+    joined = sync.get("rooms", {}).get("join", {}) if isinstance(sync.get("rooms"), dict) else {}
+    found: list[Incoming] = []
+    for room_id, room in joined.items() if isinstance(joined, dict) else ():
+        if room_id not in rooms or not isinstance(room, dict):
+            continue
+        events = room.get("timeline", {}).get("events", [])
+        events = events if isinstance(events, list) else []
+        start = 0
+        for n, event in enumerate(events):
+            if (
+                isinstance(event, dict)
+                and event.get("type") == "m.room.member"
+                and event.get("state_key") == watcher
+                and isinstance(event.get("content"), dict)
+                and event["content"].get("membership") == "join"
+            ):
+                start = n + 1
+        for event in events[start:]:
+            message = _message(event, room_id)
+            if message is not None and message.sender not in bridge_users:
+                found.append(message)
+    return found
+
+
+def _message(event: Any, room_id: str) -> Incoming | None:
+    if not isinstance(event, dict) or event.get("type") != "m.room.message":
+        return None
+    content, event_id, sender = event.get("content"), event.get("event_id"), event.get("sender")
+    if not isinstance(content, dict) or not isinstance(event_id, str) or not isinstance(sender, str):
+        return None
+    body = content.get("body")
+    if not isinstance(body, str) or not body.strip() or content.get("msgtype") in SKIPPED_MSGTYPES:
+        return None
+    return Incoming(event_id, room_id, sender, body)
+
+
+def replies(messages: list[dict[str, Any]]) -> list[str]:
+    """What an agent's turn says in the room, in order: each assistant message, and the `message` of each
+    `matrix_agent_message` tool call."""
+    said: list[str] = []
+    for message in messages:
+        kind = message.get("message_type")
+        if kind == "assistant_message":
+            text = _text(message.get("content"))
+        elif kind == "tool_call_message":
+            text = _tool_message(message.get("tool_call"))
+        else:
+            continue
+        if text:
+            said.append(text)
+    return said
+
+
+def _text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # text parts
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict)) or None
+    return None
+
+
+def _tool_message(call: Any) -> str | None:
+    if not isinstance(call, dict) or call.get("name") != MATRIX_TOOL:
+        return None
+    arguments = call.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return None
+    text = arguments.get(MATRIX_TOOL_ARGUMENT) if isinstance(arguments, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def reply_content(answering: Incoming, part: int, body: str, *, notice: bool = False) -> dict[str, Any]:
+    """A reply as a Matrix rich reply to the person's message."""
+    return {
+        "msgtype": "m.notice" if notice else "m.text",
+        "body": body,
+        "m.relates_to": {"m.in_reply_to": {"event_id": answering.event_id}},
+        PART_KEY: part,
+    }
+
+
+def txn_id(event_id: str, part: int) -> str:
+    """The transaction id of reply `part` to `event_id`: the same on every attempt and every restart, so
+    the homeserver answers a repeat with the first event instead of posting it again."""
+    return f"relay-{hashlib.sha256(event_id.encode()).hexdigest()[:32]}-{part}"
+
+
+def otid(event_id: str) -> str:
+    """The Letta otid of the message relayed for `event_id` (kept in the agent's history)."""
+    return str(uuid.uuid5(OTID_NAMESPACE, event_id))
