@@ -1,12 +1,14 @@
 """Tiny fuzz targets for the fuzzer's own tests: one that copes, one with a planted bug, one that fails on
 every documented error, one that calls nothing, one that breaks the contract on the envelope format, one
-that logs in with the accounts it is handed, and one whose parameters make no target.
+that logs in with the accounts it is handed, one that sleeps between retries, and one whose parameters make
+no target.
 
 `lists_agents` keeps the plain form `(letta_url, matrix_url, workdir)`, which knows only the URLs (so it
 takes the mock's default token from mockgen); the others take the `FuzzContext`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,19 @@ async def logs_in(context: FuzzContext) -> None:
                     raise Refused(f"listAgents answered {response.status}")
         except aiohttp.ClientError as exc:
             raise Refused(f"no answer: {exc}") from None
+
+
+BACKOFF_SECONDS = 1.0
+ATTEMPTS = 3
+
+
+@fuzz_target()
+async def backs_off(context: FuzzContext) -> None:
+    """A client with real sleeps: asks for the agents three times, waiting a second after each answer, as a
+    retry loop with a fixed backoff would."""
+    for _ in range(ATTEMPTS):
+        await _pages(context.letta_url, context.letta_token, buggy=False)
+        await asyncio.sleep(BACKOFF_SECONDS)
 
 
 async def takes_two(letta_url: str, matrix_url: str) -> None:

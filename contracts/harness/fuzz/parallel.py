@@ -40,6 +40,7 @@ class _Share:
     time_bound: float
     sweep: bool  # one worker runs the sweep, which is the same everywhere
     database: str | None  # a directory database is safe to share between processes
+    virtual_time: bool
 
 
 def _run_share(share: _Share) -> dict[str, Any]:
@@ -48,6 +49,7 @@ def _run_share(share: _Share) -> dict[str, Any]:
         examples=share.examples,
         seed=share.seed,
         time_bound=share.time_bound,
+        virtual_time=share.virtual_time,
         progress=False,
         on_example=_tick,
         sweep=share.sweep,
@@ -82,6 +84,7 @@ def fuzz_parallel(
     progress: bool,
     sweep: bool = True,
     database: str | None = None,
+    virtual_time: bool = True,
 ) -> FuzzResult:
     if seed is not None and database is not None:
         raise ValueError("a seed and an example database exclude each other (a seeded run ignores it)")
@@ -95,6 +98,7 @@ def fuzz_parallel(
             time_bound,
             sweep and n == 0,
             database,
+            virtual_time,
         )
         for n in range(workers)
     ]

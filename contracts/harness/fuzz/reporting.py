@@ -113,7 +113,7 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
             result = fuzz_parallel(
                 target.name, examples=args.examples, workers=workers, seed=seed, time_bound=args.time_bound,
                 progress=not args.quiet, sweep=not args.no_sweep,
-                database=str(args.database) if args.database else None,
+                database=str(args.database) if args.database else None, virtual_time=not args.real_time,
             )  # fmt: skip
         else:
             result = fuzz(
@@ -123,6 +123,7 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
                 replay=replay,
                 database=DirectoryBasedExampleDatabase(str(args.database)) if args.database else None,
                 time_bound=args.time_bound,
+                virtual_time=not args.real_time,
                 progress=not args.quiet,
                 sweep=not args.no_sweep,
                 sweep_only=args.sweep_only,
