@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-from hypothesis.database import DirectoryBasedExampleDatabase
-
 from contracts.coverage import Coverage
+from contracts.databases import open_database
 from contracts.harness.fuzz.runner import Failure, FuzzResult, Progress, fuzz
 from contracts.harness.fuzz.target import load_target
 
@@ -39,7 +38,7 @@ class _Share:
     seed: int | None
     time_bound: float
     sweep: bool  # one worker runs the sweep, which is the same everywhere
-    database: str | None  # a directory database is safe to share between processes
+    database: str | None  # a directory or a redis:// URL: both are safe to share between processes
     virtual_time: bool
 
 
@@ -53,7 +52,7 @@ def _run_share(share: _Share) -> dict[str, Any]:
         progress=False,
         on_example=_tick,
         sweep=share.sweep,
-        database=DirectoryBasedExampleDatabase(share.database) if share.database else None,
+        database=open_database(share.database) if share.database else None,
     )
     failure = result.failure
     return {
@@ -88,6 +87,8 @@ def fuzz_parallel(
 ) -> FuzzResult:
     if seed is not None and database is not None:
         raise ValueError("a seed and an example database exclude each other (a seeded run ignores it)")
+    if database is not None:
+        open_database(database)  # refused here, in one line, rather than by every worker
     context = multiprocessing.get_context("spawn")
     counter: Synchronized[int] = context.Value("i", 0)
     shares = [

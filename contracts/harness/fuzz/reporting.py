@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hypothesis.database import DirectoryBasedExampleDatabase
-
 from contracts.coverage import describe_cell
+from contracts.databases import open_database
 from contracts.harness.fuzz.parallel import fuzz_parallel
 from contracts.harness.fuzz.plan import Plan, load_plan, save_plan
 from contracts.harness.fuzz.runner import PLAN_FILE, FuzzResult, fuzz
@@ -121,7 +120,7 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
                 examples=args.examples,
                 seed=seed,
                 replay=replay,
-                database=DirectoryBasedExampleDatabase(str(args.database)) if args.database else None,
+                database=open_database(args.database) if args.database else None,
                 time_bound=args.time_bound,
                 virtual_time=not args.real_time,
                 progress=not args.quiet,
