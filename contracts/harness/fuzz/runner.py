@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shlex
 import shutil
 import sys
@@ -40,6 +41,10 @@ from mockgen.store.errors import ControlError
 from mockgen.world import DEFAULT_USERS, MockConfig, World
 
 SERVICES = ("letta", "matrix")
+# The examples' working directories live in memory where the machine has a RAM filesystem: a target that
+# fsyncs its state (as the reference bridge does, several times a run) otherwise waits on the disk for most
+# of an example. A failing example's files are copied out to the ordinary temporary directory.
+RAM_DIRECTORY = Path("/dev/shm")
 CALIBRATION = Plan(agents=("calibration-one", "calibration-two"))
 PLAN_FILE = "plan.json"
 
@@ -111,6 +116,14 @@ def context_for(world: World, letta_url: str, matrix_url: str, workdir: Path) ->
     )
 
 
+def _scratch_directory() -> Path | None:
+    """Where the examples' directories go: the RAM filesystem if this machine has one we may write to,
+    else (None) the ordinary temporary directory."""
+    if RAM_DIRECTORY.is_dir() and os.access(RAM_DIRECTORY, os.W_OK | os.X_OK):
+        return RAM_DIRECTORY
+    return None
+
+
 class FuzzSession:
     """The mock servers (on a background thread) and an event loop for the target, for many examples."""
 
@@ -126,7 +139,7 @@ class FuzzSession:
         self.loop = virtual_loop() if virtual_time else LOOP_FACTORY()
         self._stop_serving = asyncio.Event()
         self._serving: asyncio.Task[None] | None = None
-        self.root = Path(tempfile.mkdtemp(prefix="contracts-fuzz-"))
+        self.root = Path(tempfile.mkdtemp(prefix="contracts-fuzz-", dir=_scratch_directory()))
         self.coverage = Coverage()
         self.operations: list[str] = []
         self.examples = 0
