@@ -5,6 +5,7 @@ found is reported."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -73,6 +74,15 @@ def _run_share(share: _Share) -> dict[str, Any]:
     }
 
 
+def _start_method() -> str:
+    """Fork where it is safe: a forked worker has the parent's imports already (the mock, its specs,
+    Hypothesis: seconds of a worker's start otherwise). A parent with other threads may fork one midway
+    through holding a lock, so it spawns."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
+
+
 def fuzz_parallel(
     target: str,
     *,
@@ -89,7 +99,7 @@ def fuzz_parallel(
         raise ValueError("a seed and an example database exclude each other (a seeded run ignores it)")
     if database is not None:
         open_database(database)  # refused here, in one line, rather than by every worker
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(_start_method())
     counter: Synchronized[int] = context.Value("i", 0)
     shares = [
         _Share(
