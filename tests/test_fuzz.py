@@ -492,3 +492,21 @@ def test_a_targets_sleeps_pass_on_the_loops_clock_not_the_wall_clock() -> None:
     for run in runs:
         assert run.loop_seconds >= slept
         assert run.seconds < slept
+
+
+@pytest.mark.parametrize(("flag", "virtual"), [([], True), (["--real-time"], False)])
+def test_the_cli_fuzzes_on_virtual_time_unless_told_real_time(
+    flag: list[str], virtual: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contracts.harness.fuzz import reporting
+
+    asked: list[bool] = []
+
+    def fuzz_on(target: Target, *, virtual_time: bool, **options: Any) -> Any:
+        asked.append(virtual_time)
+        return fuzz(target, virtual_time=virtual_time, **options)
+
+    monkeypatch.setattr(reporting, "fuzz", fuzz_on)
+    arguments = ["fuzz", "--target", COPES, "--quiet", "--seed", "1", "--no-sweep", "--examples", "1"]
+    assert contracts_main([*arguments, "--threshold", "0", *flag]) == 0
+    assert asked == [virtual]
