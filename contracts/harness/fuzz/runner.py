@@ -125,7 +125,8 @@ def _scratch_directory() -> Path | None:
 
 
 class FuzzSession:
-    """The mock servers (on a background thread) and an event loop for the target, for many examples."""
+    """The mock servers and an event loop for the target, for many examples: on virtual time the servers
+    serve on that loop, on real time from a background thread."""
 
     def __init__(self, target: Target, *, time_bound: float = 20.0, virtual_time: bool = True) -> None:
         self.target = target
