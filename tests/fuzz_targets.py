@@ -1,7 +1,7 @@
 """Tiny fuzz targets for the fuzzer's own tests: one that copes, one with a planted bug, one that fails on
 every documented error, one that calls nothing, one that breaks the contract on the envelope format, one
-that logs in with the accounts it is handed, one that sleeps between retries, and one whose parameters make
-no target.
+that logs in with the accounts it is handed, one that sleeps between retries, one that may never return,
+and one whose parameters make no target.
 
 `lists_agents` keeps the plain form `(letta_url, matrix_url, workdir)`, which knows only the URLs (so it
 takes the mock's default token from mockgen); the others take the `FuzzContext`."""
@@ -136,3 +136,10 @@ async def backs_off(context: FuzzContext) -> None:
 
 async def takes_two(letta_url: str, matrix_url: str) -> None:
     """Neither form: a target takes one parameter or three."""
+
+
+@fuzz_target()
+async def never_returns(context: FuzzContext) -> None:
+    """Lists the agents; with none, waits for one forever (by an event nobody sets)."""
+    if not await _pages(context.letta_url, context.letta_token, buggy=False):
+        await asyncio.Event().wait()

@@ -490,7 +490,7 @@ def test_a_targets_sleeps_pass_on_the_loops_clock_not_the_wall_clock() -> None:
     assert len(runs) == 3
     slept = fuzz_targets.ATTEMPTS * fuzz_targets.BACKOFF_SECONDS
     for run in runs:
-        assert run.loop_seconds >= slept
+        assert round(run.loop_seconds, 6) >= slept  # the loop's clock sums in floats
         assert run.seconds < slept
 
 
@@ -510,3 +510,21 @@ def test_the_cli_fuzzes_on_virtual_time_unless_told_real_time(
     arguments = ["fuzz", "--target", COPES, "--quiet", "--seed", "1", "--no-sweep", "--examples", "1"]
     assert contracts_main([*arguments, "--threshold", "0", *flag]) == 0
     assert asked == [virtual]
+
+
+def test_a_target_that_never_returns_is_cut_at_the_time_bound_on_the_loops_clock() -> None:
+    """On virtual time the bound is the loop's: the wait for nothing ends the moment nothing else can run,
+    with the loop's clock at the bound, and the wall clock nowhere near it."""
+    runs: list[Run] = []
+    result = fuzz(
+        load_target("tests.fuzz_targets:never_returns"),
+        replay=Plan(),
+        time_bound=60.0,
+        progress=False,
+        on_example=lambda observation: runs.extend(run for _, run in observation.runs()),
+    )
+    assert result.failure is not None
+    assert [type(run.error) for run in runs] == [TimeoutError, TimeoutError]
+    for run in runs:
+        assert run.loop_seconds == pytest.approx(60.0)
+        assert run.seconds < 60.0
