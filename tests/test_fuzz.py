@@ -526,5 +526,5 @@ def test_a_target_that_never_returns_is_cut_at_the_time_bound_on_the_loops_clock
     assert result.failure is not None
     assert [type(run.error) for run in runs] == [TimeoutError, TimeoutError]
     for run in runs:
-        assert run.loop_seconds == pytest.approx(60.0)
+        assert round(run.loop_seconds, 6) >= 60.0
         assert run.seconds < 60.0
