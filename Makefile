@@ -39,7 +39,11 @@ package: $(STAMP)
 # The long jobs. fuzz: the reference bridge against the sweep and FUZZ_EXAMPLES random examples (gated on
 # 100% contract coverage), its relay the same way (people talking, kills and restarts), then the sharded pytest fuzz suite and the long property tests under the
 # Hypothesis `fuzz` profile, Schemathesis with its coverage phase (200 examples an operation), the shards' coverage merged and gated too.
+# The suite starts its own redis-server (Debian's package, installed here when missing) for the shards that
+# share an example database.
 fuzz: $(STAMP)
+	@command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q redis-server; } || \
+		{ echo "make fuzz needs redis-server: apt-get install redis-server"; exit 1; }
 	$(RUN) $(VENV)/bin/contracts fuzz --target $(FUZZ_TARGET) --examples $(FUZZ_EXAMPLES) --workers 2 --report reports/fuzz
 	$(RUN) $(VENV)/bin/contracts fuzz --target $(FUZZ_RELAY) --examples $(FUZZ_EXAMPLES) --workers 2 --report reports/fuzz-relay
 	rm -rf reports/fuzz-shards

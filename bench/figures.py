@@ -67,11 +67,13 @@ def bridge_sync(
 
 
 def fuzz_throughput(examples: int) -> dict[str, Any]:
-    """Random examples (no sweep) end to end through HTTP: one process, then two worker processes."""
+    """Random examples (no sweep) end to end through HTTP: one process, then two worker processes. The
+    sleeper waits 3 x 1 s in every run (2 or 3 runs an example): on virtual time that costs no wall time."""
     figures: dict[str, Any] = {}
     for label, target in (
         ("bridge", "letta_matrix_reference.bridge.target:fuzz_sync"),
         ("trivial", "tests.fuzz_targets:lists_agents"),
+        ("sleeper", "tests.fuzz_targets:backs_off"),
     ):
         result = fuzz(load_target(target), examples=examples, seed=1, progress=False, sweep=False)
         if result.failure is not None:

@@ -1,12 +1,15 @@
 """Hypothesis settings profiles: `ci` (quick and deterministic, part of `make test`) and `fuzz` (long, for
-`make fuzz`). The example database lives in `CONTRACTS_HYPOTHESIS_DB` when set, so CI workers can share it."""
+`make fuzz`). The example database lives in `CONTRACTS_HYPOTHESIS_DB` when set (a directory or a redis://
+URL, `contracts.databases`), so CI workers can share it."""
 
 from __future__ import annotations
 
 import os
 
 from hypothesis import HealthCheck, settings
-from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase, InMemoryExampleDatabase
+from hypothesis.database import ExampleDatabase, InMemoryExampleDatabase
+
+from contracts.databases import open_database
 
 # Generating whole response bodies is slower than Hypothesis expects of a strategy; that is the work.
 _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
@@ -14,7 +17,7 @@ _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.l
 
 def example_database() -> ExampleDatabase:
     location = os.environ.get("CONTRACTS_HYPOTHESIS_DB")
-    return DirectoryBasedExampleDatabase(location) if location else InMemoryExampleDatabase()
+    return open_database(location) if location else InMemoryExampleDatabase()
 
 
 def register_profiles() -> None:

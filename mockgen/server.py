@@ -88,7 +88,11 @@ class _Abortable:
 
 def _bind(host: str, port: int) -> socket.socket:
     """Bound but not listening: uvicorn listens once it serves, so servers never served expose nothing."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: accepted sockets copy it, and asyncio's own loop turns Nagle off only on sockets
+    # that name TCP (uvloop does regardless); with Nagle on, a body written after its headers waits out
+    # the client's delayed ACK (40 ms).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

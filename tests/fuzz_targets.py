@@ -1,13 +1,14 @@
 """Tiny fuzz targets for the fuzzer's own tests: one that copes, one with a planted bug, one that fails on
 every documented error, one that calls nothing, one that breaks the contract on the envelope format, one
-that logs in with the accounts it is handed, one that needs the server it was written for, and one whose
-parameters make no target.
+that logs in with the accounts it is handed, one that needs the server it was written for, one that sleeps
+between retries, one that may never return, and one whose parameters make no target.
 
 `lists_agents` keeps the plain form `(letta_url, matrix_url, workdir)`, which knows only the URLs (so it
 takes the mock's default token from mockgen); the others take the `FuzzContext`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -134,5 +135,25 @@ async def needs_its_server(context: FuzzContext) -> None:
             raise RuntimeError(f"listAgents without a token answered {response.status}")
 
 
+BACKOFF_SECONDS = 1.0
+ATTEMPTS = 3
+
+
+@fuzz_target()
+async def backs_off(context: FuzzContext) -> None:
+    """A client with real sleeps: asks for the agents three times, waiting a second after each answer, as a
+    retry loop with a fixed backoff would."""
+    for _ in range(ATTEMPTS):
+        await _pages(context.letta_url, context.letta_token, buggy=False)
+        await asyncio.sleep(BACKOFF_SECONDS)
+
+
 async def takes_two(letta_url: str, matrix_url: str) -> None:
     """Neither form: a target takes one parameter or three."""
+
+
+@fuzz_target()
+async def never_returns(context: FuzzContext) -> None:
+    """Lists the agents; with none, waits for one forever (by an event nobody sets)."""
+    if not await _pages(context.letta_url, context.letta_token, buggy=False):
+        await asyncio.Event().wait()

@@ -26,6 +26,7 @@ from contracts.harness.fuzz.stateful import machine_for, run_stateful
 from contracts.harness.fuzz.target import Target, fuzz_target, load_target
 from contracts.validation import Violation
 from mockgen.journal import Entry, Journal
+from tests import fuzz_targets
 
 BROKEN = "tests.fuzz_targets:crashes_on_envelope"
 COPES = "tests.fuzz_targets:lists_agents"  # the plain form, (letta_url, matrix_url, workdir)
@@ -473,3 +474,57 @@ def test_the_stateful_search_finds_the_planted_bug(broken_session: FuzzSession) 
     # these settings found the bug in 200 runs of 200 (50 examples: 198 of 200).
     with pytest.raises(InvariantBroken, match="KeyError: 'agents'"):
         run_stateful(broken_session, settings(STATEFUL, max_examples=100))
+
+
+def test_a_targets_sleeps_pass_on_the_loops_clock_not_the_wall_clock() -> None:
+    """Virtual time: the target sleeps 3 x 1 s in each run; its loop's clock counts them, the wall clock
+    does not wait for them (a run of real sleeps could not take less wall time than they add up to)."""
+    runs: list[Run] = []
+    result = fuzz(
+        load_target("tests.fuzz_targets:backs_off"),
+        replay=Plan(agents=("Ada",), warm=True),
+        progress=False,
+        on_example=lambda observation: runs.extend(run for _, run in observation.runs()),
+    )
+    assert result.failure is None
+    assert len(runs) == 3
+    slept = fuzz_targets.ATTEMPTS * fuzz_targets.BACKOFF_SECONDS
+    for run in runs:
+        assert round(run.loop_seconds, 6) >= slept  # the loop's clock sums in floats
+        assert run.seconds < slept
+
+
+@pytest.mark.parametrize(("flag", "virtual"), [([], True), (["--real-time"], False)])
+def test_the_cli_fuzzes_on_virtual_time_unless_told_real_time(
+    flag: list[str], virtual: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contracts.harness.fuzz import reporting
+
+    asked: list[bool] = []
+
+    def fuzz_on(target: Target, *, virtual_time: bool, **options: Any) -> Any:
+        asked.append(virtual_time)
+        return fuzz(target, virtual_time=virtual_time, **options)
+
+    monkeypatch.setattr(reporting, "fuzz", fuzz_on)
+    arguments = ["fuzz", "--target", COPES, "--quiet", "--seed", "1", "--no-sweep", "--examples", "1"]
+    assert contracts_main([*arguments, "--threshold", "0", *flag]) == 0
+    assert asked == [virtual]
+
+
+def test_a_target_that_never_returns_is_cut_at_the_time_bound_on_the_loops_clock() -> None:
+    """On virtual time the bound is the loop's: the wait for nothing ends the moment nothing else can run,
+    with the loop's clock at the bound, and the wall clock nowhere near it."""
+    runs: list[Run] = []
+    result = fuzz(
+        load_target("tests.fuzz_targets:never_returns"),
+        replay=Plan(),
+        time_bound=60.0,
+        progress=False,
+        on_example=lambda observation: runs.extend(run for _, run in observation.runs()),
+    )
+    assert result.failure is not None
+    assert [type(run.error) for run in runs] == [TimeoutError, TimeoutError]
+    for run in runs:
+        assert round(run.loop_seconds, 6) >= 60.0
+        assert run.seconds < 60.0

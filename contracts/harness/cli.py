@@ -99,7 +99,16 @@ def _fuzz_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threshold", type=float, default=1.0, help="minimum coverage ratio (default: 1.0)")
     parser.add_argument("--time-bound", type=float, default=20.0, help="seconds one target run may take")
-    parser.add_argument("--database", type=Path, help="Hypothesis example database directory (shareable)")
+    parser.add_argument(
+        "--real-time",
+        action="store_true",
+        help="run the target on real time, the mock on a thread of its own (default: virtual time, where "
+        "sleeps and timeouts cost no wall time; for a target that blocks its event loop)",
+    )
+    parser.add_argument(
+        "--database",
+        help="Hypothesis example database, shared by shards: a directory, or redis://HOST:PORT/N on loopback",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument(
         "--app-dir", type=Path, default=Path(), help="directory the target is imported from (default: .)"

@@ -21,10 +21,12 @@ from mockgen.journal import Entry
 
 @dataclass
 class Run:
-    """One call of the target."""
+    """One call of the target: `seconds` of wall time, `loop_seconds` on its loop's clock (virtual time
+    counts the waits the clock skipped)."""
 
     seconds: float
     error: BaseException | None = None
+    loop_seconds: float = 0.0
     state: Mapping[str, Any] | None = None
     state_error: str | None = None
 

@@ -5,15 +5,15 @@ found is reported."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-from hypothesis.database import DirectoryBasedExampleDatabase
-
 from contracts.coverage import Coverage
+from contracts.databases import open_database
 from contracts.harness.fuzz.runner import Failure, FuzzResult, Progress, fuzz
 from contracts.harness.fuzz.target import load_target
 from mockgen.world import MockConfig
@@ -48,7 +48,8 @@ class _Share:
     seed: int | None
     time_bound: float
     sweep: bool  # one worker runs the sweep, which is the same everywhere
-    database: str | None  # a directory database is safe to share between processes
+    database: str | None  # a directory or a redis:// URL: both are safe to share between processes
+    virtual_time: bool
     config: MockConfig | None = None
 
 
@@ -58,12 +59,13 @@ def _run_share(share: _Share) -> dict[str, Any]:
         examples=share.examples,
         seed=share.seed,
         time_bound=share.time_bound,
+        virtual_time=share.virtual_time,
         progress=False,
         on_example=_tick,
         on_sweep=_sweep_size if share.sweep else None,  # the others' empty sweeps would overwrite it
         config=share.config,
         sweep=share.sweep,
-        database=DirectoryBasedExampleDatabase(share.database) if share.database else None,
+        database=open_database(share.database) if share.database else None,
     )
     failure = result.failure
     return {
@@ -85,6 +87,15 @@ def _run_share(share: _Share) -> dict[str, Any]:
     }
 
 
+def _start_method() -> str:
+    """Fork where it is safe: a forked worker has the parent's imports already (the mock, its specs,
+    Hypothesis: seconds of a worker's start otherwise). A parent with other threads may fork one midway
+    through holding a lock, so it spawns."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
+
+
 def fuzz_parallel(
     target: str,
     *,
@@ -96,10 +107,13 @@ def fuzz_parallel(
     sweep: bool = True,
     database: str | None = None,
     config: MockConfig | None = None,
+    virtual_time: bool = True,
 ) -> FuzzResult:
     if seed is not None and database is not None:
         raise ValueError("a seed and an example database exclude each other (a seeded run ignores it)")
-    context = multiprocessing.get_context("spawn")
+    if database is not None:
+        open_database(database)  # refused here, in one line, rather than by every worker
+    context = multiprocessing.get_context(_start_method())
     counter: Synchronized[int] = context.Value("i", 0)
     swept: Synchronized[int] = context.Value("i", 0)
     shares = [
@@ -110,6 +124,7 @@ def fuzz_parallel(
             time_bound,
             sweep and n == 0,
             database,
+            virtual_time,
             config,
         )
         for n in range(workers)

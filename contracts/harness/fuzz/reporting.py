@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hypothesis.database import DirectoryBasedExampleDatabase
-
 from contracts.coverage import describe_cell
+from contracts.databases import open_database
 from contracts.harness.fuzz.parallel import fuzz_parallel
 from contracts.harness.fuzz.plan import Plan, load_plan, save_plan
 from contracts.harness.fuzz.runner import PLAN_FILE, FuzzResult, fuzz
@@ -140,6 +139,7 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
                 target.name, examples=args.examples, workers=workers, seed=seed, time_bound=args.time_bound,
                 progress=not args.quiet, sweep=not args.no_sweep,
                 database=str(args.database) if args.database else None, config=mock_config(args),
+                virtual_time=not args.real_time,
             )  # fmt: skip
         else:
             result = fuzz(
@@ -147,8 +147,9 @@ def run_fuzz_command(args: argparse.Namespace) -> int:
                 examples=args.examples,
                 seed=seed,
                 replay=replay,
-                database=DirectoryBasedExampleDatabase(str(args.database)) if args.database else None,
+                database=open_database(args.database) if args.database else None,
                 time_bound=args.time_bound,
+                virtual_time=not args.real_time,
                 progress=not args.quiet,
                 sweep=not args.no_sweep,
                 sweep_only=args.sweep_only,

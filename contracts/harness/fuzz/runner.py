@@ -3,13 +3,18 @@
 One example: reset the mock world to the plan's starting point, install the plan's faults, run the target,
 clear the faults, run it again, then check every invariant. Hypothesis draws the plans and shrinks a failing
 one to a minimal plan, which is saved as JSON (`plan.json`) beside the failing example's files; `contracts
-fuzz --replay FILE` runs that plan again, alone."""
+fuzz --replay FILE` runs that plan again, alone.
+
+By default the target and the mock servers share one event loop on virtual time (`clock.py`): sleeps,
+backoffs, timeouts and fault latencies cost no wall time. With `virtual_time=False` the mock serves from a
+thread of its own and the target's loop keeps real time."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import os
 import shlex
 import shutil
 import sys
@@ -27,6 +32,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.database import ExampleDatabase
 
 from contracts.coverage import Coverage, operations_called
+from contracts.harness.fuzz.clock import virtual_loop
 from contracts.harness.fuzz.invariants import Observation, Run, check_all
 from contracts.harness.fuzz.kills import killed_run
 from contracts.harness.fuzz.plan import SWEEP_SAID, Plan, plans, save_plan, sweep_plans
@@ -37,6 +43,10 @@ from mockgen.store.errors import ControlError
 from mockgen.world import DEFAULT_USERS, MockConfig, World
 
 SERVICES = ("letta", "matrix")
+# The examples' working directories live in memory where the machine has a RAM filesystem: a target that
+# fsyncs its state (as the reference bridge does, several times a run) otherwise waits on the disk for most
+# of an example. A failing example's files are copied out to the ordinary temporary directory.
+RAM_DIRECTORY = Path("/dev/shm")
 CALIBRATION = Plan(agents=("calibration-one", "calibration-two"), said=SWEEP_SAID)
 PLAN_FILE = "plan.json"
 
@@ -117,10 +127,26 @@ def context_for(world: World, letta_url: str, matrix_url: str, workdir: Path) ->
     )
 
 
-class FuzzSession:
-    """The mock servers (on a background thread) and an event loop for the target, for many examples."""
+def _scratch_directory() -> Path | None:
+    """Where the examples' directories go: the RAM filesystem if this machine has one we may write to,
+    else (None) the ordinary temporary directory."""
+    if RAM_DIRECTORY.is_dir() and os.access(RAM_DIRECTORY, os.W_OK | os.X_OK):
+        return RAM_DIRECTORY
+    return None
 
-    def __init__(self, target: Target, *, time_bound: float = 20.0, config: MockConfig | None = None) -> None:
+
+class FuzzSession:
+    """The mock servers and an event loop for the target, for many examples: on virtual time the servers
+    serve on that loop, on real time from a background thread."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        time_bound: float = 20.0,
+        config: MockConfig | None = None,
+        virtual_time: bool = True,
+    ) -> None:
         self.target = target
         self.time_bound = time_bound
         self.servers = MockServers(World(config or MockConfig()))
@@ -128,8 +154,11 @@ class FuzzSession:
         self.core_users = frozenset(
             self.world.matrix.user_id_for(str(user["username"])) for user in _seeded_users(self.world)
         )
-        self.loop = LOOP_FACTORY()
-        self.root = Path(tempfile.mkdtemp(prefix="contracts-fuzz-"))
+        self.virtual_time = virtual_time
+        self.loop = virtual_loop() if virtual_time else LOOP_FACTORY()
+        self._stop_serving = asyncio.Event()
+        self._serving: asyncio.Task[None] | None = None
+        self.root = Path(tempfile.mkdtemp(prefix="contracts-fuzz-", dir=_scratch_directory()))
         self.coverage = Coverage()
         self.operations: list[str] = []
         self.examples = 0
@@ -139,7 +168,7 @@ class FuzzSession:
     def __enter__(self) -> FuzzSession:
         logging.getLogger().addHandler(self.log)
         try:
-            self.servers.start()
+            self._start_servers()
             self.calibrate()
         except BaseException:
             # `with` calls __exit__ only once __enter__ returned: stop the servers' thread, drop the log
@@ -151,10 +180,32 @@ class FuzzSession:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.servers.stop()
+        if self._serving is not None:
+            self._stop_serving.set()
+            self.loop.run_until_complete(self._serving)
+        else:
+            self.servers.stop()
         self.loop.close()
         logging.getLogger().removeHandler(self.log)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _start_servers(self) -> None:
+        """On virtual time, the servers serve on the target's loop (they run while a target runs, which is
+        when anyone asks them anything); on real time, from their own thread."""
+        if not self.virtual_time:
+            self.servers.start()
+            return
+        ready: asyncio.Future[None] = self.loop.create_future()
+
+        def on_ready(_: object) -> None:
+            ready.set_result(None)
+
+        serving = self.loop.create_task(self.servers.serve(self._stop_serving, on_ready))
+        self.loop.run_until_complete(asyncio.wait({ready, serving}, return_when=asyncio.FIRST_COMPLETED))
+        if not ready.done():
+            serving.result()  # raises what stopped the servers
+            raise RuntimeError("the mock servers stopped before they were ready")
+        self._serving = serving
 
     def new_context(self) -> FuzzContext:
         """The context of one example: a fresh working directory, the session's servers."""
@@ -201,7 +252,7 @@ class FuzzSession:
 
     def _call(self, context: FuzzContext, kills: tuple[int, ...] = ()) -> Run:
         """One run of the target (after `kills`: runs killed after that many exchanges, each restarted)."""
-        started = time.perf_counter()
+        started, loop_started = time.perf_counter(), self.loop.time()
         error: BaseException | None = None
         start = functools.partial(self.target.start, context)
         for kill in kills:
@@ -212,7 +263,9 @@ class FuzzSession:
             self.loop.run_until_complete(asyncio.wait_for(self.target.start(context), self.time_bound))
         except Exception as exc:  # anything the target lets escape is what the invariants judge
             error = error or exc
-        run = Run(seconds=time.perf_counter() - started, error=error)
+        run = Run(
+            seconds=time.perf_counter() - started, error=error, loop_seconds=self.loop.time() - loop_started
+        )
         if self.target.load_state is not None:
             try:
                 run.state = self.target.load_state(context.workdir)
@@ -342,13 +395,18 @@ class Progress:
 
 
 def fuzz(
-    target: Target, *, time_bound: float = 20.0, config: MockConfig | None = None, **options: Any
+    target: Target,
+    *,
+    time_bound: float = 20.0,
+    config: MockConfig | None = None,
+    virtual_time: bool = True,
+    **options: Any,
 ) -> FuzzResult:
     """`fuzz_in` a fresh session (its own mock servers, configured by `config`) for `target`; a calibration
     that fails is the result's failure."""
     started = time.perf_counter()
     try:
-        with FuzzSession(target, time_bound=time_bound, config=config) as session:
+        with FuzzSession(target, time_bound=time_bound, config=config, virtual_time=virtual_time) as session:
             return fuzz_in(session, **options)
     except CalibrationFailed as exc:
         return FuzzResult(
