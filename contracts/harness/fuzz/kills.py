@@ -3,7 +3,11 @@ before it acts on it), the target's task is cancelled, at the await where it wai
 mock then goes on and acts on the request, which the dead target never hears of. What the target saved
 by then is all its next run has. The next run starts once the mock has finished every request the dead
 one sent, as a restarted process comes back after a slow request is done (a client cannot tell a
-request still running on the server from one that never arrived)."""
+request still running on the server from one that never arrived).
+
+The mock either serves on a thread of its own (real time) or on the target's own loop (virtual time,
+`shared_loop`): then the kill lands at once, as the mock is running on the loop the target waits on, and the
+dead run's requests finish by running that loop, never by blocking it."""
 
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ def killed_run(
     journal: Journal,
     after: int,
     bound: float,
+    *,
+    shared_loop: bool = False,
 ) -> BaseException | None:
     """Run `start()` on `loop` until it ends, or is killed at its request number `after` (0: before it
     begins); the exception it raised (None when it ended or was killed)."""
@@ -49,7 +55,9 @@ def killed_run(
         # On the mock's thread, before it acts on the request: once the kill has landed, it goes on.
         nonlocal arrived
         arrived += 1
-        if arrived == after:
+        if arrived == after and shared_loop:
+            kill()  # on the target's loop: the cancel lands at its next await, the wait for this answer
+        elif arrived == after:
             loop.call_soon_threadsafe(kill)
             landed.wait(LANDING_SECONDS)
 
@@ -60,13 +68,23 @@ def killed_run(
     try:
         loop.run_until_complete(task)
     except asyncio.CancelledError:
-        _settle(journal, base, arrived)
+        if shared_loop:
+            loop.run_until_complete(_settled(journal, base, arrived))
+        else:
+            _settle(journal, base, arrived)
         return None
     except Exception as exc:  # what the run let escape is for the invariants to judge
         return exc
     finally:
         faults.arrivals = None
     return None
+
+
+async def _settled(journal: Journal, base: int, requests: int) -> None:
+    """`_settle` for a mock on this loop: it finishes the dead run's requests while this waits."""
+    deadline = time.monotonic() + SETTLING_SECONDS
+    while journal.last_seq - base < requests and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
 
 
 def _settle(journal: Journal, base: int, requests: int) -> None:

@@ -257,7 +257,13 @@ class FuzzSession:
         start = functools.partial(self.target.start, context)
         for kill in kills:
             error = error or killed_run(
-                self.loop, start, self.world.faults, self.world.journal, kill, self.time_bound
+                self.loop,
+                start,
+                self.world.faults,
+                self.world.journal,
+                kill,
+                self.time_bound,
+                shared_loop=self.virtual_time,
             )
         try:
             self.loop.run_until_complete(asyncio.wait_for(self.target.start(context), self.time_bound))
