@@ -15,6 +15,7 @@ import yaml
 from aiohttp import web
 
 from contracts.harness.cli import main
+from contracts.harness.corpus import load_corpus
 from contracts.harness.differential import DifferentialReport, agreement, compare, run_differential
 from contracts.harness.live import check, is_loopback
 from contracts.served import compare_served
@@ -22,6 +23,8 @@ from contracts.specs import resolved_copy
 from contracts.upstream import compare as compare_upstream
 from contracts.validation import ContractValidator, validator_for
 from mockgen.pytest_plugin import LettaMock, MatrixMock
+from mockgen.server import MockServers
+from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World
 
 pytestmark = pytest.mark.mock_lenient  # the corpus sends invalid requests on purpose
 # The corpus's chat steps need `llm_url` for the agent that chats; the mock never calls an agent's LLM (its
@@ -250,3 +253,21 @@ def test_upstream_diff_reports_missing_operations_and_weaker_required_fields(tmp
         ("getLoginFlows", "missing-upstream", "GET /_matrix/client/{version}/login"),
         ("login", "required-field", "200 response body /device_id"),
     ]
+
+
+async def test_the_differential_answers_as_the_letta_release_asked_for() -> None:
+    """`letta_version` picks the mock's release: against a mock of 0.16.8, the mock as 0.16.8 agrees on
+    every step, chat included, and the mock as 0.11.7 does not."""
+    servers = MockServers(World(MockConfig(letta_version="0.16.8")))
+    servers.start()
+    try:
+        base = servers.endpoints.letta
+        same = await run_differential(
+            "letta", base, letta_token=DEFAULT_LETTA_TOKEN, llm_url=UNUSED_LLM_URL, letta_version="0.16.8"
+        )
+        older = await run_differential("letta", base, letta_token=DEFAULT_LETTA_TOKEN, llm_url=UNUSED_LLM_URL)
+    finally:
+        servers.stop()
+    assert [str(d) for d in same.disagreements] == []
+    assert same.compared == len(load_corpus("letta"))
+    assert "send a message" in {d.step for d in older.disagreements}

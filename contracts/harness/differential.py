@@ -19,7 +19,7 @@ from contracts.harness.scenario import Outcome, Step
 from contracts.harness.sse import broken_rules, response_summary, said, summary
 from contracts.validation import primary_media, validator_for
 from mockgen.server import MockServers
-from mockgen.world import DEFAULT_LETTA_TOKEN, World
+from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World
 
 
 @dataclass(frozen=True)
@@ -234,13 +234,15 @@ async def run_differential(
     letta_token: str | None = None,
     matrix_admin_token: str | None = None,
     llm_url: str | None = None,
+    letta_version: str = "0.11.7",
 ) -> DifferentialReport:
     """The corpus of `service` on a fresh in-process mock and on the real server at `real_base`. Each side
     gets its own credentials, or none on both: steps that need a credential not given are skipped on both.
     `llm_url`, an OpenAI-compatible endpoint the real Letta can reach (`live.fakellm`), is what the agents
-    that chat are created with, on both sides; without it their steps are skipped on both."""
+    that chat are created with, on both sides (the mock never calls it); without it their steps are skipped
+    on both. `letta_version`: which Letta the mock answers as (the real server's release)."""
     steps = corpus()
-    servers = MockServers(World())
+    servers = MockServers(World(MockConfig(letta_version=letta_version)))
     servers.start()
     try:
         mock_base = getattr(servers.endpoints, service)
