@@ -23,8 +23,13 @@ from contracts.specs import resolved_copy
 from contracts.upstream import compare as compare_upstream
 from contracts.validation import ContractValidator, validator_for
 from mockgen.pytest_plugin import LettaMock, MatrixMock
+from mockgen.server import MockServers
+from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World
 
 pytestmark = pytest.mark.mock_lenient  # the corpus sends invalid requests on purpose
+# The corpus's chat steps need `llm_url` for the agent that chats; the mock never calls an agent's LLM (its
+# own answers as the project's fake LLM does: mockgen.store.letta_llm), so an address nothing serves does.
+UNUSED_LLM_URL = "http://127.0.0.1:9/v1"
 
 
 async def test_the_corpus_meets_the_contract_on_the_mock(
@@ -35,21 +40,20 @@ async def test_the_corpus_meets_the_contract_on_the_mock(
         {"matrix": matrix_mock.url, "letta": letta_mock.url},
         letta_token=letta_mock.token,
         matrix_admin_token=admin,
+        llm_url=UNUSED_LLM_URL,
     )
     assert report.drift == []
     assert [o.step.name for o in report.unexpected] == []
-    # The chat steps need an LLM URL; the mock serves the message path from issue 14's mock side on.
-    chat = [step.name for step in load_corpus("letta") if "llm_url" in step.needs]
-    assert [o.step.name for o in report.skipped] == chat
-    assert {o.skipped for o in report.skipped} == {"needs llm_url"}
+    assert report.skipped == []
+    chat = [o for o in report.outcomes if "llm_url" in o.step.needs]
+    assert len(chat) >= 50
     assert report.served is None
     assert report.served_note
     assert "serves no /openapi.json" in report.served_note
     operations = {v.operation for v in report.verdicts}
     documented = {op.operation_id for s in ("matrix", "letta") for op in validator_for(s).iter_operations()}
-    # createAgentRedirect: what a client never needs to call. The message path's steps come with the live
-    # check against real Letta answering through a loopback LLM (issue 14), written beside it.
-    assert documented - operations == {"createAgentRedirect", "sendAgentMessage", "streamAgentMessage"}
+    # createAgentRedirect: what a client never needs to call.
+    assert documented - operations == {"createAgentRedirect"}
 
 
 async def test_a_wrong_contract_is_reported_with_its_location(matrix_mock: MatrixMock) -> None:
@@ -249,3 +253,21 @@ def test_upstream_diff_reports_missing_operations_and_weaker_required_fields(tmp
         ("getLoginFlows", "missing-upstream", "GET /_matrix/client/{version}/login"),
         ("login", "required-field", "200 response body /device_id"),
     ]
+
+
+async def test_the_differential_answers_as_the_letta_release_asked_for() -> None:
+    """`letta_version` picks the mock's release: against a mock of 0.16.8, the mock as 0.16.8 agrees on
+    every step, chat included, and the mock as 0.11.7 does not."""
+    servers = MockServers(World(MockConfig(letta_version="0.16.8")))
+    servers.start()
+    try:
+        base = servers.endpoints.letta
+        same = await run_differential(
+            "letta", base, letta_token=DEFAULT_LETTA_TOKEN, llm_url=UNUSED_LLM_URL, letta_version="0.16.8"
+        )
+        older = await run_differential("letta", base, letta_token=DEFAULT_LETTA_TOKEN, llm_url=UNUSED_LLM_URL)
+    finally:
+        servers.stop()
+    assert [str(d) for d in same.disagreements] == []
+    assert same.compared == len(load_corpus("letta"))
+    assert "send a message" in {d.step for d in older.disagreements}

@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 
-from contracts.harness.differential import compare, letta_messages
+from contracts.harness.differential import compare, letta_messages, letta_said
 from contracts.harness.scenario import Outcome, Step
-from contracts.harness.sse import DONE, FramingError, broken_rules, parse_events, response_summary, summary
+from contracts.harness.sse import (
+    DONE,
+    FramingError,
+    broken_rules,
+    parse_events,
+    response_summary,
+    said,
+    summary,
+)
 
 ID = "message-51c1f098-b1a5-49ca-99ff-355dfe5c3bfa"
 STEP = "step-51af1683-043c-4beb-96be-630c271da212"
@@ -116,3 +124,43 @@ def test_a_body_that_is_not_events_is_a_framing_difference() -> None:
     broken = _outcome(text=_stream(*TURN))
     broken.events, broken.framing = None, "a line Letta never sends"
     assert letta_messages(broken) == ["not a stream of data: events"]
+
+
+def test_what_a_turn_says_is_compared_with_fragments_joined() -> None:
+    whole = _outcome(body={"messages": TURN, "stop_reason": STOP, "usage": USAGE})
+    fragments = [
+        _message("reasoning_message", 0, reasoning=" r", step_id=None),
+        _message("assistant_message", 1, content="echo: ", step_id=None),
+        _message("assistant_message", 1, content="hi", step_id=None),
+    ]
+    assert letta_said(whole) == [("reasoning_message", "r"), ("assistant_message", "echo: hi")]
+    assert letta_said(_outcome(text=_stream(*fragments, STOP, USAGE, DONE))) == letta_said(whole)
+    bye = [TURN[0], {**TURN[1], "content": "echo: bye"}]
+    other = _outcome(body={"messages": bye, "stop_reason": STOP, "usage": USAGE})
+    (found,) = compare([other], [whole])
+    assert (found.aspect, found.mock, found.real) == (
+        "said",
+        [("reasoning_message", "r"), ("assistant_message", "echo: bye")],
+        [("reasoning_message", "r"), ("assistant_message", "echo: hi")],
+    )
+
+
+def test_what_differs_by_design_is_not_said() -> None:
+    login = json.dumps({"type": "login", "last_login": "Never", "time": "2026-12-04 07:29:53 PM UTC+0000"})
+    history = [
+        {**_message("system_message", 0), "content": "a prompt only the real server writes"},
+        {**_message("user_message", 0), "content": login},
+        {**_message("tool_return_message", 0), "name": "conversation_search", "status": "success"},
+    ]
+    assert said(history, history=True) == [
+        ("user_message", "<login>"),
+        ("tool_return_message", "conversation_search", "success"),
+    ]
+    assert said(history[:1]) == [("system_message", "a prompt only the real server writes")]
+    streamed_call = [
+        _message("tool_call_message", 0, tool_call={"name": "conversation_search", "tool_call_id": "c"}),
+        _message("tool_call_message", 0, tool_call={"arguments": '{"query":" echo'}),
+    ]
+    assert said(streamed_call) == [("tool_call_message", "conversation_search", None)]
+    whole_call = _message("tool_call_message", 0, tool_call={"name": "t", "arguments": '{"a": 1}'})
+    assert said([whole_call]) == [("tool_call_message", "t", {"a": 1})]

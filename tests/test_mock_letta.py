@@ -154,8 +154,9 @@ async def test_messages_in_both_formats(http: aiohttp.ClientSession, letta_mock:
         http, "GET", f"{letta_mock.url}/v1/agents/{agent.id}/messages", token=letta_mock.token
     )
     messages = answer.body["items"] if fmt == "items" else answer.body
+    # Letta 0.11.7 hides the greeting's send_message return beside its call
     assert [m["message_type"] for m in messages] == [
-        "system_message", "reasoning_message", "assistant_message", "tool_return_message", "user_message",
+        "system_message", "reasoning_message", "assistant_message", "user_message",
     ]  # fmt: skip
     last_two = await call(
         http,
@@ -165,7 +166,9 @@ async def test_messages_in_both_formats(http: aiohttp.ClientSession, letta_mock:
         params={"limit": "2"},
     )
     tail = last_two.body["items"] if fmt == "items" else last_two.body
-    assert [m["id"] for m in tail] == [m["id"] for m in messages[-2:]]
+    # two rows: the greeting's return, alone on the page so listed, and the login notice
+    assert [m["message_type"] for m in tail] == ["tool_return_message", "user_message"]
+    assert tail[1]["id"] == messages[-1]["id"]
 
 
 async def test_create_rename_delete(http: aiohttp.ClientSession, letta_mock: LettaMock) -> None:

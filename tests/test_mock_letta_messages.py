@@ -282,8 +282,9 @@ def test_a_content_part_typed_by_a_list_is_a_422_not_a_crash(letta_mock: LettaMo
 
 
 @pytest.mark.mock_lenient
-def test_the_reference_llm_words_fail_the_turn_as_on_the_real_server(letta: LettaMock) -> None:
-    """The default LLM is the reference loopback one: its magic words mean what they mean to real Letta."""
+def test_the_fake_llm_markers_fail_the_turn_as_on_the_real_server(letta: LettaMock) -> None:
+    """The default LLM is the project's fake one (live/fakellm.py): its `fakellm:` markers mean what they
+    mean to real Letta answering through it."""
     agent = letta.add_agent("magic")
 
     def send(text: str) -> httpx.Response:
@@ -293,15 +294,19 @@ def test_the_reference_llm_words_fail_the_turn_as_on_the_real_server(letta: Lett
             )
 
     expected = {
-        "0.11.7": {"FAKE_LLM_429": 500, "FAKE_LLM_NOTOOL": 400, "FAKE_LLM_NOCHOICES": 400},
-        "0.16.8": {"FAKE_LLM_429": 429, "FAKE_LLM_NOTOOL": 200, "FAKE_LLM_NOCHOICES": 500},
+        "0.11.7": {"http-429": 500, "no-tool-call": 400, "no-choices": 400, "misspelt": 500},
+        "0.16.8": {"http-429": 429, "no-tool-call": 200, "no-choices": 500, "misspelt": 400},
     }[letta.version]
-    assert {word: send(f"please {word}").status_code for word in expected} == expected
-    search = send("search first FAKE_LLM_SEARCH").json()
+    assert {mode: send(f"please fakellm:{mode}").status_code for mode in expected} == expected
+    search = send("search first fakellm:call=conversation_search").json()
     steps = {
         "0.11.7": ["reasoning_message", "tool_call_message", "tool_return_message", "reasoning_message"],
         "0.16.8": ["tool_call_message", "tool_return_message"],
     }[letta.version]
     assert [m["message_type"] for m in search["messages"]] == [*steps, "assistant_message"]
-    assert search["messages"][-1]["content"] == "echo: search first FAKE_LLM_SEARCH"
+    assert search["messages"][-1]["content"] == "echo: search first fakellm:call=conversation_search"
+    call = next(m for m in search["messages"] if m["message_type"] == "tool_call_message")["tool_call"]
+    heartbeat = {"request_heartbeat": True} if letta.version == "0.11.7" else {}
+    query = "echo: search first fakellm:call=conversation_search"
+    assert json.loads(call["arguments"]) == {"query": query, **heartbeat}
     assert search["usage"]["step_count"] == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -68,9 +69,10 @@ def test_include_return_message_types_filters_the_answer_not_the_history() -> No
 def test_a_system_message_is_echoed_by_0_11_7_only(version: Version, echoed: bool) -> None:
     store = _store(version)
     agent = store.create("a")
+    store.run_turn(agent.id, _hello())
     turn = store.run_turn(agent.id, TurnRequest(inputs=[{"role": "system", "content": "note"}]))
     assert (turn.messages[0]["message_type"] == "system_message") is echoed
-    assert turn.messages[-1]["content"] == "echo: note"
+    assert turn.messages[-1]["content"] == "echo: hi"  # the fake LLM echoes the user, not the system
 
 
 def test_0_16_8_keeps_the_input_with_its_run_and_first_step() -> None:
@@ -117,9 +119,78 @@ def test_a_turn_answered_without_assistant_messages_is_listed_with_them() -> Non
 def test_0_16_8_streaming_tokens_from_an_llm_without_choices_ends_the_turn_saying_nothing() -> None:
     store = _store("0.16.8")
     agent = store.create("a")
-    silent = TurnRequest(inputs=[{"role": "user", "content": "FAKE_LLM_NOCHOICES"}], stream_tokens=True)
+    silent = TurnRequest(inputs=[{"role": "user", "content": "fakellm:no-choices"}], stream_tokens=True)
     turn = store.run_turn(agent.id, silent)
     assert (turn.failure, turn.messages, turn.stop_reason) == (None, [], "end_turn")
-    assert store.list_messages(agent.id, limit=1)[0]["content"] == "FAKE_LLM_NOCHOICES"
-    failing = TurnRequest(inputs=[{"role": "user", "content": "FAKE_LLM_NOCHOICES"}])
+    assert store.list_messages(agent.id, limit=1)[0]["content"] == "fakellm:no-choices"
+    failing = TurnRequest(inputs=[{"role": "user", "content": "fakellm:no-choices"}])
     assert store.run_turn(agent.id, failing).failure == "no_choices"
+
+
+def _types(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["message_type"] for m in messages]
+
+
+def test_0_11_7_pages_count_rows_and_hide_a_send_message_return_beside_its_call() -> None:
+    """Probed on real Letta 0.11.7 (the corpus's history steps): `limit` counts stored rows (a reasoning
+    and its assistant message are one), and a send_message return is listed only without its call."""
+    store = _store("0.11.7")
+    agent = store.create("a")
+    assert _types(store.list_messages(agent.id)) == [
+        "system_message",
+        "reasoning_message",
+        "assistant_message",
+        "user_message",
+    ]
+    assert _types(store.list_messages(agent.id, limit=2)) == ["tool_return_message", "user_message"]
+    store.run_turn(agent.id, _hello())
+    # rows: the user's, the reasoning+assistant one, its (hidden) send_message return
+    assert _types(store.list_messages(agent.id, limit=3)) == [
+        "user_message",
+        "reasoning_message",
+        "assistant_message",
+    ]
+    alone = store.list_messages(agent.id, limit=1)
+    assert (_types(alone), alone[0]["tool_return"]) == (["tool_return_message"], "Sent message successfully.")
+    assert all(not key.startswith("_") for m in store.list_messages(agent.id, limit=100) for key in m)
+
+
+def test_a_marker_counts_only_in_the_turn_s_own_user_text() -> None:
+    store = _store("0.11.7")
+    agent = store.create("a")
+    marked = TurnRequest(inputs=[{"role": "user", "content": "fakellm:bad-arguments"}])
+    assert [m.get("content") for m in store.run_turn(agent.id, marked).messages] == [None, "unterminat"]
+    # A system message alone, or no message: the last thing the user said is echoed, its marker idle.
+    notice = TurnRequest(inputs=[{"role": "system", "content": "a notice"}])
+    echoed = store.run_turn(agent.id, notice).messages
+    assert (_types(echoed), echoed[-1]["content"]) == (
+        ["system_message", "reasoning_message", "assistant_message"],
+        "echo: fakellm:bad-arguments",
+    )
+    assert store.run_turn(agent.id, TurnRequest(inputs=[])).messages[-1]["content"] == (
+        "echo: fakellm:bad-arguments"
+    )
+
+
+def test_a_call_marker_is_a_two_step_turn_and_a_tool_the_agent_lacks_is_refused() -> None:
+    store = _store("0.11.7")
+    agent = store.create("a")
+    request = TurnRequest(inputs=[{"role": "user", "content": "fakellm:call=no_such_tool(a,b)"}])
+    turn = store.run_turn(agent.id, request)
+    assert _types(turn.messages) == [
+        "reasoning_message",
+        "tool_call_message",
+        "tool_return_message",
+        "reasoning_message",
+        "assistant_message",
+    ]
+    reasoning, call, refused = turn.messages[:3]
+    assert reasoning["reasoning"] == "I will call no_such_tool."
+    echo = "echo: fakellm:call=no_such_tool(a,b)"
+    assert json.loads(call["tool_call"]["arguments"]) == {"a": echo, "b": echo, "request_heartbeat": True}
+    assert refused["status"] == "error"
+    assert refused["tool_return"].startswith("[ToolConstraintError] Cannot call no_such_tool")
+    searched = store.run_turn(
+        agent.id, TurnRequest(inputs=[{"role": "user", "content": "x fakellm:call=conversation_search"}])
+    )
+    assert searched.messages[2]["tool_return"] == "No results found."

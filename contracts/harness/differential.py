@@ -2,7 +2,8 @@
 status, errcode, which of the fields the contract requires for that answer came back, and what the step's
 `compare` selectors pick out of it (ids and tokens masked: `projection`); for Letta's chat turns also the
 message types in order (a stream's events with its framing, a LettaResponse's messages, a history page)
-and the rules their ids and dates follow (`contracts.harness.sse`)."""
+the rules their ids and dates follow, and what they say where every run says the same
+(`contracts.harness.sse`)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,18 @@ from typing import Any
 from contracts.harness.corpus import load_corpus
 from contracts.harness.live import check
 from contracts.harness.scenario import Outcome, Step
-from contracts.harness.sse import broken_rules, response_summary, summary
+from contracts.harness.sse import broken_rules, response_summary, said, summary
 from contracts.validation import primary_media, validator_for
 from mockgen.server import MockServers
-from mockgen.world import DEFAULT_LETTA_TOKEN, World
+from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World
 
 
 @dataclass(frozen=True)
 class Disagreement:
     step: str
-    aspect: str  # status | errcode | detail | messages | rules | fields | content (`compare` selectors)
+    aspect: (
+        str  # status | errcode | detail | messages | rules | said | fields | content (`compare` selectors)
+    )
     mock: Any
     real: Any
 
@@ -100,7 +103,23 @@ def letta_rules(outcome: Outcome) -> list[str]:
     body = outcome.body
     if isinstance(body, dict) and isinstance(body.get("messages"), list):
         return broken_rules(body["messages"])
-    return broken_rules(body) if isinstance(body, list) else []
+    return broken_rules(body) if _message_list(body) else []
+
+
+def _message_list(body: Any) -> bool:
+    """A history page (not a list of agents, whose ids follow rules of their own)."""
+    return isinstance(body, list) and all(isinstance(item, dict) and "message_type" in item for item in body)
+
+
+def letta_said(outcome: Outcome) -> list[Any]:
+    """What a chat turn's answer or a history page says (`sse.said`): what the mock's default LLM and the
+    project's fake LLM make the same."""
+    if outcome.events is not None:
+        return said([event.data for event in outcome.events])
+    body = outcome.body
+    if isinstance(body, dict) and isinstance(body.get("messages"), list):
+        return said(body["messages"])
+    return said(body, history=True) if _message_list(body) else []
 
 
 def compare(mock: Sequence[Outcome], real: Sequence[Outcome]) -> list[Disagreement]:
@@ -126,6 +145,10 @@ def compare(mock: Sequence[Outcome], real: Sequence[Outcome]) -> list[Disagreeme
             their_rules := letta_rules(theirs)
         ):
             found.append(Disagreement(name, "rules", rules, their_rules))
+        elif ours.step.service == "letta" and (words := letta_said(ours)) != (
+            their_words := letta_said(theirs)
+        ):
+            found.append(Disagreement(name, "said", words, their_words))
         elif (fields := required_fields(ours)) != (their_fields := required_fields(theirs)):
             found.append(Disagreement(name, "fields", fields, their_fields))
         elif differing := [
@@ -211,13 +234,15 @@ async def run_differential(
     letta_token: str | None = None,
     matrix_admin_token: str | None = None,
     llm_url: str | None = None,
+    letta_version: str = "0.11.7",
 ) -> DifferentialReport:
     """The corpus of `service` on a fresh in-process mock and on the real server at `real_base`. Each side
     gets its own credentials, or none on both: steps that need a credential not given are skipped on both.
     `llm_url`, an OpenAI-compatible endpoint the real Letta can reach (`live.fakellm`), is what the agents
-    that chat are created with, on both sides; without it their steps are skipped on both."""
+    that chat are created with, on both sides (the mock never calls it); without it their steps are skipped
+    on both. `letta_version`: which Letta the mock answers as (the real server's release)."""
     steps = corpus()
-    servers = MockServers(World())
+    servers = MockServers(World(MockConfig(letta_version=letta_version)))
     servers.start()
     try:
         mock_base = getattr(servers.endpoints, service)

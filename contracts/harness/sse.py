@@ -126,3 +126,77 @@ def broken_rules(messages: Sequence[Any]) -> list[str]:
 
 def _same_high_bits(uuid: str, otid: str) -> bool:
     return uuid[:-2] == otid[:-2] and int(uuid[-2:], 16) >> 7 == int(otid[-2:], 16) >> 7
+
+
+_NOTICES = ("login", "heartbeat", "system_alert")  # Letta's own JSON notices in user messages (with a time)
+
+
+def said(messages: Sequence[Any], *, history: bool = False) -> list[tuple[Any, ...]]:
+    """What the messages say, as far as it is the same on every run: the reasoning (stripped), the
+    assistant's and the user's text, a tool call's name and arguments, a tool return's name and status;
+    the fragments of one message (`stream_tokens`) joined first. Left out because they differ by design: a
+    successful tool's return (a search's timestamps), a Letta notice's time (only its type is kept), the
+    arguments of a streamed tool call (0.11.7 streams fragments that do not join into JSON) and, in a
+    history (`history`), the system message (the agent's prompt, which only the real server writes)."""
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        if not isinstance(message, dict) or "id" not in message or "message_type" not in message:
+            continue  # stop reasons, usage, errors
+        last = merged[-1] if merged else None
+        if last is not None and (last["id"], last["message_type"]) == (
+            message["id"],
+            message["message_type"],
+        ):
+            _join(last, message)
+        else:
+            merged.append({**message, "_parts": 1})
+    return [entry for message in merged if (entry := _said(message, history)) is not None]
+
+
+def _join(into: dict[str, Any], fragment: dict[str, Any]) -> None:
+    into["_parts"] += 1
+    for key in ("reasoning", "content"):
+        if isinstance(fragment.get(key), str):
+            into[key] = str(into.get(key) or "") + fragment[key]
+    call, piece = into.get("tool_call"), fragment.get("tool_call")
+    if isinstance(call, dict) and isinstance(piece, dict):
+        into["tool_call"] = {
+            **call,
+            "name": call.get("name") or piece.get("name"),
+            "arguments": str(call.get("arguments") or "") + str(piece.get("arguments") or ""),
+        }
+
+
+def _said(message: dict[str, Any], history: bool) -> tuple[Any, ...] | None:
+    kind = str(message["message_type"])
+    if kind == "reasoning_message":
+        return (kind, str(message.get("reasoning") or "").strip())
+    if kind == "assistant_message":
+        return (kind, message.get("content"))
+    if kind == "tool_call_message":
+        found = message.get("tool_call")
+        call: dict[str, Any] = found if isinstance(found, dict) else {}
+        arguments: Any = None
+        if message["_parts"] == 1:
+            try:
+                arguments = json.loads(str(call.get("arguments")))
+            except ValueError:
+                arguments = call.get("arguments")
+        return (kind, call.get("name"), arguments)
+    if kind == "tool_return_message":
+        return (kind, message.get("name"), message.get("status"))
+    if kind == "user_message":
+        text = message.get("content")
+        return (kind, f"<{_notice(text)}>" if _notice(text) else text)
+    if kind == "system_message":
+        return None if history else (kind, message.get("content"))
+    return (kind,)
+
+
+def _notice(text: Any) -> str | None:
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    return kind if kind in _NOTICES else None

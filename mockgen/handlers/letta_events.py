@@ -10,11 +10,14 @@ from mockgen.http.dialects import LettaDialect, Reply
 from mockgen.store.letta import LettaStore
 from mockgen.store.letta_turns import Turn, Version
 
-# What the reference LLM said when it failed, as Letta quotes it.
+# What the project's fake LLM (live/fakellm.py) says when it fails, as Letta quotes it.
 _UPSTREAM = {
-    "500": "Error code: 500 - {'error': {'message': 'fake upstream failure', 'type': 'server_error', 'param': None, 'code': None}}",  # noqa: E501 (a server's text, verbatim)
-    "429": "Error code: 429 - {'error': {'message': 'Rate limit reached (fake)', 'type': 'requests', 'param': None, 'code': 'rate_limit_exceeded'}}",  # noqa: E501 (a server's text, verbatim)
-    "400": "Error code: 400 - {'error': {'message': 'fake bad request', 'type': 'invalid_request_error', 'param': None, 'code': None}}",  # noqa: E501 (a server's text, verbatim)
+    status: f"Error code: {status} - {{'error': {{'message': 'fake upstream failure', 'type': '{kind}', 'param': None, 'code': None}}}}"  # noqa: E501 (a server's text, verbatim)
+    for status, kind in (
+        ("500", "server_error"),
+        ("429", "rate_limit_error"),
+        ("400", "invalid_request_error"),
+    )
 }
 NOT_JSON = "Expecting value: line 1 column 1 (char 0)"
 NO_TOOL_CALL = "No tool calls found in response, model must make a tool call"

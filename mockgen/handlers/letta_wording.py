@@ -61,7 +61,15 @@ def _missing(loc: list[Any], value: Any) -> dict[str, Any]:
     return {"type": "missing", "loc": loc, "msg": "Field required", "input": value}
 
 
-def _part_errors(loc: list[Any], parts: list[Any], name: str) -> list[dict[str, Any]]:
+def _expected_tags(version: Version) -> str:
+    """The tags a part may have, as the version's pydantic names them (0.11.7: the enum's members, seen
+    live; 0.16.8: not observed, the plain values)."""
+    if version == "0.11.7":
+        return ", ".join(f"<MessageContentType.{t}: '{t}'>" for t in PART_TAGS)
+    return ", ".join(f"'{t}'" for t in PART_TAGS)
+
+
+def _part_errors(version: Version, loc: list[Any], parts: list[Any], name: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for n, part in enumerate(parts):
         at = [*loc, name, n]
@@ -77,7 +85,7 @@ def _part_errors(loc: list[Any], parts: list[Any], name: str) -> list[dict[str, 
                 }
             )
         elif tag not in PART_TAGS:
-            tags = ", ".join(f"'{t}'" for t in PART_TAGS)
+            tags = _expected_tags(version)
             found.append(
                 {
                     "type": "union_tag_invalid",
@@ -135,7 +143,7 @@ def _item_errors(version: Version, loc: list[Any], item: Any) -> list[dict[str, 
     if "content" not in item:
         found.append(_missing([*loc, create, "content"], typed))
     elif isinstance(content, list):
-        parts = _part_errors([*loc, create, "content"], content, parts_name)
+        parts = _part_errors(version, [*loc, create, "content"], content, parts_name)
         if parts:
             found += [
                 {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import random
 import re
 import threading
@@ -14,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mockgen.store.errors import LettaError
+from mockgen.store.letta_llm import Ask
 from mockgen.store.letta_turns import (
     DEFAULT_VERSION,
+    HIDDEN_WITH,
     Script,
     Turn,
     TurnPlayer,
@@ -148,7 +151,7 @@ class LettaStore:
                 "date": date,
                 "message_type": "reasoning_message",
                 "source": "non_reasoner_model",
-                "reasoning": "Bootup sequence complete. Persona activated.",
+                "reasoning": "Bootup sequence complete. Persona activated. Testing messaging functionality.",
                 "signature": None,
             },
             {
@@ -167,6 +170,7 @@ class LettaStore:
                 "tool_call_id": call_id,
                 "stdout": None,
                 "stderr": None,
+                HIDDEN_WITH: turn,
             },
             {
                 "id": self._message_id(),
@@ -253,7 +257,9 @@ class LettaStore:
         oldest: bool = False,
     ) -> list[dict[str, Any]]:
         """The newest `limit` messages (after/before the cursor messages), oldest first. A cursor that names
-        no message of the agent is 404, as Letta answers it."""
+        no message of the agent is 404, as Letta answers it. 0.11.7 counts stored rows (the messages that
+        share an id: a reasoning and its assistant message are one) and hides a send_message return whose
+        call is on the same page."""
         with self._lock:
             messages = list(self._get(agent_id).messages)
             ids = [message["id"] for message in messages]
@@ -266,9 +272,11 @@ class LettaStore:
                 ids = ids[last + 1 :]
             if before is not None and before in ids:
                 messages = messages[: ids.index(before)]
+            if self.version == "0.11.7":
+                return _page_of_rows(messages, limit)
             if limit > 0:
                 messages = messages[:limit] if oldest else messages[-limit:]
-            return copy.deepcopy(messages)
+            return [_public(message) for message in messages]
 
     # -- changes
 
@@ -389,23 +397,23 @@ class LettaStore:
         with self._lock:
             agent = self._get(agent_id)
             script = agent.scripts.pop(0) if agent.scripts else Script()
-            turn = self._player.play(request, script, self._last_text(agent, request), agent.messages)
+            turn = self._player.play(request, script, self._ask(agent, request), agent.messages)
             if turn.failure is None:
                 agent.messages.extend(turn.history)
             return copy.deepcopy(turn)
 
     @staticmethod
-    def _last_text(agent: Agent, request: TurnRequest) -> str:
-        """What the reference LLM echoes: the last user or system text it was given."""
+    def _ask(agent: Agent, request: TurnRequest) -> Ask:
+        """What the fake LLM is asked: the turn's last user text (its marker counts), else the last thing
+        the user said before (a system message or `messages: []` only; no marker counts then)."""
         for message in reversed(request.inputs):
-            if message.get("role") in ("user", "system"):
-                return input_text(message["content"])
+            if message.get("role") == "user":
+                return Ask.of(input_text(message["content"]), own=True)
         for stored in reversed(agent.messages):
-            if stored["message_type"] in ("user_message", "system_message") and isinstance(
-                stored.get("content"), str
-            ):
-                return str(stored["content"])
-        return ""
+            text = stored.get("content")
+            if stored["message_type"] == "user_message" and isinstance(text, str) and not _notice(text):
+                return Ask.of(text, own=False)
+        return Ask.of("", own=False)
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -413,3 +421,31 @@ class LettaStore:
                 {"id": a.id, "name": a.name, "created_at": a.created_at, "messages": len(a.messages)}
                 for a in self._ordered(ascending=True)
             ]
+
+
+def _notice(text: str) -> bool:
+    """Letta's own notices in user messages (`{"type": "login" | "heartbeat", ...}`), not the user's words."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("type") in ("login", "heartbeat", "system_alert")
+
+
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    return {key: copy.deepcopy(value) for key, value in message.items() if not key.startswith("_")}
+
+
+def _page_of_rows(messages: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Letta 0.11.7's page: the newest `limit` rows, a send_message return left out when its call is on it."""
+    rows: list[list[dict[str, Any]]] = []
+    for message in messages:
+        if rows and rows[-1][0]["id"] == message["id"]:
+            rows[-1].append(message)
+        else:
+            rows.append([message])
+    if limit > 0:
+        rows = rows[-limit:]
+    page = [message for row in rows for message in row]
+    on_page = {message["id"] for message in page}
+    return [_public(m) for m in page if m.get(HIDDEN_WITH) is None or m[HIDDEN_WITH] not in on_page]

@@ -1,9 +1,10 @@
 """An agent's turn, as real Letta 0.11.7 or 0.16.8 runs it against an LLM: pure state, no HTTP.
 
-By default an agent answers with the echo turn the reference LLM gives (`echo: <text>`): on 0.11.7 its
-`memgpt_v2_agent` calls `send_message`, which Letta shows as `reasoning_message` + `assistant_message` (one
-id), on 0.16.8 its `letta_v1_agent` answers `assistant_message` alone. A test scripts the next turns of an
-agent instead (`Script`): any messages, a stop reason, an LLM failure, a delay, a stream cut or stalled.
+By default an agent answers with the echo turn the project's fake LLM gives (`echo: <text>`; letta_llm):
+on 0.11.7 its `memgpt_v2_agent` calls `send_message`, which Letta shows as `reasoning_message` +
+`assistant_message` (one id), on 0.16.8 its `letta_v1_agent` answers `assistant_message` alone. A test
+scripts the next turns of an agent instead (`Script`): any messages, a stop reason, an LLM failure, a
+delay, a stream cut or stalled.
 
 Ids as Letta makes them: `message-<uuid4>`; within one stored message the items share the id, and each
 item's `otid` is the uuid with its low 7 bits replaced by the item's index; `step-<uuid4>` per LLM step;
@@ -37,6 +38,10 @@ SEND_MESSAGE = "send_message"
 SENT = "Sent message successfully."
 # On a message of a played step: how the history lists it (None: not at all), when not as answered.
 LISTED_AS = "_listed_as"
+# On a stored send_message return: the id of its call, on whose page of the history Letta 0.11.7 hides it.
+HIDDEN_WITH = "_hidden_with"
+# On a message of a played step: kept in the history but not part of the answer.
+UNANSWERED = "_unanswered"
 # What a script may say an item is (short names for the message types Letta answers with).
 ITEM_TYPES = {
     "reasoning": "reasoning_message",
@@ -158,13 +163,13 @@ class TurnPlayer:
         }
 
     def play(
-        self, request: TurnRequest, script: Script, last_text: str, history: list[dict[str, Any]]
+        self, request: TurnRequest, script: Script, ask: letta_llm.Ask, history: list[dict[str, Any]]
     ) -> Turn:
-        """One turn: the script's, else the reference LLM's answer to `last_text` (letta_llm)."""
+        """One turn: the script's, else the fake LLM's answer to `ask` (letta_llm)."""
         turn = Turn(script=script, run_id=f"run-{self._uuid()}" if self.version == "0.16.8" else None)
         failure = script.llm_error
         if failure is None and script.messages is None:
-            failure = letta_llm.failure(last_text)
+            failure = letta_llm.failure(ask)
         if failure is not None and not self._llm_error_is_a_reply(failure):
             if not self._llm_error_is_silence(failure, request):
                 turn.failure = failure
@@ -173,7 +178,7 @@ class TurnPlayer:
         elif script.messages is not None:
             items = script.messages
         else:
-            items = letta_llm.answer(self.version, last_text, history)
+            items = letta_llm.answer(self.version, ask, history)
         steps = _steps(items)
         played: list[list[dict[str, Any]]] = []
         stop = script.stop_reason
@@ -186,7 +191,7 @@ class TurnPlayer:
         turn.stop_reason = stop
         echoed = [self._echoed_system(m, turn.run_id) for m in request.inputs if m.get("role") == "system"]
         echoed = echoed if self.version == "0.11.7" else []
-        answer = [*echoed, *(_shown(m) for step in played for m in step)]
+        answer = [*echoed, *(_shown(m) for step in played for m in step if not m.get(UNANSWERED))]
         wanted = request.include_return_message_types
         turn.messages = [m for m in answer if wanted is None or m["message_type"] in wanted]
         turn.history = self._history(request, played, echoed, turn.run_id)
@@ -220,11 +225,12 @@ class TurnPlayer:
             if kind == "tool_return":
                 out.append(self._tool_return(item, step_id, run_id))
                 continue
-            if kind == "assistant" and (self.version == "0.16.8" or request.use_assistant_message):
+            if kind == "assistant" and self.version == "0.16.8":
                 message = self._base(llm_id, "assistant_message", index, step_id, run_id)
                 message["content"] = str(item.get("text", ""))
             elif kind == "assistant":
-                # The send_message call Letta 0.11.7 turns into an assistant message, shown as it is.
+                # The send_message call Letta 0.11.7 turns into an assistant message (the answer shows the
+                # call as it is when use_assistant_message is false).
                 call = self._base(llm_id, "tool_call_message", index, step_id, run_id)
                 arguments = {
                     request.assistant_message_tool_kwarg: str(item.get("text", "")),
@@ -249,7 +255,11 @@ class TurnPlayer:
                     step_id,
                     run_id,
                 )
-                returned[LISTED_AS] = None
+                # Listed only when its call is not on the same page of the history (store.letta).
+                returned[LISTED_AS] = {**returned, HIDDEN_WITH: llm_id}
+                if request.use_assistant_message:
+                    call = {**listed, LISTED_AS: listed}
+                    returned[UNANSWERED] = True
                 out += [call, returned]
                 index += 1
                 continue
@@ -332,7 +342,7 @@ class TurnPlayer:
                     indent=2,
                 )
                 steps.append(heartbeat)
-            # A send_message call is listed as its assistant message, its return not at all (0.11.7).
+            # A send_message call is listed as its assistant message, its return beside it (hidden).
             steps.extend(m.get(LISTED_AS, m) for m in step if m.get(LISTED_AS, m) is not None)
         return [*inputs, *steps]
 
@@ -360,7 +370,7 @@ class TurnPlayer:
 
 
 def _shown(message: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in message.items() if key != LISTED_AS}
+    return {key: value for key, value in message.items() if key not in (LISTED_AS, UNANSWERED)}
 
 
 def _steps(items: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
