@@ -65,9 +65,11 @@ class Person:
                 if "event_id" in reply:
                     self.replies.setdefault(reply["event_id"], seen)
 
-    async def wait_for(self, event_ids: set[str], deadline: float) -> None:
+    async def wait_for(self, event_ids: set[str], deadline: float | None) -> None:
+        """Until a reply to each of `event_ids` is seen (`deadline`: a `perf_counter` time, or None when
+        the caller bounds the wait)."""
         while not event_ids <= self.replies.keys():
-            if time.perf_counter() > deadline:
+            if deadline is not None and time.perf_counter() > deadline:
                 raise RuntimeError(f"{len(event_ids - self.replies.keys())} messages got no reply in time")
             await self.sync(1000)
 
@@ -79,25 +81,35 @@ async def _admin_token(http: aiohttp.ClientSession, url: str, admin: tuple[str, 
         return token
 
 
-async def _person(
-    http: aiohttp.ClientSession, url: str, admin_token: str, server_name: str, rooms: list[str]
+async def join_person(
+    http: aiohttp.ClientSession,
+    url: str,
+    admin_token: str,
+    server_name: str,
+    rooms: list[str],
+    *,
+    localpart: str = PERSON,
 ) -> Person:
-    user_id = f"@{PERSON}:{server_name}"
+    """A person made with the admin API, invited by the admin into `rooms` and joined; its sync starts
+    after the joins (replies from here on)."""
+    user_id = f"@{localpart}:{server_name}"
     admin = {"Authorization": f"Bearer {admin_token}"}
     async with http.put(
         f"{url}/_synapse/admin/v2/users/{quote(user_id)}", json={"password": PASSWORD}, headers=admin
-    ):
-        pass
-    login = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": PERSON}}
+    ) as answer:
+        answer.raise_for_status()
+    login = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": localpart}}
     async with http.post(f"{url}{CLIENT}/login", json={**login, "password": PASSWORD}) as answer:
         person = Person(http, url, (await answer.json())["access_token"])
     for room_id in rooms:
         room = quote(room_id)
-        async with http.post(f"{url}{CLIENT}/rooms/{room}/invite", json={"user_id": user_id}, headers=admin):
-            pass
-        async with http.post(f"{url}{CLIENT}/rooms/{room}/join", json={}, headers=person.headers):
-            pass
-    await person.sync(0)  # the starting point: replies from here on
+        async with http.post(
+            f"{url}{CLIENT}/rooms/{room}/invite", json={"user_id": user_id}, headers=admin
+        ) as answer:
+            answer.raise_for_status()
+        async with http.post(f"{url}{CLIENT}/rooms/{room}/join", json={}, headers=person.headers) as answer:
+            answer.raise_for_status()
+    await person.sync(0)
     return person
 
 
@@ -123,7 +135,7 @@ async def _measure(running: servers.Running, rooms: int, latency_rounds: int, ro
                 raise RuntimeError(f"the bridge did not provision the rooms: {report.summary()}")
             room_ids = [r.room_id for r in bridge.state.agents.values() if r.room_id is not None]
             token = await _admin_token(http, running.url, running.admin)
-            person = await _person(http, running.url, token, running.server_name, room_ids)
+            person = await join_person(http, running.url, token, running.server_name, room_ids)
             stop = asyncio.Event()
             relay = Relay(bridge)
             relaying = asyncio.ensure_future(relay.run(stop, forever=True))
