@@ -126,6 +126,14 @@ class Relay:
         stop = stop or asyncio.Event()
         if self._bot is None:
             await self.start()
+        try:
+            await self._loop(stop, forever)
+        except Exception:
+            await self._flush()  # the turns finished before the failure stay finished
+            raise
+        await self._flush()
+
+    async def _loop(self, stop: asyncio.Event, forever: bool) -> None:
         failures = 0
         while not stop.is_set():
             try:
@@ -135,7 +143,6 @@ class Relay:
                 raise
             except BridgeError as exc:
                 if not forever:
-                    await self._flush()  # the turns finished before the failure stay finished
                     raise
                 failures += 1
                 pause = self.bridge.homeserver.retry.backoff(failures, self.bridge.rng)
@@ -143,13 +150,18 @@ class Relay:
                 await self.sleep(pause)
                 continue
             if busy is None or (not busy and not forever):
-                break
-        await self._flush()
+                return
 
     async def _flush(self) -> None:
-        if self._unsaved:
-            self._unsaved = False
+        """Write the handled marks and the token, if anything changed since the last write."""
+        if not self._unsaved:
+            return
+        self._unsaved = False  # a change made while this write runs asks for the next one
+        try:
             await self.store.save()
+        except BaseException:
+            self._unsaved = True
+            raise
 
     async def _once(self, stop: asyncio.Event, timeout_ms: int) -> bool | None:
         """One sync and its batch: whether there was anything to answer (None: stopped while waiting)."""
