@@ -4,7 +4,8 @@ the ratios, measured in the same run, are what to compare.
 
 Servers: our mock with full validation (a), with validation off (b), a bare ASGI app under the same
 uvicorn settings (c, the practical ceiling), Stoplight Prism serving our Matrix spec (d) and a real
-Synapse (e). Traffic goes to 127.0.0.1 only; every server is started here and stopped by PID."""
+Synapse (e); the relay also against a real Synapse and a real Letta 0.11.7 answering through the project's
+loopback fake LLM. Traffic goes to 127.0.0.1 only; every server is started here and stopped by PID."""
 
 from __future__ import annotations
 
@@ -84,6 +85,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     found["letta_messages"] = figures.letta_messages(seconds=args.seconds / 2)
     print(f"8. the relay: {args.relay_rooms} agent rooms through the mock", flush=True)
     found["relay"] = relay.relay_figures(rooms=args.relay_rooms)
+    if not args.no_synapse:
+        print(
+            f"   and against real Synapse + Letta 0.11.7 (fake LLM): {args.relay_rooms} rooms, "
+            f"{args.relay_real_latency_rounds} messages one at a time, "
+            f"{args.relay_real_rounds} round(s) in every room",
+            flush=True,
+        )
+        found["relay_real"] = relay.relay_figures_real(
+            rooms=args.relay_rooms,
+            latency_rounds=args.relay_real_latency_rounds,
+            rounds=args.relay_real_rounds,
+        )
     if not args.no_make_test:
         print("9. make test", flush=True)
         found["make_test_s"] = figures.make_test_seconds()
@@ -140,6 +153,11 @@ def goals(found: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
     add("relay: send -> reply seen p50 (ms)", relayed.get("latency_p50_ms"), "< 5", lambda v: v < 5)
     add("relay: send -> reply seen p99 (ms)", relayed.get("latency_p99_ms"), "(figure)", lambda v: True)
     add("relay: messages/s, 100 rooms", relayed.get("messages_per_s"), "(figure)", lambda v: True)
+    real = found.get("relay_real") or {}
+    add("relay real: send -> reply seen p50 (ms)", real.get("latency_p50_ms"), "(figure)", lambda v: True)
+    add("relay real: send -> reply seen p99 (ms)", real.get("latency_p99_ms"), "(figure)", lambda v: True)
+    add("relay real: messages/s, 100 rooms", real.get("messages_per_s"), "(figure)", lambda v: True)
+    add("relay real: answered by a notice", real.get("notices"), "(figure)", lambda v: True)
     add("make test (s)", found.get("make_test_s"), "< 60", lambda v: v < 60)
     return rows
 
@@ -163,6 +181,7 @@ def table(found: dict[str, Any]) -> str:
         "long_poll",
         "letta_messages",
         "relay",
+        "relay_real",
     )
     for key in keys:
         if key in found:
@@ -188,7 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz-examples", type=int, default=100, help="random fuzz examples per measure")
     parser.add_argument("--memory-requests", type=int, default=100_000)
     parser.add_argument("--relay-rooms", type=int, default=100, help="agent rooms the relay serves")
-    parser.add_argument("--no-synapse", action="store_true", help="leave out the real Synapse")
+    parser.add_argument(
+        "--relay-real-latency-rounds", type=int, default=50, help="relay latency messages on real servers"
+    )
+    parser.add_argument(
+        "--relay-real-rounds", type=int, default=1, help="relay throughput rounds on real servers"
+    )
+    parser.add_argument("--no-synapse", action="store_true", help="leave out the real Synapse (and Letta)")
     parser.add_argument("--no-make-test", action="store_true", help="leave out timing `make test`")
     args = parser.parse_args(argv)
     if not load.wrk_available():

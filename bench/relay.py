@@ -4,11 +4,16 @@ with `rooms` agent rooms (a message in every room at once, several rounds, until
 
 The bridge provisions the rooms first; the person is made with the admin API, invited by the admin and
 joins every room. The relay (long-polling, `relay` as the CLI runs it) shares the event loop with the
-person; its state file is fsynced as in production (a temporary directory on the machine's disk)."""
+person; its state file is fsynced as in production (a temporary directory on the machine's disk).
+
+`relay_figures_real` measures the same against a real Synapse and a real Letta 0.11.7 whose agents answer
+through the loopback fake LLM (fewer rounds: a real turn takes hundreds of milliseconds). `join_person` and
+`Person` also serve the live suite (`tests_live/test_relay.py`)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -40,6 +45,7 @@ class Person:
         self.headers = {"Authorization": f"Bearer {token}"}
         self.since: str | None = None
         self.replies: dict[str, float] = {}  # the event a reply answers: when the person saw it
+        self.notices: set[str] = set()  # the events answered by a notice (the agent could not answer)
         self._txn = 0
 
     async def send(self, room_id: str, body: str) -> str:
@@ -64,10 +70,14 @@ class Person:
                 reply = event.get("content", {}).get("m.relates_to", {}).get("m.in_reply_to", {})
                 if "event_id" in reply:
                     self.replies.setdefault(reply["event_id"], seen)
+                    if event["content"].get("msgtype") == "m.notice":
+                        self.notices.add(reply["event_id"])
 
-    async def wait_for(self, event_ids: set[str], deadline: float) -> None:
+    async def wait_for(self, event_ids: set[str], deadline: float | None) -> None:
+        """Until a reply to each of `event_ids` is seen (`deadline`: a `perf_counter` time, or None when
+        the caller bounds the wait)."""
         while not event_ids <= self.replies.keys():
-            if time.perf_counter() > deadline:
+            if deadline is not None and time.perf_counter() > deadline:
                 raise RuntimeError(f"{len(event_ids - self.replies.keys())} messages got no reply in time")
             await self.sync(1000)
 
@@ -79,35 +89,47 @@ async def _admin_token(http: aiohttp.ClientSession, url: str, admin: tuple[str, 
         return token
 
 
-async def _person(
-    http: aiohttp.ClientSession, url: str, admin_token: str, server_name: str, rooms: list[str]
+async def join_person(
+    http: aiohttp.ClientSession,
+    url: str,
+    admin_token: str,
+    server_name: str,
+    rooms: list[str],
+    *,
+    localpart: str = PERSON,
 ) -> Person:
-    user_id = f"@{PERSON}:{server_name}"
+    """A person made with the admin API, invited by the admin into `rooms` and joined; its sync starts
+    after the joins (replies from here on)."""
+    user_id = f"@{localpart}:{server_name}"
     admin = {"Authorization": f"Bearer {admin_token}"}
     async with http.put(
         f"{url}/_synapse/admin/v2/users/{quote(user_id)}", json={"password": PASSWORD}, headers=admin
-    ):
-        pass
-    login = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": PERSON}}
+    ) as answer:
+        answer.raise_for_status()
+    login = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": localpart}}
     async with http.post(f"{url}{CLIENT}/login", json={**login, "password": PASSWORD}) as answer:
         person = Person(http, url, (await answer.json())["access_token"])
     for room_id in rooms:
         room = quote(room_id)
-        async with http.post(f"{url}{CLIENT}/rooms/{room}/invite", json={"user_id": user_id}, headers=admin):
-            pass
-        async with http.post(f"{url}{CLIENT}/rooms/{room}/join", json={}, headers=person.headers):
-            pass
-    await person.sync(0)  # the starting point: replies from here on
+        async with http.post(
+            f"{url}{CLIENT}/rooms/{room}/invite", json={"user_id": user_id}, headers=admin
+        ) as answer:
+            answer.raise_for_status()
+        async with http.post(f"{url}{CLIENT}/rooms/{room}/join", json={}, headers=person.headers) as answer:
+            answer.raise_for_status()
+    await person.sync(0)
     return person
 
 
-async def _measure(running: servers.Running, rooms: int, latency_rounds: int, rounds: int) -> dict[str, Any]:
+async def _measure(
+    running: servers.Running, letta_token: str, rooms: int, latency_rounds: int, rounds: int
+) -> dict[str, Any]:
     assert running.letta_url is not None
     assert running.admin is not None
     with tempfile.TemporaryDirectory(prefix="bench-relay-", dir=STATE_DIR) as workdir:
         config = BridgeConfig(
             letta_url=running.letta_url,
-            letta_token=DEFAULT_LETTA_TOKEN,
+            letta_token=letta_token,
             matrix_url=running.url,
             server_name=running.server_name,
             admin_user=running.admin[0],
@@ -123,7 +145,7 @@ async def _measure(running: servers.Running, rooms: int, latency_rounds: int, ro
                 raise RuntimeError(f"the bridge did not provision the rooms: {report.summary()}")
             room_ids = [r.room_id for r in bridge.state.agents.values() if r.room_id is not None]
             token = await _admin_token(http, running.url, running.admin)
-            person = await _person(http, running.url, token, running.server_name, room_ids)
+            person = await join_person(http, running.url, token, running.server_name, room_ids)
             stop = asyncio.Event()
             relay = Relay(bridge)
             relaying = asyncio.ensure_future(relay.run(stop, forever=True))
@@ -147,9 +169,13 @@ async def _measure(running: servers.Running, rooms: int, latency_rounds: int, ro
     latencies.sort()
     return {
         "rooms": rooms,
+        "latency_rounds": latency_rounds,
+        "rounds": rounds,
         "latency_p50_ms": round(statistics.median(latencies), 2),
         "latency_p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 2),
         "messages": len(asked_all),
+        # Answered "could not answer" after the retries (real Letta on SQLite fails some concurrent turns).
+        "notices": len(asked_all & person.notices),
         "messages_per_s": round(len(asked_all) / seconds, 1),
         "turns": relay.turns,
     }
@@ -159,8 +185,30 @@ def relay_figures(rooms: int = 100, latency_rounds: int = 200, rounds: int = 5) 
     """Latency (one message at a time, `latency_rounds` of them) and throughput (`rounds` messages in every
     one of `rooms` rooms) of the relay through the mock."""
     with servers.mock(agents=rooms) as running, asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
-        return runner.run(_measure(running, rooms, latency_rounds, rounds))
+        return runner.run(_measure(running, DEFAULT_LETTA_TOKEN, rooms, latency_rounds, rounds))
+
+
+def relay_figures_real(rooms: int = 100, latency_rounds: int = 50, rounds: int = 1) -> dict[str, Any]:
+    """The same figures against a real Synapse and a real Letta 0.11.7 whose `rooms` agents answer through
+    the loopback fake LLM (`live.fakellm`): fewer rounds, a real turn costing far more than the mock's."""
+    from letta_matrix_reference.live.fakellm import FakeLLM
+    from letta_matrix_reference.live.letta import LettaServer, create_agent
+
+    async def agents(letta: Any, llm_url: str) -> None:
+        made = asyncio.Semaphore(8)  # Letta on SQLite: a few creations at a time
+
+        async def one(n: int) -> None:
+            async with made:
+                await create_agent(letta, f"bench relay {n}", llm_url=llm_url)
+
+        await asyncio.gather(*(one(n) for n in range(rooms)))
+
+    with servers.synapse() as synapse, FakeLLM() as llm, LettaServer() as letta:
+        asyncio.run(agents(letta, llm.url))
+        running = dataclasses.replace(synapse, letta_url=letta.url)
+        with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
+            return runner.run(_measure(running, letta.token, rooms, latency_rounds, rounds))
 
 
 if __name__ == "__main__":
-    print(json.dumps(relay_figures(), indent=2))
+    print(json.dumps({"mock": relay_figures(), "real": relay_figures_real()}, indent=2))

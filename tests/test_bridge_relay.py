@@ -13,6 +13,7 @@ import pytest
 from contracts.harness.fuzz import FuzzContext
 from contracts.harness.fuzz.people import agent_rooms, let_in, say
 from letta_matrix_reference.bridge import ApiError
+from letta_matrix_reference.bridge.relay import Relay
 from letta_matrix_reference.bridge.relay_events import PART_KEY, Incoming
 from letta_matrix_reference.bridge.relay_state import RELAY_FILE
 from letta_matrix_reference.bridge.target import relay_against, sync_against
@@ -244,3 +245,23 @@ async def test_a_refused_typing_off_stops_the_run_and_the_next_one_turns_it_off(
     assert await relay_against(fuzz_context) == 0
     assert [r["content"]["body"] for r in answers(matrix_mock, rooms["Ada"])] == ["echo: hello"]
     assert matrix_mock.world.matrix.typing_users(rooms["Ada"]) == []
+
+
+async def test_a_turn_writes_the_state_once_before_its_reply_and_once_after_the_batch(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, fuzz_context: FuzzContext
+) -> None:
+    letta_mock.add_agent("Ada")
+    rooms = await provisioned(fuzz_context, matrix_mock, ["Ada"])
+    say(matrix_mock.world, rooms["Ada"], matrix_mock.user_id(PERSON), "hello")
+    made: list[Relay] = []
+
+    class Counted(Relay):
+        async def start(self) -> None:
+            made.append(self)
+            await super().start()
+
+    assert await relay_against(fuzz_context, relay_class=Counted) == 1
+    # The outbox before the reply; the handled mark with the batch's token (while the next sync waits); the
+    # token of that empty sync (it moved past the reply) as the run ends. Each used to be a write of its own.
+    assert made[0].store.writes == 3
+    assert len(answers(matrix_mock, rooms["Ada"])) == 1

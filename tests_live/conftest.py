@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from contracts.profiles import load_profile
+from letta_matrix_reference.bridge.config import BridgeConfig
 from letta_matrix_reference.live.fakellm import FakeLLM
 from letta_matrix_reference.live.letta import LettaInfo, LettaServer, create_agent
 from letta_matrix_reference.live.synapse import SynapseServer
@@ -99,3 +100,26 @@ async def _seed(info: LettaInfo) -> None:
         ) as answer,
     ):
         answer.raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def bridge_config(
+    synapse: Homeserver, letta: Letta, tmp_path_factory: pytest.TempPathFactory
+) -> BridgeConfig:
+    """One bridge for the session (its data directory holds the agent users' passwords, so a second
+    bridge could not log them in): the provisioning test runs it first (test_live.py), the relay
+    reuses it."""
+    if synapse.admin_password is None or not letta.started_here:
+        pytest.skip("needs the servers this suite starts (it registers users and rooms for every agent)")
+    return BridgeConfig(
+        letta_url=letta.url,
+        letta_token=letta.token,
+        matrix_url=synapse.url,
+        server_name=str(synapse.server_name),
+        admin_user=str(synapse.admin_user),
+        admin_password=synapse.admin_password,
+        bot_user="letta-bridge-bot",
+        bot_password="bot password for the live suite",
+        data_dir=tmp_path_factory.mktemp("bridge"),
+        request_timeout=30.0,
+    )

@@ -114,22 +114,9 @@ async def _get(session: aiohttp.ClientSession, url: str, token: str) -> tuple[in
 
 
 async def test_the_bridge_syncs_real_letta_agents_into_real_synapse(
-    synapse: Homeserver, letta: Letta, tmp_path: Path
+    synapse: Homeserver, letta: Letta, bridge_config: BridgeConfig
 ) -> None:
-    if synapse.admin_password is None or not letta.started_here:
-        pytest.skip("needs the servers this suite starts (it registers users and rooms for every agent)")
-    config = BridgeConfig(
-        letta_url=letta.url,
-        letta_token=letta.token,
-        matrix_url=synapse.url,
-        server_name=str(synapse.server_name),
-        admin_user=str(synapse.admin_user),
-        admin_password=synapse.admin_password,
-        bot_user="letta-bridge-bot",
-        bot_password="bot password for the live suite",
-        data_dir=tmp_path,
-        request_timeout=30.0,
-    )
+    config = bridge_config
     async with Bridge(config) as bridge:
         first = await bridge.sync_once()
     assert first.failed == []
@@ -140,7 +127,7 @@ async def test_the_bridge_syncs_real_letta_agents_into_real_synapse(
         second = await bridge.sync_once()
     assert (second.failed, second.users_created, second.rooms_created) == ([], 0, 0)
 
-    state = MappingFile(tmp_path / MAPPING_FILE).load()
+    state = MappingFile(config.data_dir / MAPPING_FILE).load()
     assert state.space_id is not None
     base = f"{synapse.url}/_matrix/client/v3"
     bot = f"@{config.bot_user}:{synapse.server_name}"

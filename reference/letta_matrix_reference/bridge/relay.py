@@ -9,7 +9,13 @@ failing) the room gets a notice saying so instead.
 
 Exactly once, across faults and restarts (`relay_state`): replies are saved before they are posted and
 posted under transaction ids made from the event id, events are marked handled once answered, and the
-sync token moves past a batch only when all of it is handled."""
+sync token moves past a batch only when all of it is handled.
+
+What a person waits for is kept short: one write of the state per turn before its reply (the outbox; the
+handled marks and the token of a batch are written together, while the next /sync is already waiting),
+and the read receipt and typing off go out together after the reply. A run that dies before the batch's
+write posts the batch's saved replies again on restart, under the same transaction ids, which the
+homeserver answers with the first events: the same as dying between posting and marking handled."""
 
 from __future__ import annotations
 
@@ -91,6 +97,7 @@ class Relay:
         self._filter: tuple[tuple[str, ...], str] | None = None
         self._agents: dict[str, MatrixClient] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._unsaved = False  # handled marks or a token not written yet
 
     async def start(self) -> None:
         """Load the saved state and learn the rooms from the mapping (call again after a provisioning
@@ -119,6 +126,14 @@ class Relay:
         stop = stop or asyncio.Event()
         if self._bot is None:
             await self.start()
+        try:
+            await self._loop(stop, forever)
+        except Exception:
+            await self._flush()  # the turns finished before the failure stay finished
+            raise
+        await self._flush()
+
+    async def _loop(self, stop: asyncio.Event, forever: bool) -> None:
         failures = 0
         while not stop.is_set():
             try:
@@ -137,6 +152,17 @@ class Relay:
             if busy is None or (not busy and not forever):
                 return
 
+    async def _flush(self) -> None:
+        """Write the handled marks and the token, if anything changed since the last write."""
+        if not self._unsaved:
+            return
+        self._unsaved = False  # a change made while this write runs asks for the next one
+        try:
+            await self.store.save()
+        except BaseException:
+            self._unsaved = True
+            raise
+
     async def _once(self, stop: asyncio.Event, timeout_ms: int) -> bool | None:
         """One sync and its batch: whether there was anything to answer (None: stopped while waiting)."""
         assert self._bot is not None
@@ -146,6 +172,9 @@ class Relay:
         syncing = asyncio.ensure_future(self._bot.sync(state.since, filter_id, timeout_ms))
         stopping = asyncio.ensure_future(stop.wait())
         try:
+            # The last batch is written while the server is asked for the next one: a request moves
+            # nothing, and this batch is handled only once the write is done.
+            await self._flush()
             await asyncio.wait((syncing, stopping), return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
@@ -165,7 +194,7 @@ class Relay:
         await self._answer_all(todo)
         if state.since != body["next_batch"]:
             state.since = body["next_batch"]
-            await self.store.save()
+            self._unsaved = True
         return bool(todo)
 
     async def _resume(self) -> None:
@@ -257,8 +286,15 @@ class Relay:
             for n, content in enumerate(pending.replies):
                 await client.send_message(pending.room_id, content, txn_id(message.event_id, n))
             await self.checkpoint("posted", message)
-            await self._best_effort("read receipt", client.send_receipt(pending.room_id, message.event_id))
-            await client.set_typing(pending.room_id, False)
+            # Together: one round trip, not two, before the relay syncs again.
+            outcomes = await asyncio.gather(
+                client.set_typing(pending.room_id, False),
+                self._best_effort("read receipt", client.send_receipt(pending.room_id, message.event_id)),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except ApiError as exc:
             # The room refuses the agent's reply or its typing off (it left, lost its power, or the server
             # misbehaves). The run stops here, so the room's later messages are not answered before this one
@@ -272,7 +308,7 @@ class Relay:
                 message.event_id, pending.room_id, pending.refused, exc,
             )  # fmt: skip
         self.store.state.mark_handled(message.event_id)
-        await self.store.save()
+        self._unsaved = True  # written with the batch's token (see the module's docstring)
 
     @staticmethod
     async def _best_effort(what: str, call: Awaitable[None]) -> None:
