@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,9 +193,16 @@ def test_relay_answers_until_a_signal(
     core = {matrix_mock.user_id("admin"), matrix_mock.user_id("letta")}
     try:
         deadline = time.monotonic() + 30
-        while not agent_rooms(matrix_mock.snapshot(), core) and time.monotonic() < deadline:
+        bot = matrix_mock.user_id("letta")
+
+        def bot_joined() -> list[dict[str, Any]]:
+            # Until the bot is in the room, what is said there is from before the bridge joined it.
+            rooms = agent_rooms(matrix_mock.snapshot(), core)
+            return [room for room in rooms if room["members"].get(bot) == "join"]
+
+        while not bot_joined() and time.monotonic() < deadline:
             time.sleep(0.02)  # a process to wait for, not a backoff
-        [room] = agent_rooms(matrix_mock.snapshot(), core)
+        [room] = bot_joined()
         person = let_in(matrix_mock.world, room, "ada")
         say(matrix_mock.world, room["room_id"], person, "hello")
         while time.monotonic() < deadline and not [
