@@ -12,6 +12,10 @@ import pytest
 
 from contracts.harness.fuzz import FuzzContext
 from contracts.harness.fuzz.people import agent_rooms, let_in, say
+from contracts.harness.fuzz.plan import PERSON as PLAN_PERSON
+from contracts.harness.fuzz.plan import FaultSpec, Plan, Said
+from contracts.harness.fuzz.runner import fuzz
+from contracts.harness.fuzz.target import load_target
 from letta_matrix_reference.bridge import ApiError
 from letta_matrix_reference.bridge.relay import Relay
 from letta_matrix_reference.bridge.relay_events import PART_KEY, Incoming
@@ -265,3 +269,19 @@ async def test_a_turn_writes_the_state_once_before_its_reply_and_once_after_the_
     # token of that empty sync (it moved past the reply) as the run ends. Each used to be a write of its own.
     assert made[0].store.writes == 3
     assert len(answers(matrix_mock, rooms["Ada"])) == 1
+
+
+def test_a_room_found_after_a_kill_keeps_only_the_new_space_as_parent() -> None:
+    """Found by the relay fuzzer (a CI run): the run dies after its agent room is made with the space as
+    parent but before it is recorded; the next run, told by a 403 that the admin is not in that space, makes
+    another. The room it then finds by its marker must lose the first parent, not carry both."""
+    plan = Plan(
+        agents=("Ada", "Bob"),
+        faults=(
+            FaultSpec("getRoomStateWithKey", status=403, body={"errcode": "M_FORBIDDEN"}, has_body=True),
+        ),
+        said=(Said(room=0, speaker=PLAN_PERSON, text="hello"),),
+        kills=(12,),
+    )
+    result = fuzz(load_target("letta_matrix_reference.bridge.target:fuzz_relay"), replay=plan, progress=False)
+    assert result.failure is None, result.failure and result.failure.problems

@@ -293,6 +293,13 @@ class MatrixClient:
             raise ProtocolError(f"Matrix state {event_type} in {room_id} is not an object but {shape(body)}")
         return body
 
+    async def get_room_state(self, room_id: str) -> list[dict[str, Any]]:
+        """Every current state event of the room (GET /rooms/{roomId}/state)."""
+        body = (await self._call("GET", f"{CLIENT}/rooms/{_segment(room_id)}/state")).body
+        if not isinstance(body, list) or not all(isinstance(event, dict) for event in body):
+            raise ProtocolError(f"Matrix state of {room_id} is not a list of events but {shape(body)}")
+        return body
+
     async def put_state(
         self, room_id: str, event_type: str, state_key: str, content: Mapping[str, Any]
     ) -> str:

@@ -95,6 +95,13 @@ class SpaceManager:
             if record.space_parent is not None:
                 # The room still names a space that is gone: empty content removes that parent.
                 await client.put_state(record.room_id, "m.space.parent", record.space_parent, {})
+            else:
+                # A room found by its marker was made by a run that died before saving it, with the space
+                # of that run, which may since have been replaced (found by the relay fuzzer: two parents).
+                for event in await client.get_room_state(record.room_id):
+                    stale = event.get("state_key")
+                    if event.get("type") == "m.space.parent" and event.get("content") and stale != space_id:
+                        await client.put_state(record.room_id, "m.space.parent", str(stale), {})
             await client.put_state(
                 record.room_id, "m.space.parent", space_id, {"via": via, "canonical": True}
             )
