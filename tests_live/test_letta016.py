@@ -28,7 +28,6 @@ UNKNOWN_AGENT = "agent-00000000-0000-4000-8000-000000000000"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 _REPR_422 = "0.16.8's 422 detail is the repr string of pydantic's errors; the mock's agent routes give a list"
-_ID_422 = "0.16.8 checks agent ids with its pydantic pattern (422); the mock's agent routes answer as 0.11.7"
 #: Steps where the mock in 0.16.8 mode still answers unlike real 0.16.8, and why. The differential must
 #: disagree on exactly these: one that starts agreeing is to be removed from here.
 KNOWN_DIFFERENCES = {
@@ -36,13 +35,6 @@ KNOWN_DIFFERENCES = {
     "create with a number for a name": _REPR_422,
     "create with a name outside Letta's alphabet": "real 500, the mock 0.11.7's 422",
     "list with a bad limit": _REPR_422,
-    "get a malformed id": _ID_422,
-    "get an upper-case id": _ID_422,
-    "get a uuid1 id": _ID_422,
-    "get an id with variant nibble 0": _ID_422,
-    "get an id with a trailing newline": _ID_422,
-    "rename a malformed id": _ID_422,
-    "delete a malformed id": _ID_422,
     "rename with a text/plain body": _REPR_422,
     "rename with a form content type": _REPR_422,
     "create with a text/plain body": _REPR_422,

@@ -240,8 +240,8 @@ def _scalar_errors(body: dict[str, Any], stream: bool) -> list[dict[str, Any]]:
 
 
 def path_errors(version: Version, agent_id: str) -> list[dict[str, Any]]:
-    """0.16.8 checks an agent id's format on its message routes (0.11.7 looks any id up: 404)."""
-    if version == "0.11.7" or AGENT_ID_16.match(agent_id):
+    """0.16.8 checks an agent id's format on its agent and message routes (0.11.7 looks any id up: 404)."""
+    if version == "0.11.7" or AGENT_ID_16.fullmatch(agent_id):
         return []
     return [
         {
