@@ -735,7 +735,9 @@ LETTA_NATURAL: dict[tuple[str, int], Callable[[aiohttp.ClientSession, LettaMock]
         json_body={**HELLO, "background": True},
     ),
 }  # fmt: skip
-LETTA_FAULT_ONLY = {("retrieveAgent", 422)}  # the operation takes no input FastAPI could refuse
+# As 0.11.7 these take no input FastAPI could refuse; as 0.16.8 a malformed agent id is their 422
+# (test_mock_letta_messages.py::test_0_16_8_checks_the_agent_id_on_every_agent_route).
+LETTA_FAULT_ONLY = {("retrieveAgent", 422), ("deleteAgent", 422)}
 LETTA_CASES = sorted({(op, status) for op, status, _ in _documented("letta") if status >= 300})
 
 

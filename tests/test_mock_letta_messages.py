@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -310,3 +311,26 @@ def test_the_fake_llm_markers_fail_the_turn_as_on_the_real_server(letta: LettaMo
     query = "echo: search first fakellm:call=conversation_search"
     assert json.loads(call["arguments"]) == {"query": query, **heartbeat}
     assert search["usage"]["step_count"] == 2
+
+
+@pytest.mark.mock_lenient
+def test_0_16_8_checks_the_agent_id_on_every_agent_route(letta: LettaMock) -> None:
+    """Real 0.16.8 answers a malformed id (a trailing newline too) with its repr 422 on get, rename and
+    delete; 0.11.7 checks it on get only (400) and looks it up elsewhere (404)."""
+    with _client(letta) as http:
+        answers = {
+            (method, bad): http.request(method, f"/v1/agents/{quote(bad)}", json=body)
+            for bad in ("agent-x", "agent-00000000-0000-4000-8000-000000000000\n")
+            for method, body in (("GET", None), ("PATCH", {"name": "n"}), ("DELETE", None))
+        }
+    for (method, bad), answer in answers.items():
+        if letta.version == "0.16.8":
+            assert answer.status_code == 422, (method, bad)
+            body = answer.json()
+            assert body["examples"] == ["agent-123e4567-e89b-42d3-8456-426614174000"]
+            assert body["detail"].startswith(
+                "[{'type': 'string_pattern_mismatch', 'loc': ('path', 'agent_id')"
+            )
+        else:
+            expected = 400 if method == "GET" and bad == "agent-x" else 404
+            assert answer.status_code == expected, (method, bad)

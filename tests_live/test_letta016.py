@@ -2,16 +2,21 @@
 part of `make live`: a cold install takes minutes, see reference/letta_matrix_reference/live/README.md).
 
 What it checks is where 0.16.8 answers unlike 0.11.7 on the operations our contract covers: the default
-agent kind, list order and paging, the new agent's history, and the error shapes."""
+agent kind, list order and paging, the new agent's history, and the error shapes; and the Letta corpus,
+chat included (agents wired to the loopback fake LLM), replayed on the mock in 0.16.8 mode and on the real
+server."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from contracts.harness.differential import run_differential
+from letta_matrix_reference.live.fakellm import FakeLLM
 from letta_matrix_reference.live.letta import FREE_HANDLE, LettaInfo
 from letta_matrix_reference.live.letta016 import LETTA_VERSION, Letta016Server
 from letta_matrix_reference.live.net import http_request
@@ -22,11 +27,46 @@ UNKNOWN_AGENT = "agent-00000000-0000-4000-8000-000000000000"
 # 0.16.8 stamps microseconds and a Z (0.11.7: whole seconds, no zone).
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
+_REPR_422 = "0.16.8's 422 detail is the repr string of pydantic's errors; the mock's agent routes give a list"
+#: Steps where the mock in 0.16.8 mode still answers unlike real 0.16.8, and why. The differential must
+#: disagree on exactly these: one that starts agreeing is to be removed from here.
+KNOWN_DIFFERENCES = {
+    "create without a model": "real 400 (no default model), the mock 500",
+    "create with a number for a name": _REPR_422,
+    "create with a name outside Letta's alphabet": "real 500, the mock 0.11.7's 422",
+    "list with a bad limit": _REPR_422,
+    "rename with a text/plain body": _REPR_422,
+    "rename with a form content type": _REPR_422,
+    "create with a text/plain body": _REPR_422,
+    "rename with an empty body": _REPR_422,
+    "rename with a null body": _REPR_422,
+    "rename with malformed JSON": _REPR_422,
+    "rename with data after the JSON": _REPR_422,
+    "metadata that is a string": _REPR_422,
+    "an incomplete llm_config": _REPR_422,
+    "create with a model handle without a provider": "real 400, the mock 0.11.7's 422",
+    "create with an empty provider": "real 400, the mock 0.11.7's 422",
+    "create with an embedding handle without a provider": "0.16.8 words its value_error otherwise",
+    "list with a limit given twice": _REPR_422,
+    "list with a limit beyond 64 bits": "real 'A database error occurred.', the mock 0.11.7's wording",
+    "delete it again": "0.16.8's not-found detail names the actor and access level",
+    "the LLM sends arguments that are not JSON": "0.16.8 runs the tool call anyway (tool_call, tool_return, "
+    "then the assistant's text); the mock answers with the text only",
+    "the history after the failed turns": "near its end real lists three assistant messages in a row where "
+    "the mock has user/assistant pairs; likely the non-JSON-arguments turn, not investigated",
+}
+
 
 @pytest.fixture(scope="module")
 def letta016() -> Iterator[LettaInfo]:
     with Letta016Server() as info:
         yield info
+
+
+@pytest.fixture(scope="module")
+def fake_llm016() -> Iterator[FakeLLM]:
+    with FakeLLM() as llm:
+        yield llm
 
 
 def _call(info: LettaInfo, method: str, path: str, body: object | None = None) -> tuple[int, Any]:
@@ -110,3 +150,23 @@ def test_errors_have_the_0_16_8_shapes(letta016: LettaInfo) -> None:
         400,
         {"detail": "INVALID_ARGUMENT: Must specify either model or llm_config in request"},
     )
+
+
+async def test_the_mock_as_0_16_8_and_real_0_16_8_agree_but_on_the_known_differences(
+    letta016: LettaInfo, fake_llm016: FakeLLM, reports: Path
+) -> None:
+    report = await run_differential(
+        "letta",
+        letta016.url,
+        letta_token=letta016.token,
+        llm_url=fake_llm016.url,
+        letta_version=LETTA_VERSION,
+    )
+    (reports / "differential-letta016.txt").write_text(report.to_text() + "\n", encoding="utf-8")
+    # every chat step ran on the real server (each client call is bounded: a stalled turn fails here)
+    chat = [o for o in report.real if "llm_url" in o.step.needs and not o.skipped]
+    assert len(chat) >= 50
+    assert report.compared >= 100
+    disagreeing = {d.step for d in report.disagreements}
+    assert sorted(disagreeing - set(KNOWN_DIFFERENCES)) == [], [str(d) for d in report.disagreements]
+    assert sorted(set(KNOWN_DIFFERENCES) - disagreeing) == [], "agrees now: remove from KNOWN_DIFFERENCES"

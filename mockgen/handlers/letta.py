@@ -71,15 +71,28 @@ def create_agent(call: Call) -> Reply:
     return Reply(200, store.describe(agent))
 
 
+def _malformed_id(call: Call) -> Reply | None:
+    """0.16.8's 422 for an agent id its pattern refuses (0.11.7 looks any id up)."""
+    store = call.world.letta
+    errors = path_errors(store.version, str(call.path["agent_id"]))
+    return validation_reply(store.version, errors, call.rejected) if errors else None
+
+
 def retrieve_agent(call: Call) -> Reply:
+    if refused := _malformed_id(call):
+        return refused
     return Reply(200, call.world.letta.retrieve(call.path["agent_id"]))
 
 
 def modify_agent(call: Call) -> Reply:
+    if refused := _malformed_id(call):
+        return refused
     return Reply(200, call.world.letta.modify(call.path["agent_id"], call.body))
 
 
 def delete_agent(call: Call) -> Reply:
+    if refused := _malformed_id(call):
+        return refused
     agent = call.world.letta.delete(call.path["agent_id"])
     return Reply(200, {"message": f"Agent id={agent.id} successfully deleted"})
 

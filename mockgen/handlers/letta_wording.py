@@ -17,8 +17,7 @@ PARTS = (
     "list[tagged-union[TextContent,ImageContent,ToolCallContent,ToolReturnContent,ReasoningContent,"
     "RedactedReasoningContent,OmittedReasoningContent]]"
 )
-# 0.16.8's name is 27 characters longer (its recorded 422s); ",SummarizedReasoningContent", a content type
-# of newer Letta, is that long: inferred from the length, its place in the list is a guess.
+# 0.16.8 adds SummarizedReasoningContent last (seen live: `make live016`'s differential).
 PARTS_16 = PARTS.replace("OmittedReasoningContent]]", "OmittedReasoningContent,SummarizedReasoningContent]]")
 PART_TAGS = (
     "text",
@@ -29,6 +28,8 @@ PART_TAGS = (
     "redacted_reasoning",
     "omitted_reasoning",
 )
+# 0.16.8 names one more tag in its union_tag_invalid message (seen live); the mock accepts PART_TAGS.
+PART_TAGS_16 = (*PART_TAGS, "summarized_reasoning")
 # 0.16.8's own agent-id check (pydantic, case-sensitive), and what its 422 adds as `examples`.
 AGENT_ID_16 = re.compile(r"^agent-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 AGENT_ID_EXAMPLE = "agent-123e4567-e89b-42d3-8456-426614174000"
@@ -62,11 +63,9 @@ def _missing(loc: list[Any], value: Any) -> dict[str, Any]:
 
 
 def _expected_tags(version: Version) -> str:
-    """The tags a part may have, as the version's pydantic names them (0.11.7: the enum's members, seen
-    live; 0.16.8: not observed, the plain values)."""
-    if version == "0.11.7":
-        return ", ".join(f"<MessageContentType.{t}: '{t}'>" for t in PART_TAGS)
-    return ", ".join(f"'{t}'" for t in PART_TAGS)
+    """The tags a part may have, as the version's pydantic names them: the enum's members (both seen live)."""
+    tags = PART_TAGS if version == "0.11.7" else PART_TAGS_16
+    return ", ".join(f"<MessageContentType.{t}: '{t}'>" for t in tags)
 
 
 def _part_errors(version: Version, loc: list[Any], parts: list[Any], name: str) -> list[dict[str, Any]]:
@@ -241,8 +240,8 @@ def _scalar_errors(body: dict[str, Any], stream: bool) -> list[dict[str, Any]]:
 
 
 def path_errors(version: Version, agent_id: str) -> list[dict[str, Any]]:
-    """0.16.8 checks an agent id's format on its message routes (0.11.7 looks any id up: 404)."""
-    if version == "0.11.7" or AGENT_ID_16.match(agent_id):
+    """0.16.8 checks an agent id's format on its agent and message routes (0.11.7 looks any id up: 404)."""
+    if version == "0.11.7" or AGENT_ID_16.fullmatch(agent_id):
         return []
     return [
         {

@@ -11,7 +11,7 @@ own cached venv. Starting it runs :mod:`letta_matrix_reference.live.letta016.sup
 PostgreSQL cluster in the workdir on a free loopback port, the schema, then ``letta server``, all in one
 process group. Letta's environment is the 0.11.7 one (:func:`letta_matrix_reference.live.letta.offline_env`:
 bearer password, tracing and version checks off, no provider keys, every proxy variable at a dead loopback
-port) plus ``LETTA_PG_URI``.
+port) plus ``LETTA_PG_URI`` and SQLAlchemy's connection pool on (see the supervisor).
 
 CLI: ``python -m letta_matrix_reference.live letta016 install|start|stop|run|status`` (see ``--help``).
 """

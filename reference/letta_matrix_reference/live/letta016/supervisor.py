@@ -74,6 +74,11 @@ def run(workdir: Path, port: int) -> int:
     try:
         postgres.wait_for_postgres(pg, pg_port, deadline)
         env["LETTA_PG_URI"] = postgres.database_uri(pg_port, password)
+        # Letta's default (LETTA_DISABLE_SQLALCHEMY_POOLING true: NullPool) opens a new asyncpg connection per
+        # session; after a chat step's LLM call the provider-trace task's connect is left dangling (its
+        # socket connected but never written: no startup message) until asyncpg's default 60 s connect
+        # timeout, and the turn waits for it. A pool reuses connections, so there is no such connect.
+        env["LETTA_DISABLE_SQLALCHEMY_POOLING"] = "false"
         if not (pgdir / SCHEMA_MARKER).is_file():
             postgres.psql(pg_port, password, f"CREATE DATABASE {postgres.DATABASE}")
             subprocess.run(
