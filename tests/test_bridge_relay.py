@@ -5,6 +5,7 @@ users and old history; Letta's failures become a notice."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -282,6 +283,26 @@ def test_a_room_found_after_a_kill_keeps_only_the_new_space_as_parent() -> None:
         ),
         said=(Said(room=0, speaker=PLAN_PERSON, text="hello"),),
         kills=(12,),
+    )
+    result = fuzz(load_target("letta_matrix_reference.bridge.target:fuzz_relay"), replay=plan, progress=False)
+    assert result.failure is None, result.failure and result.failure.problems
+
+
+def test_a_room_whose_parent_was_removed_by_a_killed_run_gets_one_again() -> None:
+    """Found by the relay fuzzer (a CI rehearsal): a run moves the room to a new space, removes the old
+    parent and dies before putting the new one; the next run, back on the old space, must not trust the
+    record that the room still names it (it named nothing: a room with no parent)."""
+    no_agents = FaultSpec("listAgents", 200, variant="bare array", body=[], has_body=True)
+    plan = Plan(
+        agents=("Ada",),
+        warm=True,
+        faults=(
+            no_agents,
+            dataclasses.replace(no_agents, after=1),
+            FaultSpec("getRoomStateWithKey", 403, body={"errcode": "M_FORBIDDEN"}, has_body=True, times=2),
+        ),
+        said=(Said(room=0, speaker=PLAN_PERSON, text="hello"),),
+        kills=(1, 11),
     )
     result = fuzz(load_target("letta_matrix_reference.bridge.target:fuzz_relay"), replay=plan, progress=False)
     assert result.failure is None, result.failure and result.failure.problems

@@ -93,8 +93,12 @@ class SpaceManager:
         if record.space_parent != space_id:
             client = await agent()
             if record.space_parent is not None:
-                # The room still names a space that is gone: empty content removes that parent.
-                await client.put_state(record.room_id, "m.space.parent", record.space_parent, {})
+                # The room still names a space that is gone: empty content removes that parent. Until the new
+                # one is put, what the room names is unknown: a run that dies in between must not believe
+                # the removed parent is still there (found by the relay fuzzer: a room with no parent).
+                gone, record.space_parent = record.space_parent, None
+                await self.persister.commit()
+                await client.put_state(record.room_id, "m.space.parent", gone, {})
             else:
                 # A room found by its marker was made by a run that died before saving it, with the space
                 # of that run, which may since have been replaced (found by the relay fuzzer: two parents).
