@@ -334,3 +334,17 @@ def test_0_16_8_checks_the_agent_id_on_every_agent_route(letta: LettaMock) -> No
         else:
             expected = 400 if method == "GET" and bad == "agent-x" else 404
             assert answer.status_code == expected, (method, bad)
+
+
+@pytest.mark.mock_lenient
+def test_empty_content_is_a_400_on_send_and_a_500_on_the_stream_route(letta_mock: LettaMock) -> None:
+    """Probed on real 0.11.7: `/messages` answers 400; `/messages/stream` answers 500 (with an empty event
+    stream, which the mock gives as the documented JSON 500). Found by the strings property test."""
+    agent = letta_mock.add_agent("empty")
+    body = {"messages": [{"role": "user", "content": ""}]}
+    with _client(letta_mock) as http:
+        sent = http.post(f"/v1/agents/{agent.id}/messages", json=body)
+        streamed = http.post(f"/v1/agents/{agent.id}/messages/stream", json=body)
+    assert (sent.status_code, sent.json()) == (400, {"detail": "Message content is empty or invalid"})
+    assert streamed.status_code == 500
+    assert [v for v in letta_mock.violations() if v.side == "response"] == []

@@ -57,6 +57,10 @@ def _checked(call: Call, *, stream: bool) -> tuple[LettaStore, dict[str, Any]]:
     if "assistant" in roles and store.version == "0.11.7":
         raise _Answer(LettaDialect.detail(500, INTERNAL))
     if any(m.get("content") == "" for m in body.get("messages") or []):
+        if stream:
+            # Real 0.11.7's stream route answers 500 (probed: an empty `text/event-stream` body); the mock
+            # gives the documented JSON 500. (0.16.8 not probed.)
+            raise _Answer(LettaDialect.detail(500, INTERNAL))
         raise _Answer(LettaDialect.detail(400, "Message content is empty or invalid"))
     return store, body
 
