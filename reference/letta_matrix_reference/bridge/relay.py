@@ -249,7 +249,7 @@ class Relay:
                 # Typing starts while Letta thinks: not one more round trip before the answer.
                 typing = asyncio.ensure_future(
                     self._best_effort(
-                        "typing on", client.set_typing(message.room_id, True, TYPING_TIMEOUT_MS)
+                        "typing on", lambda: client.set_typing(message.room_id, True, TYPING_TIMEOUT_MS)
                     )
                 )
                 try:
@@ -289,7 +289,9 @@ class Relay:
             # Together: one round trip, not two, before the relay syncs again.
             outcomes = await asyncio.gather(
                 client.set_typing(pending.room_id, False),
-                self._best_effort("read receipt", client.send_receipt(pending.room_id, message.event_id)),
+                self._best_effort(
+                    "read receipt", lambda: client.send_receipt(pending.room_id, message.event_id)
+                ),
                 return_exceptions=True,
             )
             for outcome in outcomes:
@@ -311,11 +313,12 @@ class Relay:
         self._unsaved = True  # written with the batch's token (see the module's docstring)
 
     @staticmethod
-    async def _best_effort(what: str, call: Awaitable[None]) -> None:
+    async def _best_effort(what: str, call: Callable[[], Awaitable[None]]) -> None:
         """Typing and receipts are courtesy: a refusal (4xx) is logged and the turn goes on. A failure that
         may pass (5xx, a lost connection, after the retries) stops the run like any other, and the next run
-        does the turn's remaining steps again: typing must not stay on because one request was lost."""
+        does the turn's remaining steps again: typing must not stay on because one request was lost. The
+        call is made here, so a turn cancelled before this starts leaves no coroutine never awaited."""
         try:
-            await call
+            await call()
         except (ApiError, ProtocolError) as exc:
             log.warning("relay: %s refused: %s", what, exc)
