@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -15,6 +16,8 @@ import pytest
 
 from contracts.harness.fuzz import FuzzContext
 from contracts.profiles import load_profile
+from letta_matrix_reference.bridge import SyncReport
+from letta_matrix_reference.bridge.target import sync_against
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 from tests.bridge_support import Sleeps
 from tests.support import TIMEOUT
@@ -55,3 +58,14 @@ def fuzz_context(letta_mock: LettaMock, matrix_mock: MatrixMock, data_dir: Path)
     from contracts.harness.fuzz.runner import context_for
 
     return context_for(letta_mock.world, letta_mock.url, matrix_mock.url, data_dir)
+
+
+@pytest.fixture
+def bridge_sync(fuzz_context: FuzzContext, sleeps: Sleeps) -> Callable[..., Awaitable[SyncReport]]:
+    """One sync, as one `python -m letta_matrix_reference.bridge sync --once` would do it (same data dir
+    every time)."""
+
+    async def sync(**settings: Any) -> SyncReport:
+        return await sync_against(fuzz_context, sleep=sleeps, **settings)
+
+    return sync
