@@ -4,12 +4,16 @@ mock's rooms (the fixtures are in conftest.py)."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from contracts.harness.fuzz import FuzzContext
 from letta_matrix_reference.bridge import SyncReport
+from letta_matrix_reference.bridge.http import RetryPolicy
+from letta_matrix_reference.bridge.letta import LettaClient
+from letta_matrix_reference.bridge.matrix import MatrixHomeserver
 from letta_matrix_reference.bridge.rooms import ROOM_MARKER
 from letta_matrix_reference.bridge.store import MAPPING_FILE
 from letta_matrix_reference.bridge.target import check_converged, convergence_problems
@@ -76,3 +80,28 @@ def half_made_room(matrix_mock: MatrixMock, agent_id: str) -> str:
 
 def spaces_in(matrix_mock: MatrixMock) -> list[str]:
     return [room["room_id"] for room in matrix_mock.snapshot()["rooms"] if room["is_space"]]
+
+
+# The clients as the client tests build them: a short timeout, four attempts, no real sleeps.
+CLIENT_TIMEOUT = 5.0
+
+
+def policy(attempts: int = 4, base: float = 0.5, cap: float = 30.0) -> RetryPolicy:
+    return RetryPolicy(max_attempts=attempts, backoff_base=base, backoff_cap=cap)
+
+
+def letta_client(url: str, token: str, sleeps: Sleeps, **kw: Any) -> LettaClient:
+    return LettaClient(
+        url, token, timeout=CLIENT_TIMEOUT, retry=policy(), sleep=sleeps, rng=random.Random(1), **kw
+    )
+
+
+def homeserver(url: str, sleeps: Sleeps, **kw: Any) -> MatrixHomeserver:
+    settings: dict[str, Any] = {
+        "timeout": CLIENT_TIMEOUT,
+        "retry": policy(),
+        "sleep": sleeps,
+        "rng": random.Random(1),
+    }
+    settings.update(kw)
+    return MatrixHomeserver(url, **settings)

@@ -13,6 +13,8 @@ import aiohttp
 # no longer knew (an unmapped httpcore.RemoteProtocolError in another test). Imported here, it stays.
 import httpcore  # noqa: F401
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from contracts.harness.fuzz import FuzzContext
 from contracts.profiles import load_profile
@@ -69,3 +71,19 @@ def bridge_sync(fuzz_context: FuzzContext, sleeps: Sleeps) -> Callable[..., Awai
         return await sync_against(fuzz_context, sleep=sleeps, **settings)
 
     return sync
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[Callable[[web.Application], Any]]:
+    """Serve a hand-made aiohttp app on 127.0.0.1; returns its base URL."""
+    servers: list[TestServer] = []
+
+    async def serve(app: web.Application) -> str:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("")).rstrip("/")
+
+    yield serve
+    for server in servers:
+        await server.close()
