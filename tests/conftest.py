@@ -87,3 +87,14 @@ async def fake() -> AsyncIterator[Callable[[web.Application], Any]]:
     yield serve
     for server in servers:
         await server.close()
+
+
+@pytest.fixture(params=["0.11.7", "0.16.8"])
+def letta(request: pytest.FixtureRequest, letta_mock: LettaMock) -> Iterator[LettaMock]:
+    """The Letta mock answering as each release (the world is rebuilt for the version, then restored)."""
+    config = letta_mock.world.config
+    config.letta_version = request.param
+    letta_mock.world.reset()
+    yield letta_mock
+    config.letta_version = "0.11.7"
+    letta_mock.world.reset()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
 
 import pytest
 from letta_client import Letta, UnprocessableEntityError
@@ -30,15 +29,6 @@ MATRIX_CALL = {
         {"type": "assistant", "text": "Told them."},
     ]
 }
-
-
-@pytest.fixture(params=["0.11.7", "0.16.8"])
-def letta(request: pytest.FixtureRequest, letta_mock: LettaMock) -> Iterator[LettaMock]:
-    config = letta_mock.world.config
-    config.letta_version = request.param
-    letta_mock.world.reset()
-    yield letta_mock
-    config.letta_version = "0.11.7"
 
 
 def _client(letta: LettaMock) -> Letta:

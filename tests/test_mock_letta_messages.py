@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -37,16 +36,6 @@ MATRIX_CALL = {
         {"type": "assistant", "text": "Told them."},
     ]
 }
-
-
-@pytest.fixture(params=["0.11.7", "0.16.8"])
-def letta(request: pytest.FixtureRequest, letta_mock: LettaMock) -> Iterator[LettaMock]:
-    """The Letta mock answering as each release (the world is rebuilt for the version, then restored)."""
-    config = letta_mock.world.config
-    config.letta_version = request.param
-    letta_mock.world.reset()
-    yield letta_mock
-    config.letta_version = "0.11.7"
 
 
 def _client(letta: LettaMock) -> httpx.Client:
