@@ -76,6 +76,8 @@ class World:
 
     def __init__(self, config: MockConfig | None = None) -> None:
         self.config = config or MockConfig()
+        # Counts resets: a request that began before one belongs to a world that is gone (see Exchange).
+        self.generation = 0
         self.faults = FaultTable()
         self.journal = Journal(self.config.journal_capacity)
         self.wakeups = Wakeups()
@@ -117,6 +119,7 @@ class World:
             _check_messages(self.letta, [agent["id"] for agent in added["agents"]], seed)
 
     def reset(self) -> None:
+        self.generation += 1
         self.faults.clear()
         self.journal.clear()
         self.matrix = self._new_matrix()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aiohttp
@@ -157,3 +158,38 @@ async def test_path_fault_skips_operations_that_do_not_document_its_status(
         token=letta_mock.token,
     )
     assert agent.status == 404
+
+
+async def test_a_request_still_running_at_a_reset_leaves_the_new_world_alone(
+    http: aiohttp.ClientSession, matrix_mock: MatrixMock, letta_mock: LettaMock
+) -> None:
+    """A slow answer whose test has ended (its client gave up, the next test reset the world) neither
+    reaches a handler of the new world nor lands in its journal."""
+    token = matrix_mock.world.matrix.login(user="admin", password="admin_password")["access_token"]
+    fault = matrix_mock.inject("createRoom", latency_ms=2_000)
+    create = asyncio.ensure_future(
+        call(http, "POST", f"{matrix_mock.url}/_matrix/client/v3/createRoom", token=token, json_body={})
+    )
+    agent = letta_mock.add_agent("slow")
+    letta_mock.script(agent.id, {"delay_ms": 300, "messages": [{"type": "assistant", "text": "late"}]})
+    hello = {"messages": [{"role": "user", "content": "hello"}]}
+    ask = asyncio.ensure_future(
+        call(
+            http,
+            "POST",
+            f"{letta_mock.url}/v1/agents/{agent.id}/messages",
+            token=letta_mock.token,
+            json_body=hello,
+        )
+    )
+    async with asyncio.timeout(5):
+        # Both requests are inside the mock: the fault has fired, the scripted turn has begun.
+        while fault.fired == 0 or letta_mock.world.letta.agents[agent.id].scripts:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+    matrix_mock.world.reset()
+    async with asyncio.timeout(5):
+        with pytest.raises(aiohttp.ClientError):
+            await create  # its world is gone: the connection is dropped
+        assert (await ask).status == 200  # answered by the old world's store
+    assert matrix_mock.journal() == []
+    assert matrix_mock.snapshot()["rooms"] == []

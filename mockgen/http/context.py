@@ -22,6 +22,7 @@ class Exchange:
     service: str
     body: bytes
     route: Route
+    generation: int = 0  # the world's, when the request arrived
     operation: Operation | None = None  # the operation the request was dispatched to
     user: str | None = None
     fault: Fault | None = None

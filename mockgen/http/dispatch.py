@@ -167,7 +167,9 @@ class Dispatcher:
             if fault is not None:
                 exchange.fault = fault
                 faulted = await self._fault_reply(operation, fault)
-                if fault.drop_connection:
+                if fault.drop_connection or exchange.generation != self.world.generation:
+                    # Past a reset during the fault's latency, the request's world is gone: it reaches no
+                    # handler of the new one.
                     exchange.drop = True
                     return None
                 if faulted is not None:
