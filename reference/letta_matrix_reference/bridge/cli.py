@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from letta_matrix_reference.bridge.config import REQUIRED, BridgeConfig
@@ -110,87 +111,81 @@ def main(
     return asyncio.run(_serve(config, forever=args.interval is not None, sleep=sleep))
 
 
-async def _serve(config: BridgeConfig, *, forever: bool, sleep: Sleep) -> int:
+@contextlib.contextmanager
+def _stopped_by_signals(after: str) -> Iterator[asyncio.Event]:
+    """SIGINT and SIGTERM while the block runs: the first sets the event it yields, so the work under way
+    finishes (and is saved); a second cancels the running task at once."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     serving = asyncio.current_task()
 
     def on_signal() -> None:
-        # The first signal lets the sync under way finish (and save); a second one stops it at once (the
-        # mapping is still saved on the way out, and every step is safe to redo).
         if stop.is_set() and serving is not None:
             serving.cancel()
         else:
-            log.info("stopping after this sync (signal again to stop now)")
+            log.info("stopping after %s (signal again to stop now)", after)
             stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
     try:
-        async with Bridge(config, sleep=sleep) as bridge:
-            while True:
-                code = await _sync(bridge)
-                if code == EXIT_CONFIGURATION or not forever or stop.is_set():
-                    return code
-                try:
-                    await asyncio.wait_for(stop.wait(), config.poll_interval)
-                except TimeoutError:
-                    continue
-                log.info("stopping")
-                return code
-    except FatalError as exc:
-        log.error("%s", exc)
-        return EXIT_CONFIGURATION
-    except asyncio.CancelledError:
-        log.warning("stopped in the middle of a sync; the next run carries on from there")
-        return EXIT_FAILED
+        yield stop
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+async def _serve(config: BridgeConfig, *, forever: bool, sleep: Sleep) -> int:
+    # A second signal still leaves the mapping saved on the way out, and every step is safe to redo.
+    with _stopped_by_signals("this sync") as stop:
+        try:
+            async with Bridge(config, sleep=sleep) as bridge:
+                while True:
+                    code = await _sync(bridge)
+                    if code == EXIT_CONFIGURATION or not forever or stop.is_set():
+                        return code
+                    try:
+                        await asyncio.wait_for(stop.wait(), config.poll_interval)
+                    except TimeoutError:
+                        continue
+                    log.info("stopping")
+                    return code
+        except FatalError as exc:
+            log.error("%s", exc)
+            return EXIT_CONFIGURATION
+        except asyncio.CancelledError:
+            log.warning("stopped in the middle of a sync; the next run carries on from there")
+            return EXIT_FAILED
 
 
 async def _relay(config: BridgeConfig, *, sleep: Sleep) -> int:
     """Sync, relay until the next sync is due, sync again (new agents' rooms join the relay), until a
     signal: the first lets the turn under way finish (and be saved), a second stops at once."""
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    serving = asyncio.current_task()
-
-    def on_signal() -> None:
-        if stop.is_set() and serving is not None:
-            serving.cancel()
-        else:
-            log.info("stopping after the turn under way (signal again to stop now)")
-            stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal)
-    try:
-        async with Bridge(config, sleep=sleep) as bridge:
-            relay = Relay(bridge, sleep=sleep)
-            while not stop.is_set():
-                if await _sync(bridge) == EXIT_CONFIGURATION:
-                    return EXIT_CONFIGURATION
-                await relay.start()
-                due = asyncio.Event()
-                timer = loop.call_later(config.poll_interval, due.set)
-                stopper = asyncio.ensure_future(_either(stop, due))
-                try:
-                    await relay.run(due, forever=True)
-                finally:
-                    timer.cancel()
-                    stopper.cancel()
-            log.info("stopped")
-            return EXIT_OK
-    except FatalError as exc:
-        log.error("%s", exc)
-        return EXIT_CONFIGURATION
-    except asyncio.CancelledError:
-        log.warning("stopped in the middle of a turn; the next run finishes it")
-        return EXIT_FAILED
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+    with _stopped_by_signals("the turn under way") as stop:
+        try:
+            async with Bridge(config, sleep=sleep) as bridge:
+                relay = Relay(bridge, sleep=sleep)
+                while not stop.is_set():
+                    if await _sync(bridge) == EXIT_CONFIGURATION:
+                        return EXIT_CONFIGURATION
+                    await relay.start()
+                    due = asyncio.Event()
+                    timer = loop.call_later(config.poll_interval, due.set)
+                    stopper = asyncio.ensure_future(_either(stop, due))
+                    try:
+                        await relay.run(due, forever=True)
+                    finally:
+                        timer.cancel()
+                        stopper.cancel()
+                log.info("stopped")
+                return EXIT_OK
+        except FatalError as exc:
+            log.error("%s", exc)
+            return EXIT_CONFIGURATION
+        except asyncio.CancelledError:
+            log.warning("stopped in the middle of a turn; the next run finishes it")
+            return EXIT_FAILED
 
 
 async def _either(stop: asyncio.Event, due: asyncio.Event) -> None:
