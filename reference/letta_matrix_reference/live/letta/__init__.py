@@ -131,32 +131,43 @@ def offline_env(home: Path, password: str) -> dict[str, str]:
     )
 
 
-def _key_material() -> str:
-    return REQUIREMENT + "\n" + CONSTRAINTS_FILE.read_text()
+def release_key(requirement: str, constraints: Path) -> str:
+    """What a cached venv of one Letta release is keyed by: its requirement and its constraints."""
+    return requirement + "\n" + constraints.read_text()
+
+
+def install_release(
+    name: str, requirement: str, constraints: Path, cache_dir: Path | None, *, timeout: float
+) -> Path:
+    """Install one Letta release (`requirement`, constrained by `constraints`) into the cached venv `name`
+    and check that its server imports offline; return its python. Idempotent; concurrent callers wait on a
+    lock file."""
+    key = release_key(requirement, constraints)
+    cached = venv.installed_python(name, key, cache_dir)
+    if cached is not None:
+        return cached
+    with tempfile.TemporaryDirectory(prefix=f"live-{name}-check-") as home:
+        return ensure_venv(
+            name,
+            pip_args=[requirement, "-c", str(constraints)],
+            key_material=key,
+            cache_dir=cache_dir,
+            prefetch=[requirement, *pinned_lines(constraints.read_text())],
+            check_cmd=["-c", "import letta.server.rest_api.app, letta; print(letta.__version__)"],
+            check_env=offline_env(prepare_home(Path(home)), new_secret()),
+            timeout=timeout,
+        )
 
 
 def installed_python(cache_dir: Path | None = None) -> Path | None:
     """The cached venv's python if Letta is already installed, else None (installs nothing)."""
-    return venv.installed_python("letta", _key_material(), cache_dir)
+    return venv.installed_python("letta", release_key(REQUIREMENT, CONSTRAINTS_FILE), cache_dir)
 
 
 def ensure_installed(cache_dir: Path | None = None, *, timeout: float = 2400.0) -> Path:
     """Install ``letta[server,sqlite]==0.11.7`` (constrained by ``letta-constraints.txt``) into a
     cached venv; return its python. Idempotent; concurrent callers wait on a lock file."""
-    cached = installed_python(cache_dir)
-    if cached is not None:
-        return cached
-    with tempfile.TemporaryDirectory(prefix="live-letta-check-") as home:
-        return ensure_venv(
-            "letta",
-            pip_args=[REQUIREMENT, "-c", str(CONSTRAINTS_FILE)],
-            key_material=_key_material(),
-            cache_dir=cache_dir,
-            prefetch=[REQUIREMENT, *pinned_lines(CONSTRAINTS_FILE.read_text())],
-            check_cmd=["-c", "import letta.server.rest_api.app, letta; print(letta.__version__)"],
-            check_env=offline_env(prepare_home(Path(home)), new_secret()),
-            timeout=timeout,
-        )
+    return install_release("letta", REQUIREMENT, CONSTRAINTS_FILE, cache_dir, timeout=timeout)
 
 
 class LettaServer(ManagedServer[LettaInfo]):

@@ -19,16 +19,20 @@ CLI: ``python -m letta_matrix_reference.live letta016 install|start|stop|run|sta
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar
 
 from letta_matrix_reference.live import postgres, venv
-from letta_matrix_reference.live.letta import LettaInfo, offline_env, prepare_home
+from letta_matrix_reference.live.letta import (
+    LettaInfo,
+    install_release,
+    offline_env,
+    prepare_home,
+    release_key,
+)
 from letta_matrix_reference.live.server import ManagedServer
 from letta_matrix_reference.live.state import new_secret, redact
-from letta_matrix_reference.live.venv import ensure_venv, pinned_lines
 
 log = logging.getLogger("letta_matrix_reference.live.letta016")
 
@@ -40,15 +44,11 @@ _SUPERVISOR = "letta_matrix_reference.live.letta016.supervisor"
 _IMPORT_ROOT = Path(__file__).resolve().parents[3]
 
 
-def _key_material() -> str:
-    return REQUIREMENT + "\n" + CONSTRAINTS_FILE.read_text()
-
-
 def installed_python(cache_dir: Path | None = None) -> Path | None:
     """The cached venv's python if Letta 0.16.8 and PostgreSQL are installed, else None (installs nothing)."""
     if postgres.missing_system_parts():
         return None
-    return venv.installed_python("letta016", _key_material(), cache_dir)
+    return venv.installed_python("letta016", release_key(REQUIREMENT, CONSTRAINTS_FILE), cache_dir)
 
 
 def ensure_installed(cache_dir: Path | None = None, *, timeout: float = 2400.0) -> Path:
@@ -56,20 +56,7 @@ def ensure_installed(cache_dir: Path | None = None, *, timeout: float = 2400.0) 
     cached venv; return its python. Idempotent; concurrent callers wait on lock files."""
     # First: building psycopg2 (a pin) needs PostgreSQL's pg_config.
     postgres.ensure_system(cache_dir)
-    cached = venv.installed_python("letta016", _key_material(), cache_dir)
-    if cached is not None:
-        return cached
-    with tempfile.TemporaryDirectory(prefix="live-letta016-check-") as home:
-        return ensure_venv(
-            "letta016",
-            pip_args=[REQUIREMENT, "-c", str(CONSTRAINTS_FILE)],
-            key_material=_key_material(),
-            cache_dir=cache_dir,
-            prefetch=[REQUIREMENT, *pinned_lines(CONSTRAINTS_FILE.read_text())],
-            check_cmd=["-c", "import letta.server.rest_api.app, letta; print(letta.__version__)"],
-            check_env=offline_env(prepare_home(Path(home)), new_secret()),
-            timeout=timeout,
-        )
+    return install_release("letta016", REQUIREMENT, CONSTRAINTS_FILE, cache_dir, timeout=timeout)
 
 
 class Letta016Server(ManagedServer[LettaInfo]):
