@@ -58,17 +58,17 @@ def _strings(value: Any, where: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(value)} is not of type 'object'")
+    return value
+
+
 def check_filter(definition: Any) -> SyncFilter:
     """The filter schema checks Synapse makes (400 M_UNKNOWN with the jsonschema message [1.41]) and what the
     mock applies of it."""
-    if not isinstance(definition, dict):
-        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(definition)} is not of type 'object'")
-    room = definition.get("room", {})
-    if not isinstance(room, dict):
-        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(room)} is not of type 'object'")
-    timeline = room.get("timeline", {})
-    if not isinstance(timeline, dict):
-        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(timeline)} is not of type 'object'")
+    room = _object(_object(definition).get("room", {}))
+    timeline = _object(room.get("timeline", {}))
     limit = timeline.get("limit", DEFAULT_TIMELINE_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int | float):
         raise MatrixError(400, M_UNKNOWN, f"{json.dumps(limit)} is not of type 'number'")
@@ -77,12 +77,8 @@ def check_filter(definition: Any) -> SyncFilter:
     for room_id in (*(rooms or ()), *not_rooms):
         if not room_id.startswith("!"):
             raise MatrixError(400, M_UNKNOWN, f"'{room_id}' is not a 'matrix_room_id'")
-    state = room.get("state", {})
-    if not isinstance(state, dict):
-        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(state)} is not of type 'object'")
-    presence = definition.get("presence", {})
-    if not isinstance(presence, dict):
-        raise MatrixError(400, M_UNKNOWN, f"{json.dumps(presence)} is not of type 'object'")
+    state = _object(room.get("state", {}))
+    presence = _object(definition.get("presence", {}))
     presence_filter = SyncFilter(
         types=_strings(presence.get("types"), "types"),
         not_types=_strings(presence.get("not_types"), "not_types") or (),
