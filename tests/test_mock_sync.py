@@ -15,7 +15,7 @@ import pytest
 
 from mockgen.pytest_plugin import MatrixMock
 from mockgen.store.errors import MatrixError
-from mockgen.store.matrix.sync import parse_since, token
+from mockgen.store.matrix.tokens import parse_since, token
 from tests.support import Answer, call, register
 
 pytestmark = pytest.mark.mock_lenient  # many requests here are bad on purpose

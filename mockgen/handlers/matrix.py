@@ -15,7 +15,7 @@ from mockgen.store.errors import MatrixError
 from mockgen.store.matrix import rules
 from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_NOT_JSON, M_UNKNOWN
 from mockgen.store.matrix.rules import check_registration_kind
-from mockgen.store.matrix.sync import check_page_token
+from mockgen.store.matrix.tokens import check_page_token
 
 SPEC_VERSIONS = [
     "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",

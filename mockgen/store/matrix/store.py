@@ -15,6 +15,7 @@ from mockgen.store.matrix.ephemeral import Ephemeral
 from mockgen.store.matrix.filters import SyncFilter
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Receipt, ReceiptKey, Room, User
+from mockgen.store.matrix.pagination import Pagination
 from mockgen.store.matrix.presence import Presence
 from mockgen.store.matrix.rooms import Rooms
 from mockgen.store.matrix.sync import Sync
@@ -43,8 +44,9 @@ class MatrixStore:
         )
         self._rooms = Rooms(self._ids, self._accounts.users)
         self._ephemeral = Ephemeral(self._ids, self._rooms.rooms)
-        self._presence = Presence(self._ids, self._rooms.rooms)
-        self._sync = Sync(self._ids, self._rooms.rooms, self._ephemeral, self._presence)
+        self._presence = Presence(self._ids, self._rooms)
+        self._sync = Sync(self._ids, self._rooms, self._ephemeral, self._presence)
+        self._pagination = Pagination(self._ids, self._rooms.rooms)
         self._txn_counter = 0
 
     def on_change(self, changed: Callable[[Iterable[str] | None], None]) -> None:
@@ -365,7 +367,7 @@ class MatrixStore:
         lazy_load_members: bool = False,
     ) -> dict[str, Any]:
         with self._lock:
-            return self._sync.messages(
+            return self._pagination.messages(
                 requester,
                 room_id,
                 direction=direction,
