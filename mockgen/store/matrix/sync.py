@@ -1,5 +1,5 @@
 """/sync: what a user's sync answers from the homeserver's one stream (events, typing, receipts, room account
-data each carry a position: `Ids.next_stream`), and the filters a user stores (checked by `filters.py`).
+data each carry a position: `Ids.next_stream`), under the filter `filters.py` makes of the request's.
 An incremental sync reads the user's own rooms and, in each, the events after `since` (what a long-poll
 woken by each of its rooms' events would otherwise pay for in every room and whole timelines).
 
@@ -9,14 +9,11 @@ Not locked on its own: `MatrixStore` holds its lock around every call. Reads the
 from __future__ import annotations
 
 import copy
-import json
 import re
 from typing import Any, NamedTuple
 
-from mockgen.store.errors import MatrixError
 from mockgen.store.matrix.ephemeral import Ephemeral
-from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_NOT_FOUND, M_NOT_JSON, M_UNKNOWN
-from mockgen.store.matrix.filters import SyncFilter, check_filter
+from mockgen.store.matrix.filters import SyncFilter
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Event, Room, User
 from mockgen.store.matrix.presence import Presence
@@ -76,7 +73,7 @@ class _Counted(NamedTuple):
 
 
 class Sync:
-    """The answers of /sync and the filters users store."""
+    """The answers of /sync."""
 
     def __init__(self, ids: Ids, rooms: Rooms, ephemeral: Ephemeral, presence: Presence) -> None:
         self._ids = ids
@@ -86,60 +83,12 @@ class Sync:
         # (user, device) -> the member events lazy loading has sent that device, user id -> event id: what it
         # leaves out next time (Synapse's lazy-loaded members cache; an initial sync starts it afresh).
         self._lazy_sent: dict[tuple[str, str | None], dict[str, str]] = {}
-        self.filters: dict[str, list[Any]] = {}
         # user id -> the furthest stream position a /sync answer has given them (what a test waits for).
         self.synced: dict[str, int] = {}
         # (room id, user id) -> the unread counts of the last sync, and up to where they counted.
         self._unread_counts: dict[tuple[str, str], _Counted] = {}
         # Whose device the sync being answered is for (its own sends carry their transaction ids).
         self._device: tuple[str, str | None] = ("", None)
-
-    # -- filters
-
-    @staticmethod
-    def _own(requester: User, user_id: str, verb: str) -> None:
-        if user_id != requester.user_id:
-            raise MatrixError(403, M_FORBIDDEN, f"Cannot {verb} filters for other users")
-
-    def create_filter(self, requester: User, user_id: str, definition: dict[str, Any]) -> str:
-        """POST /user/{userId}/filter: ids are the user's own counter from "0"; the same filter again gets its
-        first id [1.8]."""
-        self._own(requester, user_id, "create")
-        check_filter(definition)
-        stored = self.filters.setdefault(user_id, [])
-        for number, known in enumerate(stored):
-            if known == definition:
-                return str(number)
-        stored.append(copy.deepcopy(definition))
-        return str(len(stored) - 1)
-
-    def get_filter(self, requester: User, user_id: str, filter_id: str) -> dict[str, Any]:
-        self._own(requester, user_id, "get")
-        if not re.fullmatch(r"-?\d+", filter_id):
-            raise MatrixError(400, M_UNKNOWN, "Invalid filter_id")
-        stored = self.filters.get(user_id, [])
-        number = int(filter_id)
-        if not 0 <= number < len(stored):
-            raise MatrixError(404, M_NOT_FOUND, "No such filter")
-        definition: dict[str, Any] = copy.deepcopy(stored[number])
-        return definition
-
-    def sync_filter(self, requester: User, value: str | None) -> SyncFilter:
-        """The `filter` query parameter: inline JSON (starts with `{`) or a filter id [1.39-1.45]."""
-        if value is None:
-            return SyncFilter()
-        if value.startswith("{"):
-            try:
-                definition = json.loads(value)
-            except ValueError:
-                raise MatrixError(400, M_NOT_JSON, "Invalid filter JSON") from None
-            return check_filter(definition)
-        if not re.fullmatch(r"\d+", value):
-            raise MatrixError(400, M_INVALID_PARAM, "Invalid filter ID")
-        stored = self.filters.get(requester.user_id, [])
-        if int(value) >= len(stored):
-            raise MatrixError(400, M_INVALID_PARAM, "No such filter")
-        return check_filter(stored[int(value)])
 
     # -- sync
 
