@@ -15,11 +15,12 @@ Not locked on its own: `MatrixStore` holds its lock around every call."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mockgen.store.matrix.ids import Ids
-from mockgen.store.matrix.rooms import Rooms
+from mockgen.store.matrix.model import Room
 
 OFFLINE = "offline"
 
@@ -32,15 +33,15 @@ class UserPresence:
 
 
 class Presence:
-    def __init__(self, ids: Ids, rooms: Rooms) -> None:
+    def __init__(self, ids: Ids, joined_rooms_of: Callable[[str], list[Room]]) -> None:
         self._ids = ids
-        self._rooms = rooms
+        self._joined_rooms_of = joined_rooms_of  # a user's joined rooms (`Rooms.joined_rooms_of`)
         self.users: dict[str, UserPresence] = {}
 
     def room_mates(self, user_id: str) -> set[str]:
         """Everyone joined to a room `user_id` is joined to (`user_id` included)."""
         mates = {user_id}
-        for room in self._rooms.joined_rooms_of(user_id):
+        for room in self._joined_rooms_of(user_id):
             mates.update(other for other, membership in room.members().items() if membership == "join")
         return mates
 
@@ -79,7 +80,7 @@ class Presence:
         members of a room the user joined after it); a profile change (join to join) is no news. Reads only
         the events after `position`."""
         found: set[str] = set()
-        for room in self._rooms.joined_rooms_of(user_id):
+        for room in self._joined_rooms_of(user_id):
             members: dict[str, str] | None = None
             for event in room.timeline[room.index_after(position) :]:
                 if event.type != "m.room.member" or event.state_key is None:

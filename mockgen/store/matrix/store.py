@@ -44,7 +44,7 @@ class MatrixStore:
         )
         self._rooms = Rooms(self._ids, self._accounts.users)
         self._ephemeral = Ephemeral(self._ids, self._rooms.rooms)
-        self._presence = Presence(self._ids, self._rooms)
+        self._presence = Presence(self._ids, self._rooms.joined_rooms_of)
         self._sync = Sync(self._ids, self._rooms, self._ephemeral, self._presence)
         self._pagination = Pagination(self._ids, self._rooms.rooms)
         self._filters = StoredFilters()
