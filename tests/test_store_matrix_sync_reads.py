@@ -1,10 +1,12 @@
-"""What an incremental /sync reads: its user's rooms, and in them the events after `since` — not every room of
-the homeserver nor whole timelines (a long-poll woken by each event of its rooms would pay for those each
-time; Synapse reads the user's rooms and the stream since the token too). Checked by what the store reads,
-never by time; the answers themselves are the other sync tests'."""
+"""Whose long-polls a change wakes — as Synapse's notifier decides: the room's joined members, and the user a
+member event is about — and what an incremental /sync then reads: its user's rooms, and in them the events
+after `since`, not every room of the homeserver nor whole timelines (a long-poll woken by each event of its
+rooms would pay for those each time). Checked by what the store tells its waiters and what it reads, never
+by time; the answers themselves are the other sync tests'."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -47,6 +49,32 @@ def _sync(store: MatrixStore, user_id: str, since: str | None = None) -> dict[st
 
 def _bodies(entry: dict[str, Any]) -> list[str]:
     return [e["content"].get("body") for e in entry["timeline"]["events"] if e["type"] == "m.room.message"]
+
+
+def test_a_change_wakes_the_joined_members_and_whom_a_member_event_is_about(store: MatrixStore) -> None:
+    woken: list[set[str] | None] = []
+
+    def changed(audience: Iterable[str] | None) -> None:
+        woken.append(None if audience is None else set(audience))
+
+    store.on_change(changed)
+    room_id = _room(store, ALICE, BOB)
+    store.invite(_user(store, ALICE), room_id, CAROL)
+    assert woken[-1] == {ALICE, BOB, CAROL}  # the invitee, though not joined
+    _send(store, ALICE, room_id, "while carol is invited")
+    assert woken[-1] == {ALICE, BOB}
+    store.leave(_user(store, BOB), room_id)
+    assert woken[-1] == {ALICE, BOB}  # the leave is news to bob
+    store.set_state(_user(store, ALICE), room_id, "m.room.member", CAROL, {"membership": "leave"})
+    assert woken[-1] == {ALICE, CAROL}  # so is a withdrawn invite to carol
+    _send(store, ALICE, room_id, "after they went")
+    assert woken[-1] == {ALICE}
+    store.set_typing(_user(store, ALICE), room_id, ALICE, True, 30000)
+    assert woken[-1] == {ALICE}
+    other = _room(store, CAROL)
+    _send(store, CAROL, other, "elsewhere")
+    assert woken[-1] == {CAROL}
+    assert None not in woken  # nothing but a reset or a stop wakes everyone
 
 
 def test_an_incremental_sync_reads_only_the_rooms_of_its_user(

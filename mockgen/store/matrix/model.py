@@ -175,6 +175,9 @@ class Room:
             if kind == "m.room.member"
         }
 
+    def joined_members(self) -> set[str]:
+        return {user_id for user_id, membership in self.members().items() if membership == "join"}
+
     @property
     def join_rule(self) -> str:
         return str(self.content("m.room.join_rules").get("join_rule", "invite"))

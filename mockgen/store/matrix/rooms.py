@@ -77,8 +77,12 @@ class Rooms:
                     joined[room.room_id] = None
                 else:
                     joined.pop(room.room_id, None)
-        # Everyone with a membership in the room, the target of this member event included, may see it.
-        event.stream = self._ids.next_stream(list(room.members()))
+        # Whose syncs may have news from it, as Synapse's notifier wakes them: the room's joined members, and
+        # the user a member event is about (an invitee, one who left, was kicked or banned).
+        audience = room.joined_members()
+        if event_type == "m.room.member" and state_key is not None:
+            audience.add(state_key)
+        event.stream = self._ids.next_stream(audience)
         return event
 
     def _send_state(
