@@ -145,6 +145,7 @@ def goals(found: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
         lambda v: v < 5,
     )
     add("req/s drop with 500 idle long-polls", long_poll.get("drop"), "< 10%", lambda v: v < 0.10)
+    add("req per CPU s drop, same run", long_poll.get("drop_per_cpu_s"), "(figure)", lambda v: True)
     messages = found.get("letta_messages") or {}
     add("sendAgentMessage turns/s (16 clients)", messages.get("turns_per_s"), "(figure)", lambda v: True)
     add("stream: first event p50 (ms)", messages.get("first_event_p50_ms"), "(figure)", lambda v: True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -174,18 +175,35 @@ def make_test_seconds() -> float:
     return round(time.perf_counter() - started, 1)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def long_poll(
     clients: int = 500, rounds: int = 200, seconds: float = 5.0, connections: int = 32
 ) -> dict[str, Any]:
-    """The long-poll (issue 13): with `clients` idle /syncs waiting (a user in no room, each woken by every
-    step of the stream and waiting again), the time from the start of a send to the return of a /sync waiting
-    for it (p50/p99 over `rounds`), and the mock's req/s on the mixed workload with and without them."""
+    """The long-poll (issue 13): with `clients` idle /syncs waiting (a user in no room: as Synapse's notifier
+    does, no send of the mix nor of the rounds concerns them, so none wakes them), the time from the start of
+    a send to the return of a /sync waiting for it (p50/p99 over `rounds`), and the mock's req/s on the mixed
+    workload with them waiting against its req/s alone, measured before and again after: their mean is the
+    baseline, so neither the state the mix leaves behind nor a drift of the machine's load counts for or
+    against the waiters. Requests per CPU second of the mock's process too: other processes on the shared
+    cores move req/s more than they move that."""
     import aiohttp  # the bench's other figures do not need it
 
     with servers.mock() as running:
         base = running.url
         variables = load.prepare(base)
-        alone = load.run_wrk(base, variables, seconds=seconds, connections=connections)
+
+        def mix() -> tuple[load.LoadResult, float]:
+            """One wrk run, and the requests it made per CPU second of the mock."""
+            cpu = _cpu_seconds(running.pid)
+            result = load.run_wrk(base, variables, seconds=seconds, connections=connections)
+            return result, result.requests / max(_cpu_seconds(running.pid) - cpu, 1e-9)
+
+        before, before_per_cpu = mix()
 
         async def measure() -> dict[str, Any]:
             v3 = f"{base}/_matrix/client/v3"
@@ -202,10 +220,11 @@ def long_poll(
                         return found
 
                 idle_since = (await sync(idle))["next_batch"]
+                stopping = False
 
                 async def idle_client() -> None:
                     since = idle_since
-                    while True:
+                    while not stopping:
                         since = (await sync(idle, since=since, timeout="30000"))["next_batch"]
 
                 waiting = [asyncio.create_task(idle_client()) for _ in range(clients)]
@@ -224,20 +243,27 @@ def long_poll(
                         assert sent.status == 200
                     since = (await pending)["next_batch"]
                     latencies.append((time.perf_counter() - started) * 1000)
-                busy = await asyncio.to_thread(
-                    load.run_wrk, base, variables, seconds=seconds, connections=connections
-                )
-                for task in waiting:
-                    task.cancel()
-                await asyncio.gather(*waiting, return_exceptions=True)
+                busy, busy_per_cpu = await asyncio.to_thread(mix)
+                # News for the idle user (a room of theirs) answers every waiting sync, and none waits again:
+                # a cancelled client would leave its sync waiting in the mock through the run after.
+                stopping = True
+                load._call(base, "POST", "/createRoom", {}, idle)
+                await asyncio.wait_for(asyncio.gather(*waiting), 30)
+            after, after_per_cpu = await asyncio.to_thread(mix)
             latencies.sort()
+            alone = (before.per_second + after.per_second) / 2
+            alone_per_cpu = (before_per_cpu + after_per_cpu) / 2
             return {
                 "idle_clients": clients,
                 "send_to_sync_p50_ms": round(statistics.median(latencies), 2),
                 "send_to_sync_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
-                "req_per_s_alone": round(alone.per_second, 1),
+                "req_per_s_alone": round(alone, 1),
+                "req_per_s_alone_before_after": [round(before.per_second, 1), round(after.per_second, 1)],
                 "req_per_s_with_idle_long_polls": round(busy.per_second, 1),
-                "drop": round(1 - busy.per_second / alone.per_second, 3),
+                "drop": round(1 - busy.per_second / alone, 3),
+                "req_per_cpu_s_alone_before_after": [round(before_per_cpu, 1), round(after_per_cpu, 1)],
+                "req_per_cpu_s_with_idle_long_polls": round(busy_per_cpu, 1),
+                "drop_per_cpu_s": round(1 - busy_per_cpu / alone_per_cpu, 3),
             }
 
         return asyncio.run(measure())

@@ -15,7 +15,7 @@ import pytest
 
 from mockgen.pytest_plugin import MatrixMock
 from mockgen.store.errors import MatrixError
-from mockgen.store.matrix.sync import parse_since, token
+from mockgen.store.matrix.tokens import parse_since, token
 from tests.support import Answer, call, register
 
 pytestmark = pytest.mark.mock_lenient  # many requests here are bad on purpose
@@ -520,3 +520,22 @@ async def test_long_poll_wakes_the_invitee_and_not_others(pair: Pair) -> None:
     await pair.req("POST", f"/rooms/{room_id}/invite", pair.alice, {"user_id": pair.bob_id})
     answer = await asyncio.wait_for(waiting, 2)
     assert room_id in answer.body["rooms"]["invite"]
+
+
+async def test_long_poll_wakes_a_kicked_user_with_the_room_left(pair: Pair) -> None:
+    room_id = await pair.room()
+    await pair.req("POST", f"/join/{room_id}", pair.bob, {})
+    since = (await pair.sync(pair.bob)).body["next_batch"]
+    waiting = asyncio.create_task(pair.sync(pair.bob, since=since, timeout="10000"))
+    await until_waiting(pair.mock)
+    kick = {"membership": "leave"}
+    kicked = await pair.req("PUT", f"/rooms/{room_id}/state/m.room.member/{pair.bob_id}", pair.alice, kick)
+    assert kicked.status == 200, kicked
+    answer = await asyncio.wait_for(waiting, 2)  # bob is no longer joined: woken as whom the event is about
+    assert list(answer.body["rooms"]["leave"]) == [room_id]
+    waiting = asyncio.create_task(pair.sync(pair.bob, since=answer.body["next_batch"], timeout="10000"))
+    await until_waiting(pair.mock)
+    await pair.send(pair.alice, room_id, "after bob")  # no news to bob: his sync keeps waiting
+    assert not waiting.done()
+    await pair.req("POST", f"/rooms/{room_id}/invite", pair.alice, {"user_id": pair.bob_id})
+    assert room_id in (await asyncio.wait_for(waiting, 2)).body["rooms"]["invite"]

@@ -15,7 +15,7 @@ from mockgen.store.errors import MatrixError
 from mockgen.store.matrix import rules
 from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_NOT_JSON, M_UNKNOWN
 from mockgen.store.matrix.rules import check_registration_kind
-from mockgen.store.matrix.sync import check_page_token
+from mockgen.store.matrix.tokens import check_page_token
 
 SPEC_VERSIONS = [
     "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
@@ -302,8 +302,9 @@ def _sync_param(call: Call, name: str, allowed: tuple[str, ...], message: str) -
 @orders_checks
 async def sync(call: Call) -> Reply:
     """GET /sync: Synapse's order of checks [1.29-1.45] in its words, then an answer at once (initial syncs,
-    or news), or a wait of up to `timeout` ms for news, woken by each step of the store's stream; a reset (the
-    store is gone) or a stop ends the wait with the empty answer."""
+    or news), or a wait of up to `timeout` ms for news, woken by each step of the store's stream that concerns
+    the user (and waiting again when it brought nothing new); a reset (the store is gone) or a stop ends the
+    wait with the empty answer."""
     call.rejected = ()  # every parameter is checked below, in Synapse's order and words
     if "from" in parse_qs(call.query_string, keep_blank_values=True):
         raise MatrixError(400, M_UNKNOWN, "'from' is not a valid query parameter. Did you mean 'since'?")

@@ -73,9 +73,10 @@ class Ephemeral:
 
     def _next(self, room_id: str, user_id: str | None = None) -> int:
         """A position on the homeserver's one stream (shared with events: one /sync token counts both), for
-        the syncs of the room's members (or of `user_id` alone: their room account data)."""
+        the syncs of the room's joined members, who alone see its typing and receipts (or of `user_id` alone:
+        their room account data)."""
         room = self._rooms.get(room_id)
-        audience = [user_id] if user_id is not None else list(room.members()) if room is not None else []
+        audience = {user_id} if user_id is not None else room.joined_members() if room is not None else set()
         self.stream = self._ids.next_stream(audience)
         return self.stream
 

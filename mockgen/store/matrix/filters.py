@@ -1,15 +1,19 @@
-"""Sync filters: the checks Synapse makes of a filter definition (its jsonschema, 400 M_UNKNOWN) and the parts
-of it the mock applies. Probe numbers of the issue 13 research in brackets."""
+"""Sync filters: the checks Synapse makes of a filter definition (its jsonschema, 400 M_UNKNOWN), the parts
+of it the mock applies, and the filters users store. Probe numbers of the issue 13 research in brackets.
+
+`StoredFilters` is not locked on its own: `MatrixStore` holds its lock around every call."""
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from mockgen.store.errors import MatrixError
-from mockgen.store.matrix.errcodes import M_UNKNOWN
-from mockgen.store.matrix.model import Event
+from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_NOT_FOUND, M_NOT_JSON, M_UNKNOWN
+from mockgen.store.matrix.model import Event, User
 
 DEFAULT_TIMELINE_LIMIT = 10  # [1.4]
 MAX_TIMELINE_LIMIT = 100  # Synapse's filter_timeline_limit [1.11]
@@ -94,3 +98,55 @@ def check_filter(definition: Any) -> SyncFilter:
         include_redundant_members=state.get("include_redundant_members") is True,
         presence=presence_filter.wants_type("m.presence"),
     )
+
+
+class StoredFilters:
+    """The filters each user stored (POST /user/{userId}/filter), and the filter of a /sync request."""
+
+    def __init__(self) -> None:
+        self.filters: dict[str, list[Any]] = {}
+
+    @staticmethod
+    def _own(requester: User, user_id: str, verb: str) -> None:
+        if user_id != requester.user_id:
+            raise MatrixError(403, M_FORBIDDEN, f"Cannot {verb} filters for other users")
+
+    def create_filter(self, requester: User, user_id: str, definition: dict[str, Any]) -> str:
+        """POST /user/{userId}/filter: ids are the user's own counter from "0"; the same filter again gets its
+        first id [1.8]."""
+        self._own(requester, user_id, "create")
+        check_filter(definition)
+        stored = self.filters.setdefault(user_id, [])
+        for number, known in enumerate(stored):
+            if known == definition:
+                return str(number)
+        stored.append(copy.deepcopy(definition))
+        return str(len(stored) - 1)
+
+    def get_filter(self, requester: User, user_id: str, filter_id: str) -> dict[str, Any]:
+        self._own(requester, user_id, "get")
+        if not re.fullmatch(r"-?\d+", filter_id):
+            raise MatrixError(400, M_UNKNOWN, "Invalid filter_id")
+        stored = self.filters.get(user_id, [])
+        number = int(filter_id)
+        if not 0 <= number < len(stored):
+            raise MatrixError(404, M_NOT_FOUND, "No such filter")
+        definition: dict[str, Any] = copy.deepcopy(stored[number])
+        return definition
+
+    def sync_filter(self, requester: User, value: str | None) -> SyncFilter:
+        """The `filter` query parameter: inline JSON (starts with `{`) or a filter id [1.39-1.45]."""
+        if value is None:
+            return SyncFilter()
+        if value.startswith("{"):
+            try:
+                definition = json.loads(value)
+            except ValueError:
+                raise MatrixError(400, M_NOT_JSON, "Invalid filter JSON") from None
+            return check_filter(definition)
+        if not re.fullmatch(r"\d+", value):
+            raise MatrixError(400, M_INVALID_PARAM, "Invalid filter ID")
+        stored = self.filters.get(requester.user_id, [])
+        if int(value) >= len(stored):
+            raise MatrixError(400, M_INVALID_PARAM, "No such filter")
+        return check_filter(stored[int(value)])

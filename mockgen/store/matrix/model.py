@@ -3,6 +3,7 @@ here; a room only answers questions about its own state."""
 
 from __future__ import annotations
 
+import bisect
 import copy
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -106,8 +107,10 @@ class Room:
     creator: str
     additional_creators: tuple[str, ...] = ()
     state: dict[StateKey, Event] = field(default_factory=dict)
-    # Every event of the room, state or not, in the order it was sent; `Rooms._append` is the only writer.
+    # Every event of the room, state or not, in the order it was sent (so in stream order); `Rooms._append`
+    # is the only writer, of `positions` too: event id -> its index in the timeline.
     timeline: list[Event] = field(default_factory=list)
+    positions: dict[str, int] = field(default_factory=dict)
 
     def membership(self, user_id: str) -> str | None:
         event = self.state.get(("m.room.member", user_id))
@@ -125,6 +128,24 @@ class Room:
         if current is not None and current.sender == sender and current.content == content:
             return current.event_id
         return None
+
+    def index_after(self, position: int) -> int:
+        """How many of the room's events are at or before a stream position."""
+        return bisect.bisect_right(self.timeline, position, key=lambda event: event.stream)
+
+    def state_before(self, index: int) -> list[Event]:
+        """The state as it was before the event at `index` of the timeline (all of it past the end)."""
+        state: dict[StateKey, Event] = {}
+        for event in self.timeline[:index]:
+            if event.state_key is not None:
+                state[(event.type, event.state_key)] = event
+        return list(state.values())
+
+    def previous_membership(self, event: Event) -> str | None:
+        """For a member event, the membership its state key had before it (None: no member event)."""
+        if event.replaces_state is None:
+            return None
+        return str(self.timeline[self.positions[event.replaces_state]].content.get("membership"))
 
     def state_after(self, event_id: str) -> dict[StateKey, Event]:
         """The state as it was right after the state event `event_id` (every state event is in the
@@ -153,6 +174,9 @@ class Room:
             for (kind, key), event in self.state.items()
             if kind == "m.room.member"
         }
+
+    def joined_members(self) -> set[str]:
+        return {user_id for user_id, membership in self.members().items() if membership == "join"}
 
     @property
     def join_rule(self) -> str:

@@ -15,7 +15,7 @@ Not locked on its own: `MatrixStore` holds its lock around every call."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,18 +33,16 @@ class UserPresence:
 
 
 class Presence:
-    def __init__(self, ids: Ids, rooms: Mapping[str, Room]) -> None:
+    def __init__(self, ids: Ids, joined_rooms_of: Callable[[str], list[Room]]) -> None:
         self._ids = ids
-        self._rooms = rooms
+        self._joined_rooms_of = joined_rooms_of  # a user's joined rooms (`Rooms.joined_rooms_of`)
         self.users: dict[str, UserPresence] = {}
 
     def room_mates(self, user_id: str) -> set[str]:
         """Everyone joined to a room `user_id` is joined to (`user_id` included)."""
         mates = {user_id}
-        for room in self._rooms.values():
-            members = room.members()
-            if members.get(user_id) == "join":
-                mates.update(other for other, membership in members.items() if membership == "join")
+        for room in self._joined_rooms_of(user_id):
+            mates.update(other for other, membership in room.members().items() if membership == "join")
         return mates
 
     def set_from_sync(self, user_id: str, set_presence: str | None) -> None:
@@ -79,21 +77,18 @@ class Presence:
 
     def _newly_shared(self, user_id: str, position: int) -> set[str]:
         """Users whose membership in one of the user's rooms became join or invite after `position` (all the
-        members of a room the user joined after it); a profile change (join to join) is no news."""
+        members of a room the user joined after it); a profile change (join to join) is no news. Reads only
+        the events after `position`."""
         found: set[str] = set()
-        for room in self._rooms.values():
-            members = room.members()
-            if members.get(user_id) != "join":
-                continue
-            before: dict[str, str] = {}
-            for event in room.timeline:
+        for room in self._joined_rooms_of(user_id):
+            members: dict[str, str] | None = None
+            for event in room.timeline[room.index_after(position) :]:
                 if event.type != "m.room.member" or event.state_key is None:
                     continue
                 membership = str(event.content.get("membership"))
-                changed = before.get(event.state_key) != membership
-                before[event.state_key] = membership
-                if event.stream <= position or not changed or membership not in ("join", "invite"):
+                if membership not in ("join", "invite") or room.previous_membership(event) == membership:
                     continue
+                members = room.members() if members is None else members
                 if event.state_key == user_id:
                     found.update(other for other, now in members.items() if now == "join")
                 elif members.get(event.state_key) in ("join", "invite"):

@@ -35,6 +35,10 @@ class Rooms:
         # user id -> the rooms they have joined (in join order): joined_rooms and profile changes would
         # otherwise walk every room. `_append` keeps it equal to the member events that say "join".
         self._joined: dict[str, dict[str, None]] = {}
+        # user id -> every room they have a member event in, whatever its membership: what their /sync reads
+        # (a sync walks its user's rooms, never the homeserver's, like Synapse's room membership queries).
+        self._member_of: dict[str, dict[str, None]] = {}
+        self._created: dict[str, int] = {}  # room id -> its place in creation order
         self._txns: dict[TxnKey, str] = {}
 
     # -- events
@@ -62,17 +66,23 @@ class Rooms:
             state_key=state_key,
             replaces_state=current.event_id if current else None,
         )
+        room.positions[event.event_id] = len(room.timeline)
         room.timeline.append(event)
         if state_key is not None:
             room.state[(event_type, state_key)] = event
             if event_type == "m.room.member":
+                self._member_of.setdefault(state_key, {})[room.room_id] = None
                 joined = self._joined.setdefault(state_key, {})
                 if content.get("membership") == "join":
                     joined[room.room_id] = None
                 else:
                     joined.pop(room.room_id, None)
-        # Everyone with a membership in the room, the target of this member event included, may see it.
-        event.stream = self._ids.next_stream(list(room.members()))
+        # Whose syncs may have news from it, as Synapse's notifier wakes them: the room's joined members, and
+        # the user a member event is about (an invitee, one who left, was kicked or banned).
+        audience = room.joined_members()
+        if event_type == "m.room.member" and state_key is not None:
+            audience.add(state_key)
+        event.stream = self._ids.next_stream(audience)
         return event
 
     def _send_state(
@@ -178,6 +188,7 @@ class Rooms:
             ),
         )
         self._add_create_event(room, body.get("creation_content") or {})
+        self._created[room.room_id] = len(self._created)
         self.rooms[room.room_id] = room
         self._send_state(room, creator, "m.room.member", creator, self._member_content(creator, "join"))
         levels = rules.initial_power_levels(
@@ -318,6 +329,16 @@ class Rooms:
 
     def joined_rooms(self, requester: User) -> list[str]:
         return list(self._joined.get(requester.user_id, ()))
+
+    def rooms_of(self, user_id: str) -> list[Room]:
+        """The rooms the user has a membership in (any: join, invite, leave, ban), in creation order."""
+        known = sorted(self._member_of.get(user_id, ()), key=self._created.__getitem__)
+        return [self.rooms[room_id] for room_id in known]
+
+    def joined_rooms_of(self, user_id: str) -> list[Room]:
+        """The rooms the user is joined to, in creation order."""
+        known = sorted(self._joined.get(user_id, ()), key=self._created.__getitem__)
+        return [self.rooms[room_id] for room_id in known]
 
     def refresh_member_events(self, user: User) -> None:
         """After a profile change, like Synapse: a refreshed member event in every room the user is in."""

@@ -12,9 +12,10 @@ from typing import Any
 
 from mockgen.store.matrix.accounts import Accounts, no_check
 from mockgen.store.matrix.ephemeral import Ephemeral
-from mockgen.store.matrix.filters import SyncFilter
+from mockgen.store.matrix.filters import StoredFilters, SyncFilter
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Receipt, ReceiptKey, Room, User
+from mockgen.store.matrix.pagination import Pagination
 from mockgen.store.matrix.presence import Presence
 from mockgen.store.matrix.rooms import Rooms
 from mockgen.store.matrix.sync import Sync
@@ -43,8 +44,10 @@ class MatrixStore:
         )
         self._rooms = Rooms(self._ids, self._accounts.users)
         self._ephemeral = Ephemeral(self._ids, self._rooms.rooms)
-        self._presence = Presence(self._ids, self._rooms.rooms)
-        self._sync = Sync(self._ids, self._rooms.rooms, self._ephemeral, self._presence)
+        self._presence = Presence(self._ids, self._rooms.joined_rooms_of)
+        self._sync = Sync(self._ids, self._rooms, self._ephemeral, self._presence)
+        self._pagination = Pagination(self._ids, self._rooms.rooms)
+        self._filters = StoredFilters()
         self._txn_counter = 0
 
     def on_change(self, changed: Callable[[Iterable[str] | None], None]) -> None:
@@ -279,15 +282,15 @@ class MatrixStore:
 
     def create_filter(self, requester: User, user_id: str, definition: dict[str, Any]) -> str:
         with self._lock:
-            return self._sync.create_filter(requester, user_id, definition)
+            return self._filters.create_filter(requester, user_id, definition)
 
     def get_filter(self, requester: User, user_id: str, filter_id: str) -> dict[str, Any]:
         with self._lock:
-            return self._sync.get_filter(requester, user_id, filter_id)
+            return self._filters.get_filter(requester, user_id, filter_id)
 
     def sync_filter(self, requester: User, value: str | None) -> SyncFilter:
         with self._lock:
-            return self._sync.sync_filter(requester, value)
+            return self._filters.sync_filter(requester, value)
 
     def sync(
         self,
@@ -365,7 +368,7 @@ class MatrixStore:
         lazy_load_members: bool = False,
     ) -> dict[str, Any]:
         with self._lock:
-            return self._sync.messages(
+            return self._pagination.messages(
                 requester,
                 room_id,
                 direction=direction,

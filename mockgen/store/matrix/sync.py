@@ -1,6 +1,7 @@
 """/sync: what a user's sync answers from the homeserver's one stream (events, typing, receipts, room account
-data each carry a position: `Ids.next_stream`), the filters a user stores (checked by `filters.py`), and
-/messages paging.
+data each carry a position: `Ids.next_stream`), under the filter `filters.py` makes of the request's.
+An incremental sync reads the user's own rooms and, in each, the events after `since` (what a long-poll
+woken by each of its rooms' events would otherwise pay for in every room and whole timelines).
 
 Not locked on its own: `MatrixStore` holds its lock around every call. Reads the rooms and the ephemeral data
 (never writes them). Every rule is Synapse 1.163's as probed for issue 13 (the probe numbers in brackets)."""
@@ -8,23 +9,18 @@ Not locked on its own: `MatrixStore` holds its lock around every call. Reads the
 from __future__ import annotations
 
 import copy
-import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from mockgen.store.errors import MatrixError
 from mockgen.store.matrix.ephemeral import Ephemeral
-from mockgen.store.matrix.errcodes import M_FORBIDDEN, M_INVALID_PARAM, M_NOT_FOUND, M_NOT_JSON, M_UNKNOWN
-from mockgen.store.matrix.filters import SyncFilter, check_filter
+from mockgen.store.matrix.filters import SyncFilter
 from mockgen.store.matrix.ids import Ids
 from mockgen.store.matrix.model import Event, Room, User
 from mockgen.store.matrix.presence import Presence
-from mockgen.store.matrix.visibility import visible, world_readable
+from mockgen.store.matrix.rooms import Rooms
+from mockgen.store.matrix.tokens import parse_since, token
+from mockgen.store.matrix.visibility import visible
 
-# Synapse's token has 14 per-stream positions; the mock keeps one stream and renders it first, the rest 0.
-_TOKEN_TAIL = "_0" * 13
-_TOKEN = re.compile(r"^s(\d+)(?:_\d+)*$")
 # Synapse's prejoin state (room_prejoin_state): what an invite shows of the room [1.67].
 _INVITE_STATE = (
     "m.room.create",
@@ -38,19 +34,6 @@ _INVITE_STATE = (
 DEFAULT_PUSH_RULES: dict[str, Any] = {
     "global": {"override": [], "content": [], "room": [], "sender": [], "underride": []}
 }
-
-
-def token(position: int) -> str:
-    return f"s{position}{_TOKEN_TAIL}"
-
-
-def parse_since(since: str, current: int) -> int:
-    """A `since` token's position; one from the future is clamped [1.26]; one that does not parse is 400
-    M_UNKNOWN [1.23-1.25] (Synapse answers a /messages `t…` token with a 500 [1.28]: the mock, 400)."""
-    match = _TOKEN.match(since)
-    if match is None:
-        raise MatrixError(400, M_UNKNOWN, "Invalid stream token")
-    return min(int(match.group(1)), current)
 
 
 def _membership_after(room: Room, user_id: str, upto: int) -> dict[str, str]:
@@ -74,30 +57,25 @@ def _state_delta(room: Room, first: int, shown: list[Event], since: int | None) 
     less what the client had at `since` and what the timeline shows. An initial sync whose timeline holds the
     whole room has none [1.4]; one filtered down to messages has the whole state [1.46]; a gappy incremental
     one has what changed in the gap [1.62]; the first timeline event's own change is not repeated."""
-    start = _state_before(room, first + 1 if shown else len(room.timeline))
-    had = {e.event_id for e in _state_before(room, _index_after(room, since))} if since is not None else set()
+    start = room.state_before(first + 1 if shown else len(room.timeline))
+    had = {e.event_id for e in room.state_before(room.index_after(since))} if since is not None else set()
     hidden = had | {e.event_id for e in shown}
     found = {e.event_id: e for e in (*start, *room.state.values()) if e.event_id not in hidden}
     return list(found.values())
 
 
-def _index_after(room: Room, position: int) -> int:
-    """How many of the room's events are at or before a stream position."""
-    return next((i for i, e in enumerate(room.timeline) if e.stream > position), len(room.timeline))
-
-
-def _state_before(room: Room, index: int) -> list[Event]:
-    state: dict[tuple[str, str], Event] = {}
-    for event in room.timeline[:index]:
-        if event.state_key is not None:
-            state[(event.type, event.state_key)] = event
-    return list(state.values())
+class _Counted(NamedTuple):
+    read_at: int  # the timeline index of the user's read point (their join or latest read receipt)
+    pattern: str  # what highlights the user
+    upto: int  # the timeline index counted up to (exclusive)
+    notifications: int
+    highlights: int
 
 
 class Sync:
-    """The answers of /sync and the filters users store."""
+    """The answers of /sync."""
 
-    def __init__(self, ids: Ids, rooms: Mapping[str, Room], ephemeral: Ephemeral, presence: Presence) -> None:
+    def __init__(self, ids: Ids, rooms: Rooms, ephemeral: Ephemeral, presence: Presence) -> None:
         self._ids = ids
         self._rooms = rooms
         self._ephemeral = ephemeral
@@ -105,58 +83,12 @@ class Sync:
         # (user, device) -> the member events lazy loading has sent that device, user id -> event id: what it
         # leaves out next time (Synapse's lazy-loaded members cache; an initial sync starts it afresh).
         self._lazy_sent: dict[tuple[str, str | None], dict[str, str]] = {}
-        self.filters: dict[str, list[Any]] = {}
         # user id -> the furthest stream position a /sync answer has given them (what a test waits for).
         self.synced: dict[str, int] = {}
+        # (room id, user id) -> the unread counts of the last sync, and up to where they counted.
+        self._unread_counts: dict[tuple[str, str], _Counted] = {}
         # Whose device the sync being answered is for (its own sends carry their transaction ids).
         self._device: tuple[str, str | None] = ("", None)
-
-    # -- filters
-
-    @staticmethod
-    def _own(requester: User, user_id: str, verb: str) -> None:
-        if user_id != requester.user_id:
-            raise MatrixError(403, M_FORBIDDEN, f"Cannot {verb} filters for other users")
-
-    def create_filter(self, requester: User, user_id: str, definition: dict[str, Any]) -> str:
-        """POST /user/{userId}/filter: ids are the user's own counter from "0"; the same filter again gets its
-        first id [1.8]."""
-        self._own(requester, user_id, "create")
-        check_filter(definition)
-        stored = self.filters.setdefault(user_id, [])
-        for number, known in enumerate(stored):
-            if known == definition:
-                return str(number)
-        stored.append(copy.deepcopy(definition))
-        return str(len(stored) - 1)
-
-    def get_filter(self, requester: User, user_id: str, filter_id: str) -> dict[str, Any]:
-        self._own(requester, user_id, "get")
-        if not re.fullmatch(r"-?\d+", filter_id):
-            raise MatrixError(400, M_UNKNOWN, "Invalid filter_id")
-        stored = self.filters.get(user_id, [])
-        number = int(filter_id)
-        if not 0 <= number < len(stored):
-            raise MatrixError(404, M_NOT_FOUND, "No such filter")
-        definition: dict[str, Any] = copy.deepcopy(stored[number])
-        return definition
-
-    def sync_filter(self, requester: User, value: str | None) -> SyncFilter:
-        """The `filter` query parameter: inline JSON (starts with `{`) or a filter id [1.39-1.45]."""
-        if value is None:
-            return SyncFilter()
-        if value.startswith("{"):
-            try:
-                definition = json.loads(value)
-            except ValueError:
-                raise MatrixError(400, M_NOT_JSON, "Invalid filter JSON") from None
-            return check_filter(definition)
-        if not re.fullmatch(r"\d+", value):
-            raise MatrixError(400, M_INVALID_PARAM, "Invalid filter ID")
-        stored = self.filters.get(requester.user_id, [])
-        if int(value) >= len(stored):
-            raise MatrixError(400, M_INVALID_PARAM, "No such filter")
-        return check_filter(stored[int(value)])
 
     # -- sync
 
@@ -192,7 +124,7 @@ class Sync:
         join: dict[str, Any] = {}
         invite: dict[str, Any] = {}
         leave: dict[str, Any] = {}
-        for room in self._rooms.values():
+        for room in self._rooms.rooms_of(user_id):
             membership = room.membership(user_id)
             if membership is None:
                 continue
@@ -267,17 +199,31 @@ class Sync:
     ) -> tuple[list[dict[str, Any]], bool, int, list[Event]]:
         """The timeline of room.timeline[start:end] under the filter and the user's history visibility: the
         events, limited, the index of the first one shown, and the events shown."""
-        seen = visible(room, user_id)
+        member = room.state.get(("m.room.member", user_id))
+        if (
+            member is not None
+            and member.content.get("membership") == "join"
+            and room.positions[member.event_id] < start
+        ):
+            # Joined before the window and since: a member through all of it, who sees every event of it;
+            # the walks over the whole room below would find just that.
+            seen: dict[str, bool] | None = None
+            memberships: dict[str, str] | None = None
+        else:
+            seen = visible(room, user_id)
+            memberships = _membership_after(room, user_id, end)
         window = [
             (i, e)
             for i, e in enumerate(room.timeline[start:end], start)
-            if sync_filter.wants(e) and seen[e.event_id]
+            if sync_filter.wants(e) and (seen is None or seen[e.event_id])
         ]
         shown = window[max(0, len(window) - sync_filter.limit) :] if sync_filter.limit else []
         limited = len(shown) < len(window)
         first = shown[0][0] if shown else end
-        memberships = _membership_after(room, user_id, end)
-        events = [self._format(event, now, memberships.get(event.event_id)) for _, event in shown]
+        events = [
+            self._format(event, now, "join" if memberships is None else memberships.get(event.event_id))
+            for _, event in shown
+        ]
         return events, limited, first, [event for _, event in shown]
 
     def _joined(
@@ -303,10 +249,7 @@ class Sync:
                 for e in timeline
             )
         )
-        if position is None or newly_joined:
-            start = 0
-        else:
-            start = next((i for i, e in enumerate(timeline) if e.stream > position), len(timeline))
+        start = 0 if position is None or newly_joined else room.index_after(position)
         events, limited, first, shown = self._timeline(room, user_id, start, len(timeline), sync_filter, now)
         ephemeral = self._ephemeral_events(room.room_id, user_id, position)
         account_data = [
@@ -368,7 +311,7 @@ class Sync:
         unless `include_redundant_members`, none this device was sent before [issue 13 lazy probes]."""
         senders = {e.sender for e in shown} | ({user_id} if whole else set())
         upto = first + 1 if shown else len(room.timeline)
-        at_start = {(e.type, e.state_key): e for e in _state_before(room, upto)}
+        at_start = {(e.type, e.state_key): e for e in room.state_before(upto)}
         members = [
             at_start[("m.room.member", sender)]
             for sender in sorted(senders)
@@ -411,19 +354,24 @@ class Sync:
         """Messages from others after the user's join and latest read receipt that notify under the default
         push rules (every m.room.message but an m.notice); highlights mention the user's id or room name
         [1.78, 1.79, 1.82, 1.83]."""
-        index = {event.event_id: n for n, event in enumerate(room.timeline)}
         member = room.state[("m.room.member", user_id)]
-        read_at = index.get(member.event_id, -1)
+        read_at = room.positions.get(member.event_id, -1)
         for key, receipt in self._ephemeral.receipts(room.room_id).items():
             if key.user_id == user_id and key.receipt_type in ("m.read", "m.read.private"):
-                read_at = max(read_at, index.get(receipt.event_id, -1))
+                read_at = max(read_at, room.positions.get(receipt.event_id, -1))
         name = member.content.get("displayname")
         mentions = [re.escape(user_id)] + (
             [rf"\b{re.escape(name)}\b"] if isinstance(name, str) and name else []
         )
-        mentioned = re.compile("|".join(mentions), re.IGNORECASE)
-        notifications = highlights = 0
-        for event in room.timeline[read_at + 1 :]:
+        pattern = "|".join(mentions)
+        # Counted before from the same read point with the same name: only the events since need counting.
+        counted = self._unread_counts.get((room.room_id, user_id))
+        if counted is not None and counted.read_at == read_at and counted.pattern == pattern:
+            upto, notifications, highlights = counted.upto, counted.notifications, counted.highlights
+        else:
+            upto, notifications, highlights = read_at + 1, 0, 0
+        mentioned = re.compile(pattern, re.IGNORECASE)
+        for event in room.timeline[upto:]:
             if event.type != "m.room.message" or event.sender == user_id:
                 continue
             if event.content.get("msgtype") == "m.notice":
@@ -431,6 +379,9 @@ class Sync:
             notifications += 1
             if mentioned.search(str(event.content.get("body", ""))):
                 highlights += 1
+        self._unread_counts[(room.room_id, user_id)] = _Counted(
+            read_at, pattern, len(room.timeline), notifications, highlights
+        )
         return {"notification_count": notifications, "highlight_count": highlights}
 
     def _account_data(self, user_id: str, room_id: str) -> dict[str, tuple[dict[str, Any], int]]:
@@ -495,108 +446,13 @@ class Sync:
                 return None
         elif member.stream <= position:
             return None
-        end = next(i for i, e in enumerate(room.timeline) if e is member) + 1
+        end = room.positions[member.event_id] + 1
         start = 0 if position is None else end - 1
         events, limited, first, _ = self._timeline(room, user_id, start, end, sync_filter, now)
-        state = [self._format(e, now, None) for e in _state_before(room, first)] if limited else []
+        state = [self._format(e, now, None) for e in room.state_before(first)] if limited else []
         prev_batch = token(room.timeline[first].stream - 1) if limited else token(member.stream)
         return {
             "timeline": {"events": events, "prev_batch": prev_batch, "limited": limited},
             "state": {"events": state},
             "account_data": {"events": []},
         }
-
-    # -- /messages
-
-    def messages(
-        self,
-        requester: User,
-        room_id: str,
-        *,
-        direction: str,
-        from_token: str | None,
-        to_token: str | None,
-        limit: int,
-        types: tuple[str, ...] | None,
-        not_types: tuple[str, ...],
-        lazy_load_members: bool = False,
-    ) -> dict[str, Any]:
-        """GET /rooms/{roomId}/messages, after its parameters: a token is a place between two events of the
-        stream (after every event at or before its position). `dir=b` pages back from `from` (default: now),
-        `dir=f` forth (default: the room's start); `end` is absent only when nothing of the page matched the
-        filter [3.17, 3.18, 3.40]. A page is then filtered by the user's history visibility (`visibility.py`):
-        a member, or one who left (who reads back from their leave [3.48-3.50]), as a member; anyone else only
-        peeks, and only into a world-readable room [3.53]; else, or in an unknown room, 403 [3.52]. With
-        `lazy_load_members`, `state` has the chunk's senders' member events as of its first event [3.35]."""
-        current = self._ids.stream
-        start = current if from_token is None and direction == "b" else _position(from_token, "from", current)
-        stop = None if to_token is None else _position(to_token, "to", current)
-        room = self._rooms.get(room_id)
-        membership = room.membership(requester.user_id) if room is not None else None
-        peeking = membership not in ("join", "leave", "ban")
-        if room is None or (peeking and not world_readable(room)):
-            raise MatrixError(
-                403,
-                M_FORBIDDEN,
-                f"User {requester.user_id} not in room {room_id}, and room previews are disabled",
-            )
-        if membership in ("leave", "ban") and direction == "b":
-            start = min(start, room.state[("m.room.member", requester.user_id)].stream)
-        wanted = SyncFilter(types=types, not_types=not_types)
-        if direction == "b":
-            window = [e for e in reversed(room.timeline) if e.stream <= start]
-            if stop is not None:
-                window = [e for e in window if e.stream > stop]
-        else:
-            window = [e for e in room.timeline if e.stream > start]
-            if stop is not None:
-                window = [e for e in window if e.stream <= stop]
-        # Synapse filters types as it reads (its query's LIMIT counts matching events [3.32]; a page without
-        # any has no `end` [3.40]), and history visibility after: a page it hides entirely still has one
-        # (corpus `visibility: ...`).
-        page = [e for e in window if wanted.wants(e)][:limit]
-        seen = visible(room, requester.user_id, peeking=peeking)
-        now = self._ids.now_ms()
-        shown = [e for e in page if seen[e.event_id]]
-        answer: dict[str, Any] = {
-            "chunk": [e.client_format(now) for e in shown],
-            "start": from_token if from_token is not None else _page_token(room, start, direction),
-        }
-        if page:
-            last = page[-1]
-            answer["end"] = _page_token(room, last.stream - 1 if direction == "b" else last.stream, "f")
-        elif limit == 0:
-            answer["end"] = answer["start"]  # an empty page asked for ends where it starts [3.8]
-        if lazy_load_members and shown:
-            index = room.timeline.index(shown[0])
-            at_first = {(e.type, e.state_key): e for e in _state_before(room, index + 1)}
-            senders = dict.fromkeys(e.sender for e in shown)
-            members = [at_first[("m.room.member", u)] for u in senders if ("m.room.member", u) in at_first]
-            if members:
-                answer["state"] = [e.client_format(now) for e in members]
-        return answer
-
-
-def _position(value: str | None, name: str, current: int) -> int:
-    """A /messages token (`s…` from /sync or `t<depth>-<stream>_…` from /messages) as a stream position;
-    `END` is the legacy "no token"; anything else is 400 M_UNKNOWN [3.27, 3.28]."""
-    if value is None or value == "END":
-        return 0
-    match = _TOKEN.match(value) or re.match(r"^t\d+-(\d+)(?:_\d+)*$", value)
-    if match is None:
-        raise MatrixError(400, M_UNKNOWN, f"'{name}' parameter is invalid")
-    return min(int(match.group(1)), current)
-
-
-def check_page_token(value: str, name: str) -> None:
-    """The form of a /messages `from` or `to` (400 M_UNKNOWN), before the other parameters."""
-    _position(value, name, 0)
-
-
-def _page_token(room: Room, position: int, direction: str) -> str:
-    """Synapse's topological token: the depth (events of the room up to the position) and the position; a
-    forward page from the room's start begins at `s0_…` [3.5]."""
-    if direction == "f" and position == 0:
-        return "s0" + _TOKEN_TAIL
-    depth = sum(1 for e in room.timeline if e.stream <= position)
-    return f"t{depth}-{position}{_TOKEN_TAIL}"
