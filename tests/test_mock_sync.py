@@ -1,13 +1,12 @@
 """/sync and filters over HTTP against the mock: initial and incremental syncs, limited timelines, invites,
 leaves, ephemeral data, filters, the long-poll (woken by events, ended by its timeout or a reset; no sleeps)
-and every status and errcode Synapse 1.163 answers (the issue 13 probes of real Synapse 1.163.2)."""
+and every status and errcode Synapse 1.163 answers (the issue 13 probes of real Synapse 1.163.2). Room
+history (/messages): test_mock_room_history.py."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -16,62 +15,17 @@ import pytest
 from mockgen.pytest_plugin import MatrixMock
 from mockgen.store.errors import MatrixError
 from mockgen.store.matrix.tokens import parse_since, token
-from tests.support import Answer, call, register
+from tests.support import call
+from tests.sync_support import Pair, bodies, make_pair, until_waiting
 
 pytestmark = pytest.mark.mock_lenient  # many requests here are bad on purpose
 
 ALWAYS = {"next_batch", "device_one_time_keys_count", "device_unused_fallback_key_types"}
 
 
-@dataclass
-class Pair:
-    http: aiohttp.ClientSession
-    mock: MatrixMock
-    base: str
-    alice: str
-    bob: str
-    alice_id: str
-    bob_id: str
-
-    async def req(
-        self, method: str, path: str, token: str | None, body: Any = None, params: Any = None
-    ) -> Answer:
-        return await call(self.http, method, f"{self.base}{path}", token=token, json_body=body, params=params)
-
-    async def sync(self, token: str | None, **params: Any) -> Answer:
-        query = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
-        return await self.req("GET", "/sync", token, params=query)
-
-    async def room(self, **body: Any) -> str:
-        answer = await self.req("POST", "/createRoom", self.alice, {"preset": "public_chat", **body})
-        room_id: str = answer.body["room_id"]
-        return room_id
-
-    async def send(self, token: str, room_id: str, text: str) -> str:
-        answer = await self.req(
-            "PUT", f"/rooms/{room_id}/send/m.room.message/{text}", token, {"msgtype": "m.text", "body": text}
-        )
-        assert answer.status == 200, answer
-        event_id: str = answer.body["event_id"]
-        return event_id
-
-
 @pytest.fixture
 async def pair(http: aiohttp.ClientSession, matrix_mock: MatrixMock) -> Pair:
-    answers = [await register(http, matrix_mock.url, name) for name in ("alice", "bob")]
-    return Pair(
-        http,
-        matrix_mock,
-        f"{matrix_mock.url}/_matrix/client/v3",
-        answers[0].body["access_token"],
-        answers[1].body["access_token"],
-        answers[0].body["user_id"],
-        answers[1].body["user_id"],
-    )
-
-
-def bodies(events: list[dict[str, Any]]) -> list[str]:
-    return [e["content"]["body"] for e in events if e["type"] == "m.room.message"]
+    return await make_pair(http, matrix_mock)
 
 
 # -- tokens
@@ -226,15 +180,6 @@ async def test_filters_on_sync_types_and_rooms(pair: Pair) -> None:
 # -- the long-poll
 
 
-async def until_waiting(mock: MatrixMock) -> None:
-    """Until a sync waits on the world's wakeups: the loop runs the server too, so yield to it (no sleep)."""
-    for _ in range(100_000):
-        if mock.world.wakeups.waiting:
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("no sync is waiting")
-
-
 async def test_long_poll_wakes_on_another_users_send(pair: Pair) -> None:
     room_id = await pair.room()
     await pair.req("POST", f"/join/{room_id}", pair.bob, {})
@@ -373,99 +318,6 @@ async def test_filter_body_that_is_not_json(pair: Pair) -> None:
         pair.http, "POST", f"{pair.base}/user/{pair.alice_id}/filter", token=pair.alice, data=b"{bad"
     )
     assert (answer.status, answer.errcode) == (400, "M_NOT_JSON")
-
-
-# -- /messages
-
-
-async def messages(pair: Pair, room_id: str, token: str, **params: str) -> Answer:
-    return await pair.req("GET", f"/rooms/{room_id}/messages", token, params=params)
-
-
-async def test_messages_pages_back_and_forth(pair: Pair) -> None:
-    room_id = await pair.room()
-    for n in range(5):
-        await pair.send(pair.alice, room_id, f"n{n}")
-    back = (await messages(pair, room_id, pair.alice, dir="b", limit="2")).body
-    assert bodies(back["chunk"]) == ["n4", "n3"]  # [3.1]
-    assert {"room_id", "user_id", "age"} <= set(back["chunk"][0])
-    more = (await messages(pair, room_id, pair.alice, dir="b", limit="2", **{"from": back["end"]})).body
-    assert bodies(more["chunk"]) == ["n2", "n1"]  # [3.15]
-    forth = (await messages(pair, room_id, pair.alice, dir="f", limit="3")).body
-    assert forth["start"].startswith("s0_")
-    assert forth["chunk"][0]["type"] == "m.room.create"
-    default = (await messages(pair, room_id, pair.alice)).body
-    assert default["chunk"][0]["type"] == "m.room.create"  # dir defaults to f [3.4]
-    everything = (await messages(pair, room_id, pair.alice, dir="b", limit="1000")).body
-    first = everything["chunk"][-1]
-    assert first["type"] == "m.room.create"
-    assert "end" in everything
-    done = (await messages(pair, room_id, pair.alice, dir="b", **{"from": everything["end"]})).body
-    assert done["chunk"] == []
-    assert "end" not in done
-    zero = (await messages(pair, room_id, pair.alice, dir="b", limit="0")).body
-    assert zero["chunk"] == []
-    to = (await messages(pair, room_id, pair.alice, dir="b", to=more["end"])).body
-    assert bodies(to["chunk"]) == ["n4", "n3", "n2", "n1"]  # [3.25]
-    typed = await messages(pair, room_id, pair.alice, dir="f", filter='{"types":["m.room.message"]}')
-    assert bodies(typed.body["chunk"]) == ["n0", "n1", "n2", "n3", "n4"]
-    # The limit counts matching events: the room's state events come first and do not use it up [3.32]
-    only_messages = '{"types":["m.room.message"]}'
-    three = await messages(pair, room_id, pair.alice, dir="f", limit="3", filter=only_messages)
-    assert bodies(three.body["chunk"]) == ["n0", "n1", "n2"]
-    after = (await messages(pair, room_id, pair.alice, dir="f", **{"from": three.body["end"]})).body
-    assert bodies(after["chunk"]) == ["n3", "n4"]
-    for falsy in ("[]", "{}", "null", "0"):  # JSON that is falsy is no filter [3.38]
-        unfiltered = (await messages(pair, room_id, pair.alice, dir="b", limit="2", filter=falsy)).body
-        assert bodies(unfiltered["chunk"]) == ["n4", "n3"], falsy
-
-
-async def test_messages_from_a_sync_prev_batch(pair: Pair) -> None:
-    room_id = await pair.room()
-    for n in range(4):
-        await pair.send(pair.alice, room_id, f"n{n}")
-    synced = await pair.sync(pair.alice, filter={"room": {"timeline": {"limit": 1}}})
-    prev = synced.body["rooms"]["join"][room_id]["timeline"]["prev_batch"]
-    page = (await messages(pair, room_id, pair.alice, dir="b", limit="2", **{"from": prev})).body
-    assert bodies(page["chunk"]) == ["n2", "n1"]  # [1.6, 3.23]
-
-
-async def test_messages_access(pair: Pair) -> None:
-    room_id = await pair.room()
-    await pair.req("POST", f"/join/{room_id}", pair.bob, {})
-    await pair.send(pair.alice, room_id, "before")
-    await pair.req("POST", f"/rooms/{room_id}/leave", pair.bob, {})
-    await pair.send(pair.alice, room_id, "after")
-    back = (await messages(pair, room_id, pair.bob, dir="b")).body
-    assert "after" not in bodies(back["chunk"])
-    assert "before" in bodies(back["chunk"])
-    forth = (await messages(pair, room_id, pair.bob, dir="f", limit="100")).body
-    assert "after" in bodies(forth["chunk"])  # [3.49]
-    other = await pair.room()
-    refused = await messages(pair, other, pair.bob, dir="b")
-    assert (refused.status, refused.errcode) == (403, "M_FORBIDDEN")  # [3.52]
-    unknown = await messages(pair, "!" + "a" * 43, pair.bob)
-    assert (unknown.status, unknown.errcode) == (403, "M_FORBIDDEN")
-
-
-@pytest.mark.parametrize(
-    ("params", "errcode"),
-    [
-        ({"dir": "x"}, "M_INVALID_PARAM"),  # [3.6]
-        ({"dir": "B"}, "M_INVALID_PARAM"),  # [3.7]
-        ({"limit": "-1"}, "M_INVALID_PARAM"),  # [3.10]
-        ({"limit": "abc"}, "M_INVALID_PARAM"),  # [3.11]
-        ({"limit": "1.5"}, "M_INVALID_PARAM"),  # [3.12]
-        ({"from": "garbage"}, "M_UNKNOWN"),  # [3.27]
-        ({"to": "garbage"}, "M_UNKNOWN"),
-        ({"filter": "{bad"}, "M_NOT_JSON"),
-        ({"filter": "[1]"}, "M_NOT_JSON"),
-    ],
-)
-async def test_messages_errors(pair: Pair, params: dict[str, str], errcode: str) -> None:
-    room_id = await pair.room()
-    answer = await messages(pair, room_id, pair.alice, **params)
-    assert (answer.status, answer.errcode) == (400, errcode), answer
 
 
 async def test_unread_notifications_and_transaction_ids(pair: Pair) -> None:

@@ -18,7 +18,7 @@ from contracts.validation import validator_for
 from mockgen.pytest_plugin import MatrixMock
 from tests.nio_flow import bounded, login
 from tests.support import Answer, call, register
-from tests.test_mock_sync import until_waiting
+from tests.sync_support import until_waiting
 
 pytestmark = pytest.mark.mock_lenient
 
