@@ -16,6 +16,8 @@ import aiohttp
 import pytest
 
 from bench.relay import Person, join_person
+from letta_matrix_reference.bridge import relay as relay_module
+from letta_matrix_reference.bridge import relay_events
 from letta_matrix_reference.bridge.config import BridgeConfig
 from letta_matrix_reference.bridge.relay import Relay
 from letta_matrix_reference.bridge.relay_events import PART_KEY, Incoming
@@ -163,3 +165,30 @@ async def test_a_relay_killed_mid_turn_and_restarted_neither_loses_nor_repeats_i
     assert [r["content"]["body"] for r in replies] == [f"echo: {text}"]
     assert replies[0]["sender"] == f"@{agent_localpart(agent)}:{bridge_config.server_name}"
     assert await _asked_letta(letta, agent, text) == 1
+
+
+async def test_more_messages_than_a_sync_holds_are_all_answered_once(
+    bridge_config: BridgeConfig,
+    letta: Letta,
+    agent: str,
+    room: str,
+    person: Person,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Real Synapse's limited timeline and its /messages read back to a /sync token (`to`): with a window
+    of 2 and pages of 2, six messages sent while no relay runs make a gap of two pages and more."""
+    monkeypatch.setattr(relay_module, "TIMELINE_LIMIT", 2)
+    monkeypatch.setattr(relay_events, "GAP_PAGE_SIZE", 2)
+    async with Bridge(bridge_config) as bridge, asyncio.timeout(TURN_S):
+        await Relay(bridge).run()  # the relay's sync token is now past everything said before
+    texts = [f"gap {n}" for n in range(6)]
+    asked = [await person.send(room, text) for text in texts]
+    async with Bridge(bridge_config) as bridge:
+        relay = Relay(bridge)
+        async with asyncio.timeout(TURN_S * len(texts)):
+            await relay.run()
+    assert relay.turns == len(texts)
+    for event_id, text in zip(asked, texts, strict=True):
+        replies = await _replies(person, room, event_id)
+        assert [r["content"]["body"] for r in replies] == [f"echo: {text}"]
+        assert await _asked_letta(letta, agent, text) == 1

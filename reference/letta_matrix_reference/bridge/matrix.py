@@ -8,6 +8,7 @@ device, when the server forgets its token."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -334,6 +335,30 @@ class MatrixClient:
         if not isinstance(body, dict) or not isinstance(body.get("next_batch"), str):
             raise ProtocolError(f"Matrix sync answer has no string next_batch; it is {shape(body)}")
         return body
+
+    async def room_messages(
+        self,
+        room_id: str,
+        *,
+        from_token: str,
+        to_token: str | None = None,
+        limit: int = 100,
+        event_types: Sequence[str] | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the room's history, read backwards from `from_token` (and not past `to_token`,
+        which may be a /sync token): its events, newest first, and the token to read on from (None: the
+        server has no more)."""
+        params = {"dir": "b", "from": from_token, "limit": str(limit)}
+        if to_token is not None:
+            params["to"] = to_token
+        if event_types is not None:
+            params["filter"] = json.dumps({"types": list(event_types)})
+        body = (await self._call("GET", f"{CLIENT}/rooms/{_segment(room_id)}/messages", params=params)).body
+        chunk = body.get("chunk") if isinstance(body, dict) else None
+        if not isinstance(chunk, list) or not all(isinstance(event, dict) for event in chunk):
+            raise ProtocolError(f"Matrix history of {room_id} has no list of events; it is {shape(body)}")
+        end = body.get("end") if isinstance(body, dict) else None
+        return chunk, end if isinstance(end, str) else None
 
     async def send_message(self, room_id: str, content: Mapping[str, Any], txn_id: str) -> str:
         """Send an m.room.message; its event id. The same `txn_id` from the same device sends nothing new:

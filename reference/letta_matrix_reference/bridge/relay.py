@@ -36,6 +36,7 @@ from letta_matrix_reference.bridge.matrix import MatrixClient
 from letta_matrix_reference.bridge.relay_events import (
     AgentRoom,
     Incoming,
+    fill_gaps,
     incoming,
     otid,
     replies,
@@ -189,6 +190,7 @@ class Relay:
         anything to answer."""
         assert self._bot is not None
         state = self.store.state
+        await fill_gaps(body, state.since, self.rooms, self._bot.room_messages)
         messages = incoming(body, self.rooms, self.bridge_users, self._bot.user_id)
         todo = [m for m in messages if not state.is_handled(m.event_id)]
         await self._answer_all(todo)

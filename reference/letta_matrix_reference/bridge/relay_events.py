@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 # The archetype's tool for speaking in the room: its `message` argument is what the agent says there.
 MATRIX_TOOL = "matrix_agent_message"
@@ -38,6 +39,26 @@ class Incoming:
     body: str
 
 
+TIMELINE_TYPES = ("m.room.message", "m.room.member")
+# Pages of history read to fill one room's gap: beyond them (that many messages between two syncs) the oldest
+# are left, and said so, rather than the relay never catching up.
+GAP_PAGES = 50
+GAP_PAGE_SIZE = 100
+log = logging.getLogger(__name__)
+
+
+class HistoryPage(Protocol):
+    async def __call__(
+        self,
+        room_id: str,
+        *,
+        from_token: str,
+        to_token: str | None = None,
+        limit: int = 100,
+        event_types: Sequence[str] | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+
 def sync_filter(room_ids: Collection[str], limit: int) -> dict[str, Any]:
     """The relay's /sync filter: the agent rooms' messages and memberships, nothing else."""
     nothing = {"not_types": ["*"]}
@@ -46,12 +67,48 @@ def sync_filter(room_ids: Collection[str], limit: int) -> dict[str, Any]:
         "account_data": nothing,
         "room": {
             "rooms": sorted(room_ids),
-            "timeline": {"types": ["m.room.message", "m.room.member"], "limit": limit},
+            "timeline": {"types": list(TIMELINE_TYPES), "limit": limit},
             "state": {"types": ["m.room.member"], "lazy_load_members": True},
             "ephemeral": nothing,
             "account_data": nothing,
         },
     }
+
+
+async def fill_gaps(
+    sync: Mapping[str, Any], since: str | None, rooms: Mapping[str, AgentRoom], history: HistoryPage
+) -> None:
+    """Complete, in place, each agent room's `limited` timeline of an incremental sync (`since` set): the
+    events after `since` that the window left out are read back from the timeline's `prev_batch` to `since`
+    (a /sync token, which Synapse takes as `to`) and put in front of the window, oldest first. Without them a
+    room that got more than the timeline limit between two syncs would lose its oldest messages."""
+    joined = sync.get("rooms", {}).get("join", {}) if isinstance(sync.get("rooms"), dict) else {}
+    for room_id, room in joined.items() if since is not None and isinstance(joined, dict) else ():
+        timeline = room.get("timeline") if room_id in rooms and isinstance(room, dict) else None
+        token = timeline.get("prev_batch") if isinstance(timeline, dict) else None
+        if (
+            not isinstance(timeline, dict)
+            or timeline.get("limited") is not True
+            or not isinstance(token, str)
+        ):
+            continue
+        older: list[dict[str, Any]] = []
+        for _ in range(GAP_PAGES):
+            chunk, end = await history(
+                room_id, from_token=token, to_token=since, limit=GAP_PAGE_SIZE, event_types=TIMELINE_TYPES
+            )
+            older.extend(chunk)
+            if not chunk or end is None or end == token:
+                break
+            token = end
+        else:
+            log.error(
+                "relay: more than %d events in %s since the last sync; the older ones are left",
+                len(older),
+                room_id,
+            )
+        events = timeline.get("events")
+        timeline["events"] = [*reversed(older), *(events if isinstance(events, list) else [])]
 
 
 def incoming(
