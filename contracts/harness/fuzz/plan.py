@@ -156,6 +156,8 @@ def speak(world: World, said: Sequence[Said]) -> None:
     """Send `said` in the world's agent rooms (nothing when there are none yet). The bridge's users are
     the world's first server admin and first other account (as a fuzz context names them) and each
     room's creator (its agent's user); one who is not in the room says nothing."""
+    if not said:
+        return  # a plan for a target that does not relay: no snapshot to take
     rooms = agent_rooms(world.snapshot(), core_users(world))
     if not rooms:
         return
@@ -306,24 +308,37 @@ def _short(body: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# A fault's parts, built once: Hypothesis validates a strategy the first time it draws from it, so one
+# built inside the draw is validated on every draw.
+_TIMES = st.sampled_from(TIMES)
+_AFTER = st.sampled_from(AFTER)
+_LATENCIES = st.sampled_from(LATENCIES_MS)
+_KINDS = st.sampled_from(("answer", "answer", "answer", "answer", "drop", "late"))
+_LATE_MS = st.sampled_from((5, 20, 50))
+_RETRY_AFTER = st.sampled_from(RETRY_AFTER_MS)
+
+
+def faults(cells: Sequence[Cell]) -> st.SearchStrategy[FaultSpec]:
+    """A fault in one of `cells`: an answer with a generated body, a dropped connection or a late one."""
+    return _faults(st.sampled_from(list(cells)))
+
+
 @st.composite
-def faults(draw: st.DrawFn, cells: Sequence[Cell]) -> FaultSpec:
-    service, operation, status, variant = draw(st.sampled_from(list(cells)))
-    times = draw(st.sampled_from(TIMES))
-    after = draw(st.sampled_from(AFTER))
-    latency = draw(st.sampled_from(LATENCIES_MS))
-    kind = draw(st.sampled_from(("answer", "answer", "answer", "answer", "drop", "late")))
+def _faults(draw: st.DrawFn, cells: st.SearchStrategy[Cell]) -> FaultSpec:
+    service, operation, status, variant = draw(cells)
+    times = draw(_TIMES)
+    after = draw(_AFTER)
+    latency = draw(_LATENCIES)
+    kind = draw(_KINDS)
     if kind == "drop":
         return FaultSpec(operation, times=times, after=after, drop_connection=True)
     if kind == "late":
-        return FaultSpec(operation, times=times, after=after, latency_ms=draw(st.sampled_from((5, 20, 50))))
+        return FaultSpec(operation, times=times, after=after, latency_ms=draw(_LATE_MS))
     if status == 429 and draw(st.booleans()):
-        return FaultSpec(
-            operation, 429, times=times, after=after, retry_after_ms=draw(st.sampled_from(RETRY_AFTER_MS))
-        )
+        return FaultSpec(operation, 429, times=times, after=after, retry_after_ms=draw(_RETRY_AFTER))
     body = draw(response_bodies(operation, status, service=service, variant=variant))
     if status == 429 and isinstance(body, dict) and "retry_after_ms" in body:
-        body = {**body, "retry_after_ms": draw(st.sampled_from(RETRY_AFTER_MS))}
+        body = {**body, "retry_after_ms": draw(_RETRY_AFTER)}
     return FaultSpec(operation, status, variant, body, body is not None, times, after, latency)
 
 
