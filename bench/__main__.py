@@ -205,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=1000, help="agents synced through the mock")
     parser.add_argument("--synapse-agents", type=int, default=100, help="agents synced into real Synapse")
     parser.add_argument("--concurrency", type=int, default=32, help="agents the bridge handles at once")
-    parser.add_argument("--fuzz-examples", type=int, default=100, help="random fuzz examples per measure")
+    # Enough that a worker's start (imports, specs, the mock's servers: about a second) does not decide the
+    # figure, as it does not in `make fuzz`'s 1,000 examples.
+    parser.add_argument("--fuzz-examples", type=int, default=500, help="random fuzz examples per measure")
     parser.add_argument("--memory-requests", type=int, default=100_000)
     parser.add_argument("--relay-rooms", type=int, default=100, help="agent rooms the relay serves")
     parser.add_argument(
