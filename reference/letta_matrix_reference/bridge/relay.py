@@ -11,11 +11,12 @@ Exactly once, across faults and restarts (`relay_state`): replies are saved befo
 posted under transaction ids made from the event id, events are marked handled once answered, and the
 sync token moves past a batch only when all of it is handled.
 
-What a person waits for is kept short: one write of the state per turn before its reply (the outbox; the
-handled marks and the token of a batch are written together, while the next /sync is already waiting),
-and the read receipt and typing off go out together after the reply. A run that dies before the batch's
-write posts the batch's saved replies again on restart, under the same transaction ids, which the
-homeserver answers with the first events: the same as dying between posting and marking handled."""
+What a person waits for is kept short: one append to the state's journal per turn before its reply (the
+outbox); the handled marks and the token of a batch are appended together while the next /sync waits and
+the next batch is answered (a later append cannot land before them), and the read receipt and typing off
+go out together after the reply. A run that dies before the batch's write posts the batch's saved replies
+again on restart, under the same transaction ids, which the homeserver answers with the first events: the
+same as dying between posting and marking handled."""
 
 from __future__ import annotations
 
@@ -97,7 +98,6 @@ class Relay:
         self._filter: tuple[tuple[str, ...], str] | None = None
         self._agents: dict[str, MatrixClient] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._unsaved = False  # handled marks or a token not written yet
 
     async def start(self) -> None:
         """Load the saved state and learn the rooms from the mapping (call again after a provisioning
@@ -127,11 +127,14 @@ class Relay:
         if self._bot is None:
             await self.start()
         try:
-            await self._loop(stop, forever)
-        except Exception:
-            await self._flush()  # the turns finished before the failure stay finished
-            raise
-        await self._flush()
+            try:
+                await self._loop(stop, forever)
+            except Exception:
+                await self.store.save()  # the turns finished before the failure stay finished
+                raise
+            await self.store.save()
+        finally:
+            await self.store.close()
 
     async def _loop(self, stop: asyncio.Event, forever: bool) -> None:
         failures = 0
@@ -152,37 +155,30 @@ class Relay:
             if busy is None or (not busy and not forever):
                 return
 
-    async def _flush(self) -> None:
-        """Write the handled marks and the token, if anything changed since the last write."""
-        if not self._unsaved:
-            return
-        self._unsaved = False  # a change made while this write runs asks for the next one
-        try:
-            await self.store.save()
-        except BaseException:
-            self._unsaved = True
-            raise
-
     async def _once(self, stop: asyncio.Event, timeout_ms: int) -> bool | None:
         """One sync and its batch: whether there was anything to answer (None: stopped while waiting)."""
         assert self._bot is not None
         state = self.store.state
         await self._resume()
         filter_id = await self._filter_id()
-        syncing = asyncio.ensure_future(self._bot.sync(state.since, filter_id, timeout_ms))
-        stopping = asyncio.ensure_future(stop.wait())
+        # The last batch's handled marks and token are written while the server is asked for the next
+        # batch and while that one is answered: the journal keeps writes in order (a turn's outbox lands
+        # after them), so no step of the next turn needs this write done.
+        flushing = asyncio.ensure_future(self.store.save())
         try:
-            # The last batch is written while the server is asked for the next one: a request moves
-            # nothing, and this batch is handled only once the write is done.
-            await self._flush()
-            await asyncio.wait((syncing, stopping), return_when=asyncio.FIRST_COMPLETED)
+            syncing = asyncio.ensure_future(self._bot.sync(state.since, filter_id, timeout_ms))
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait((syncing, stopping), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not syncing.done():
+                    syncing.cancel()
+            if not syncing.done() or syncing.cancelled():
+                return None
+            return await self._batch(syncing.result())
         finally:
-            stopping.cancel()
-            if not syncing.done():
-                syncing.cancel()
-        if not syncing.done() or syncing.cancelled():
-            return None
-        return await self._batch(syncing.result())
+            await flushing  # its failure stops the run like the batch's own
 
     async def _batch(self, body: dict[str, Any]) -> bool:
         """Answer a sync's batch, then (and only then) move the saved token past it; whether there was
@@ -192,9 +188,7 @@ class Relay:
         messages = incoming(body, self.rooms, self.bridge_users, self._bot.user_id)
         todo = [m for m in messages if not state.is_handled(m.event_id)]
         await self._answer_all(todo)
-        if state.since != body["next_batch"]:
-            state.since = body["next_batch"]
-            self._unsaved = True
+        state.since = body["next_batch"]
         return bool(todo)
 
     async def _resume(self) -> None:
@@ -309,8 +303,7 @@ class Relay:
                 "giving up on finishing the answer to %s in %s, refused %d times: %s",
                 message.event_id, pending.room_id, pending.refused, exc,
             )  # fmt: skip
-        self.store.state.mark_handled(message.event_id)
-        self._unsaved = True  # written with the batch's token (see the module's docstring)
+        self.store.state.mark_handled(message.event_id)  # written with the batch's token (module docstring)
 
     @staticmethod
     async def _best_effort(what: str, call: Callable[[], Awaitable[None]]) -> None:
