@@ -272,24 +272,35 @@ async def test_a_refused_typing_off_stops_the_run_and_the_next_one_turns_it_off(
     assert matrix_mock.world.matrix.typing_users(rooms["Ada"]) == []
 
 
-async def test_a_turn_writes_the_state_once_before_its_reply_and_once_after_the_batch(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, fuzz_context: FuzzContext
+@pytest.mark.parametrize(
+    ("flush_delay", "writes"),
+    [
+        # The next sync comes at once: its batch (or the run's end) carries the handled mark and the token.
+        (60.0, 2),
+        # No waiting: the handled mark with the batch's token is written while the next sync waits, and the
+        # token of that empty sync (it moved past the reply) as the run ends.
+        (0.0, 3),
+    ],
+)
+async def test_a_turn_writes_the_state_once_before_its_reply_and_its_marks_with_the_next_write(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, fuzz_context: FuzzContext, flush_delay: float, writes: int
 ) -> None:
     letta_mock.add_agent("Ada")
     rooms = await provisioned(fuzz_context, matrix_mock, ["Ada"])
-    say(matrix_mock.world, rooms["Ada"], matrix_mock.user_id(PERSON), "hello")
+    asked = say(matrix_mock.world, rooms["Ada"], matrix_mock.user_id(PERSON), "hello")
     made: list[Relay] = []
 
     class Counted(Relay):
         async def start(self) -> None:
             made.append(self)
+            self.flush_delay = flush_delay
             await super().start()
 
     assert await relay_against(fuzz_context, relay_class=Counted) == 1
-    # The outbox before the reply; the handled mark with the batch's token (while the next sync waits); the
-    # token of that empty sync (it moved past the reply) as the run ends. Each used to be a write of its own.
-    assert made[0].store.writes == 3
+    # The outbox before the reply, then the handled mark and the token.
+    assert made[0].store.writes == writes
     assert len(answers(matrix_mock, rooms["Ada"])) == 1
+    assert RelayStore(fuzz_context.workdir).load().is_handled(asked)
 
 
 def test_a_room_found_after_a_kill_keeps_only_the_new_space_as_parent() -> None:
