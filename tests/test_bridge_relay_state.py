@@ -5,6 +5,7 @@ state."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -150,7 +151,7 @@ async def test_the_journal_is_rewritten_when_it_outgrows_its_state(
         sizes.append((tmp_path / RELAY_FILE).stat().st_size)
     await store.close()
     # It shrank back to a snapshot several times, and never grew past the state plus the slack by much.
-    assert sum(1 for before, after in zip(sizes, sizes[1:]) if after < before) >= 3
+    assert sum(1 for before, after in itertools.pairwise(sizes) if after < before) >= 3
     snapshot = len(relay_state._encode({"snapshot": store.state.to_json()}))
     assert max(sizes) < 2 * snapshot + 2000 + 1000
     state = RelayStore(tmp_path).load()
