@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from typing import Any
 
 import pytest
@@ -17,10 +16,10 @@ from contracts.harness.fuzz.plan import PERSON as PLAN_PERSON
 from contracts.harness.fuzz.plan import FaultSpec, Plan, Said
 from contracts.harness.fuzz.runner import fuzz
 from contracts.harness.fuzz.target import load_target
-from letta_matrix_reference.bridge import ApiError
+from letta_matrix_reference.bridge import ApiError, relay_state
 from letta_matrix_reference.bridge.relay import Relay
 from letta_matrix_reference.bridge.relay_events import PART_KEY, Incoming
-from letta_matrix_reference.bridge.relay_state import RELAY_FILE
+from letta_matrix_reference.bridge.relay_state import RELAY_FILE, RelayStore
 from letta_matrix_reference.bridge.target import relay_against, sync_against
 from letta_matrix_reference.bridge.users import agent_localpart
 from mockgen.pytest_plugin import LettaMock, MatrixMock
@@ -99,6 +98,27 @@ async def test_a_restart_at_any_step_of_a_turn_neither_loses_nor_repeats_it(
     # Letta is asked once: a turn it answered is kept (saved before any reply is posted), not asked again.
     assert letta_mock.calls("sendAgentMessage") == 1
     assert matrix_mock.world.matrix.typing_users(rooms["Ada"]) == []
+
+
+async def test_a_crash_while_the_handled_mark_is_written_still_answers_once(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, fuzz_context: FuzzContext
+) -> None:
+    letta_mock.add_agent("Ada")
+    rooms = await provisioned(fuzz_context, matrix_mock, ["Ada"])
+    asked = say(matrix_mock.world, rooms["Ada"], matrix_mock.user_id(PERSON), "hello")
+    with pytest.raises(Killed):
+        await relay_against(fuzz_context, checkpoint=killer("posted"))
+    # The machine died while the batch's handled mark and token were appended: half the record is on disk.
+    torn = relay_state._encode({"handled": [asked], "since": "s-never-synced"})
+    with (fuzz_context.workdir / RELAY_FILE).open("ab") as journal:
+        journal.write(torn[: len(torn) // 2])
+    # The record is ignored whole: the saved replies are posted again (the same transaction ids: nothing
+    # new in the room), Letta is not asked again.
+    assert await relay_against(fuzz_context) == 0
+    assert [r["content"]["body"] for r in answers(matrix_mock, rooms["Ada"])] == ["echo: hello"]
+    assert letta_mock.calls("sendAgentMessage") == 1
+    assert matrix_mock.world.matrix.typing_users(rooms["Ada"]) == []
+    assert RelayStore(fuzz_context.workdir).load().is_handled(asked)
 
 
 async def test_killed_while_letta_answers_the_room_still_gets_one_answer(
@@ -231,9 +251,9 @@ async def test_a_stop_mid_turn_finishes_the_turn_and_saves(
     async with asyncio.timeout(5):
         assert await relay == 1
     assert [r["content"]["body"] for r in answers(matrix_mock, rooms["Ada"])] == ["late"]
-    saved = json.loads((fuzz_context.workdir / RELAY_FILE).read_text())
-    assert saved["outbox"] == {}
-    assert asked in saved["handled"]
+    saved = RelayStore(fuzz_context.workdir).load()
+    assert saved.outbox == {}
+    assert saved.is_handled(asked)
 
 
 async def test_a_refused_typing_off_stops_the_run_and_the_next_one_turns_it_off(
@@ -252,24 +272,35 @@ async def test_a_refused_typing_off_stops_the_run_and_the_next_one_turns_it_off(
     assert matrix_mock.world.matrix.typing_users(rooms["Ada"]) == []
 
 
-async def test_a_turn_writes_the_state_once_before_its_reply_and_once_after_the_batch(
-    letta_mock: LettaMock, matrix_mock: MatrixMock, fuzz_context: FuzzContext
+@pytest.mark.parametrize(
+    ("flush_delay", "writes"),
+    [
+        # The next sync comes at once: its batch (or the run's end) carries the handled mark and the token.
+        (60.0, 2),
+        # No waiting: the handled mark with the batch's token is written while the next sync waits, and the
+        # token of that empty sync (it moved past the reply) as the run ends.
+        (0.0, 3),
+    ],
+)
+async def test_a_turn_writes_the_state_once_before_its_reply_and_its_marks_with_the_next_write(
+    letta_mock: LettaMock, matrix_mock: MatrixMock, fuzz_context: FuzzContext, flush_delay: float, writes: int
 ) -> None:
     letta_mock.add_agent("Ada")
     rooms = await provisioned(fuzz_context, matrix_mock, ["Ada"])
-    say(matrix_mock.world, rooms["Ada"], matrix_mock.user_id(PERSON), "hello")
+    asked = say(matrix_mock.world, rooms["Ada"], matrix_mock.user_id(PERSON), "hello")
     made: list[Relay] = []
 
     class Counted(Relay):
         async def start(self) -> None:
             made.append(self)
+            self.flush_delay = flush_delay
             await super().start()
 
     assert await relay_against(fuzz_context, relay_class=Counted) == 1
-    # The outbox before the reply; the handled mark with the batch's token (while the next sync waits); the
-    # token of that empty sync (it moved past the reply) as the run ends. Each used to be a write of its own.
-    assert made[0].store.writes == 3
+    # The outbox before the reply, then the handled mark and the token.
+    assert made[0].store.writes == writes
     assert len(answers(matrix_mock, rooms["Ada"])) == 1
+    assert RelayStore(fuzz_context.workdir).load().is_handled(asked)
 
 
 def test_a_room_found_after_a_kill_keeps_only_the_new_space_as_parent() -> None:

@@ -11,11 +11,14 @@ Exactly once, across faults and restarts (`relay_state`): replies are saved befo
 posted under transaction ids made from the event id, events are marked handled once answered, and the
 sync token moves past a batch only when all of it is handled.
 
-What a person waits for is kept short: one write of the state per turn before its reply (the outbox; the
-handled marks and the token of a batch are written together, while the next /sync is already waiting),
-and the read receipt and typing off go out together after the reply. A run that dies before the batch's
-write posts the batch's saved replies again on restart, under the same transaction ids, which the
-homeserver answers with the first events: the same as dying between posting and marking handled."""
+What a person waits for is kept short: one append to the state's journal (one device flush) per turn
+before its reply, the outbox. The handled marks and the token of a batch ride on the next turn's outbox
+write when the next batch comes within `flush_delay`; otherwise they are appended on their own while the
+next /sync waits (the journal keeps them before any later record). Typing on runs beside the Letta call and
+is waited for only before typing off; the read receipt and typing off go out together after the reply. A
+run that dies before the batch's marks are written posts the batch's saved replies again on restart, under
+the same transaction ids, which the homeserver answers with the first events: the same as dying between
+posting and marking handled."""
 
 from __future__ import annotations
 
@@ -54,6 +57,9 @@ TIMELINE_LIMIT = 100  # events per room and sync (Synapse's cap)
 # a refusal can pass (power levels, a membership, a fault), but a room must not be blocked for ever.
 MAX_REFUSALS = 5
 TYPING_TIMEOUT_MS = 30_000  # a relay that dies mid-turn leaves typing on no longer than this
+# How long a batch's handled marks and token may wait for the next turn's write to carry them, before they
+# are written on their own (they are durable within this and one batch).
+FLUSH_DELAY = 0.05
 # Called at named points of a turn ("asking": before Letta is asked; "answered": its reply is saved;
 # "posted": the replies are in the room, the event not yet marked handled): tests stop the relay there, as
 # a crash would.
@@ -77,6 +83,8 @@ class Relay:
     """Relays for an open `Bridge` (whose mapping says which room is whose). `sleep` paces retries after a
     failed sync in `run(forever=True)`; `checkpoint` is for tests."""
 
+    flush_delay = FLUSH_DELAY
+
     def __init__(
         self,
         bridge: Bridge,
@@ -98,7 +106,9 @@ class Relay:
         self._filter: tuple[tuple[str, ...], str] | None = None
         self._agents: dict[str, MatrixClient] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._unsaved = False  # handled marks or a token not written yet
+        # The store's write count when a batch left its handled marks and token for the next write to carry
+        # (None: they were written): a batch that finds no write since then writes them at once.
+        self._left_at: int | None = None
 
     async def start(self) -> None:
         """Load the saved state and learn the rooms from the mapping (call again after a provisioning
@@ -128,11 +138,14 @@ class Relay:
         if self._bot is None:
             await self.start()
         try:
-            await self._loop(stop, forever)
-        except Exception:
-            await self._flush()  # the turns finished before the failure stay finished
-            raise
-        await self._flush()
+            try:
+                await self._loop(stop, forever)
+            except Exception:
+                await self.store.save()  # the turns finished before the failure stay finished
+                raise
+            await self.store.save()
+        finally:
+            await self.store.close()
 
     async def _loop(self, stop: asyncio.Event, forever: bool) -> None:
         failures = 0
@@ -153,17 +166,6 @@ class Relay:
             if busy is None or (not busy and not forever):
                 return
 
-    async def _flush(self) -> None:
-        """Write the handled marks and the token, if anything changed since the last write."""
-        if not self._unsaved:
-            return
-        self._unsaved = False  # a change made while this write runs asks for the next one
-        try:
-            await self.store.save()
-        except BaseException:
-            self._unsaved = True
-            raise
-
     async def _once(self, stop: asyncio.Event, timeout_ms: int) -> bool | None:
         """One sync and its batch: whether there was anything to answer (None: stopped while waiting)."""
         assert self._bot is not None
@@ -172,18 +174,35 @@ class Relay:
         filter_id = await self._filter_id()
         syncing = asyncio.ensure_future(self._bot.sync(state.since, filter_id, timeout_ms))
         stopping = asyncio.ensure_future(stop.wait())
+        flushing: asyncio.Future[None] | None = None
         try:
-            # The last batch is written while the server is asked for the next one: a request moves
-            # nothing, and this batch is handled only once the write is done.
-            await self._flush()
-            await asyncio.wait((syncing, stopping), return_when=asyncio.FIRST_COMPLETED)
+            # The last batch's handled marks and token: when the next batch comes within `flush_delay`, the
+            # first write of its turns (an outbox) carries them, one device flush instead of two on the
+            # person's way; otherwise, or when the last batch already left its marks to this one, they are
+            # written while the server is asked for the next batch and while that one is answered.
+            waits = self._left_at is None or self.store.writes != self._left_at
+            done, _ = await asyncio.wait(
+                (syncing, stopping),
+                timeout=self.flush_delay if waits else 0,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if done:
+                self._left_at = self.store.writes
+            else:
+                self._left_at = None
+                flushing = asyncio.ensure_future(self.store.save())
+                await asyncio.wait((syncing, stopping), return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
             if not syncing.done():
                 syncing.cancel()
-        if not syncing.done() or syncing.cancelled():
-            return None
-        return await self._batch(syncing.result())
+        try:
+            if not syncing.done() or syncing.cancelled():
+                return None
+            return await self._batch(syncing.result())
+        finally:
+            if flushing is not None:
+                await flushing  # its failure stops the run like the batch's own
 
     async def _batch(self, body: dict[str, Any]) -> bool:
         """Answer a sync's batch, then (and only then) move the saved token past it; whether there was
@@ -194,9 +213,7 @@ class Relay:
         messages = incoming(body, self.rooms, self.bridge_users, self._bot.user_id)
         todo = [m for m in messages if not state.is_handled(m.event_id)]
         await self._answer_all(todo)
-        if state.since != body["next_batch"]:
-            state.since = body["next_batch"]
-            self._unsaved = True
+        state.since = body["next_batch"]
         return bool(todo)
 
     async def _resume(self) -> None:
@@ -246,24 +263,26 @@ class Relay:
             if state.is_handled(message.event_id):
                 return
             pending = state.outbox.get(message.event_id)
-            if pending is None:
-                client = await self._agent(room)
-                # Typing starts while Letta thinks: not one more round trip before the answer.
-                typing = asyncio.ensure_future(
-                    self._best_effort(
-                        "typing on", lambda: client.set_typing(message.room_id, True, TYPING_TIMEOUT_MS)
-                    )
+            if pending is not None:
+                await self._finish(message, room, pending)
+                return
+            client = await self._agent(room)
+            # Typing starts while Letta thinks, and is waited for only before typing off (which must reach
+            # the server after it): neither the question nor the answer waits a round trip for it.
+            typing = asyncio.ensure_future(
+                self._best_effort(
+                    "typing on", lambda: client.set_typing(message.room_id, True, TYPING_TIMEOUT_MS)
                 )
-                try:
-                    pending = Pending(message.room_id, room.agent_id, await self._ask(message, room))
-                    state.outbox[message.event_id] = pending
-                    await self.store.save()
-                finally:
-                    if not typing.done():
-                        await asyncio.wait([typing])
-                typing.result()  # its failure stops the run now: the answer is saved, the next run posts it
+            )
+            try:
+                pending = Pending(message.room_id, room.agent_id, await self._ask(message, room))
+                state.outbox[message.event_id] = pending
+                await self.store.save()
                 await self.checkpoint("answered", message)
-            await self._finish(message, room, pending)
+                await self._finish(message, room, pending, typing)
+            finally:
+                if not typing.done():
+                    await asyncio.wait([typing])
 
     async def _ask(self, message: Incoming, room: AgentRoom) -> list[dict[str, Any]]:
         """The replies to post: the agent's turn, or a notice that it could not answer."""
@@ -281,13 +300,20 @@ class Relay:
             return [reply_content(message, 0, text, notice=True)]
         return [reply_content(message, n, text) for n, text in enumerate(replies(said))]
 
-    async def _finish(self, message: Incoming, room: AgentRoom, pending: Pending) -> None:
-        """Post the saved replies (each under its own transaction id), read receipt, typing off, handled."""
+    async def _finish(
+        self, message: Incoming, room: AgentRoom, pending: Pending, typing: asyncio.Future[None] | None = None
+    ) -> None:
+        """Post the saved replies (each under its own transaction id), read receipt, typing off, handled.
+        `typing`: this run's typing on, still under way perhaps."""
         client = await self._agent(room)
         try:
             for n, content in enumerate(pending.replies):
                 await client.send_message(pending.room_id, content, txn_id(message.event_id, n))
             await self.checkpoint("posted", message)
+            if typing is not None:
+                await asyncio.wait([typing])
+                # Its failure stops the run before typing off: the replies are in, the next run finishes.
+                typing.result()
             # Together: one round trip, not two, before the relay syncs again.
             outcomes = await asyncio.gather(
                 client.set_typing(pending.room_id, False),
@@ -311,8 +337,7 @@ class Relay:
                 "giving up on finishing the answer to %s in %s, refused %d times: %s",
                 message.event_id, pending.room_id, pending.refused, exc,
             )  # fmt: skip
-        self.store.state.mark_handled(message.event_id)
-        self._unsaved = True  # written with the batch's token (see the module's docstring)
+        self.store.state.mark_handled(message.event_id)  # written with the batch's token (module docstring)
 
     @staticmethod
     async def _best_effort(what: str, call: Callable[[], Awaitable[None]]) -> None:
