@@ -6,6 +6,7 @@ state."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from letta_matrix_reference.bridge import relay_state
 from letta_matrix_reference.bridge.errors import StoreError
-from letta_matrix_reference.bridge.relay_state import RELAY_FILE, Pending, RelayStore
+from letta_matrix_reference.bridge.relay_state import OLD_RELAY_FILE, RELAY_FILE, Pending, RelayStore
 
 
 def reply(text: str) -> dict[str, object]:
@@ -156,3 +157,33 @@ async def test_the_journal_is_rewritten_when_it_outgrows_its_state(
     assert max(sizes) < 2 * snapshot + 2000 + 1000
     state = RelayStore(tmp_path).load()
     assert (state.since, list(state.handled), state.outbox) == ("s199", [f"$e{n}" for n in range(200)], {})
+
+
+def test_a_version_1_state_is_taken_over_once(tmp_path: Path) -> None:
+    """A relay that saved relay.json before the journal: its token, marks and outbox carry over, so an
+    upgraded bridge answers nothing again."""
+    old = {
+        "version": 1,
+        "since": "s42",
+        "handled": ["$a", "$b"],
+        "outbox": {
+            "$c": {"room_id": "!r:x", "agent_id": "agent-1", "replies": [{"body": "hi"}], "refused": 1}
+        },
+    }
+    (tmp_path / OLD_RELAY_FILE).write_text(json.dumps(old))
+    state = RelayStore(tmp_path).load()
+    assert (state.since, list(state.handled)) == ("s42", ["$a", "$b"])
+    assert state.outbox["$c"] == Pending("!r:x", "agent-1", [{"body": "hi"}], 1)
+    assert not (tmp_path / OLD_RELAY_FILE).exists()
+    again = RelayStore(tmp_path).load()  # from the journal now
+    assert (again.since, list(again.handled), again.outbox) == (
+        state.since,
+        list(state.handled),
+        state.outbox,
+    )
+
+
+def test_an_unreadable_version_1_state_stops_the_relay(tmp_path: Path) -> None:
+    (tmp_path / OLD_RELAY_FILE).write_text("{not json")
+    with pytest.raises(StoreError, match=r"relay\.json"):
+        RelayStore(tmp_path).load()

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 RELAY_FILE = "relay.journal"
 RELAY_VERSION = 2
+# The state before the journal (version 1: the same fields in one JSON file), taken over once.
+OLD_RELAY_FILE = "relay.json"
 # Enough for every event a restart could meet again (a batch, and then some).
 HANDLED_LIMIT = 5000
 # Appended bytes beyond the snapshot's own size before the journal is rewritten as one snapshot: rewrites
@@ -207,7 +209,7 @@ class RelayStore:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return self.state
+            return self._take_over_version_1()
         except OSError as exc:
             raise StoreError(f"cannot read the relay state {self.path}: {exc}") from exc
         state: RelayState | None = None
@@ -240,6 +242,25 @@ class RelayStore:
         self._exists = True
         self._saved = self._saved_marks()
         return state
+
+    def _take_over_version_1(self) -> RelayState:
+        """A relay that saved its state before the journal: that state becomes the journal's snapshot (a
+        fresh state would answer the rooms' recent history again)."""
+        old = self.path.with_name(OLD_RELAY_FILE)
+        try:
+            data = json.loads(old.read_bytes())
+        except FileNotFoundError:
+            return self.state
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read the relay state {old}: {exc}; fix or remove it") from exc
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise StoreError(f"{old} is not a relay state of version 1; fix or remove it")
+        self.state = RelayState.from_json({**data, "version": RELAY_VERSION}, str(old))
+        self._write_snapshot(_encode({"snapshot": self.state.to_json()}))
+        self._saved = self._saved_marks()
+        old.unlink()  # only once the journal holds it
+        log.info("relay state %s taken over into %s", old, self.path)
+        return self.state
 
     def _change(self) -> Change:
         """What changed since the last save."""
