@@ -38,7 +38,8 @@ package: $(STAMP)
 
 # The long jobs. fuzz: the reference bridge against the sweep and FUZZ_EXAMPLES random examples (gated on
 # 100% contract coverage), its relay the same way (people talking, kills and restarts), then the sharded pytest fuzz suite and the long property tests under the
-# Hypothesis `fuzz` profile, Schemathesis with its coverage phase (200 examples an operation), the shards' coverage merged and gated too.
+# Hypothesis `fuzz` profile, Schemathesis with its coverage and stateful phases (200 examples an operation, 200
+# scenarios a service), the shards' coverage merged and gated too.
 # The suite starts its own redis-server (Debian's package, installed here when missing) for the shards that
 # share an example database.
 fuzz: $(STAMP)
