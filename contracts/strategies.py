@@ -18,10 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-
-# The next two: re's own parser, as from_regex reads patterns (private; sre_parse, its public alias, is
-# deprecated since 3.11).
-import re._constants as _regex_constants  # type: ignore[import-not-found]
+import re._constants as _regex_constants  # type: ignore[import-not-found]  # the parser's, as from_regex uses
 import re._parser as _regex_parser  # type: ignore[import-not-found]
 import string
 from collections.abc import Mapping
