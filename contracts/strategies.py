@@ -18,8 +18,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import re._constants as _regex_constants  # type: ignore[import-not-found]  # the parser's, as from_regex uses
-import re._parser as _regex_parser  # type: ignore[import-not-found]
 import string
 from collections.abc import Mapping
 from datetime import UTC
@@ -80,141 +78,8 @@ def pattern_strings(pattern: str) -> st.SearchStrategy[str]:
 
     ECMA-262, the dialect JSON Schema names, reads `\\d` and `\\w` as ASCII, where Python's `re` takes any
     Unicode digit or letter: drawn as ASCII. A whole match also keeps clear of Python's `$` matching before
-    a final newline, which ECMA-262 does not.
-
-    The strings are those `st.from_regex(pattern, fullmatch=True)` draws, over the same alphabet, but a run
-    of one character class (`[0-9a-f]{8}`, `.+`) is drawn as one string rather than character by character:
-    from_regex spends ~5 ms on an agent id, which made Letta's agent lists the fuzzer's costliest draws.
-    A pattern outside that subset (flags, back references, lookbehinds, word boundaries) goes to
-    from_regex."""
-    regex = re.compile(pattern, re.ASCII)
-    try:
-        parsed = _regex_parser.parse(pattern, re.ASCII)
-        if parsed.state.flags & ~re.ASCII:
-            raise _Unsupported
-        runs = _pattern_runs(parsed)
-    except _Unsupported:
-        return st.from_regex(regex, fullmatch=True)
-    # What the parts cannot promise (a lookahead, `$` inside a branch) the whole match decides, as in
-    # from_regex. A lambda: Hypothesis rewrites text().filter(regex.fullmatch) into from_regex itself.
-    return runs.filter(lambda text: regex.fullmatch(text) is not None)
-
-
-class _Unsupported(Exception):
-    """A regex construct `_pattern_runs` leaves to from_regex."""
-
-
-# The classes `\\d`, `\\s`, `\\w` as re.ASCII reads them: (characters, negated).
-_ASCII_CATEGORIES: dict[str, tuple[str, bool]] = {
-    "CATEGORY_DIGIT": (string.digits, False),
-    "CATEGORY_NOT_DIGIT": (string.digits, True),
-    "CATEGORY_SPACE": (" \t\n\r\f\v", False),
-    "CATEGORY_NOT_SPACE": (" \t\n\r\f\v", True),
-    "CATEGORY_WORD": (string.ascii_letters + string.digits + "_", False),
-    "CATEGORY_NOT_WORD": (string.ascii_letters + string.digits + "_", True),
-}
-_ANCHORS = frozenset({"AT_BEGINNING", "AT_BEGINNING_STRING", "AT_END", "AT_END_STRING"})
-_LARGEST_CLASS = 256  # a range wider than this is left to from_regex
-
-
-def _alphabet(chars: frozenset[str], negated: bool) -> st.SearchStrategy[str]:
-    """One character: one of `chars`, or (negated) any but them; from from_regex's alphabet (UTF-8)."""
-    if negated:
-        return st.characters(codec="utf-8", exclude_characters="".join(sorted(chars)))
-    if not chars:
-        raise _Unsupported
-    return st.characters(codec="utf-8", categories=(), include_characters="".join(sorted(chars)))
-
-
-def _character_class(op: str, value: Any) -> st.SearchStrategy[str] | None:
-    """The strategy of one character for a single-character element (None for any other element)."""
-    if op == "LITERAL":
-        return _alphabet(frozenset(chr(value)), False)
-    if op == "NOT_LITERAL":
-        return _alphabet(frozenset(chr(value)), True)
-    if op == "ANY":
-        return _alphabet(frozenset("\n"), True)  # no DOTALL: any character but a newline
-    if op != "IN":
-        return None
-    included: set[str] = set()
-    excluded: set[str] | None = None  # a union with a negated category: everything but these
-    negated = False
-    for item, argument in value:
-        kind = str(item)
-        if kind == "NEGATE":
-            negated = True
-        elif kind == "LITERAL":
-            included.add(chr(argument))
-        elif kind == "RANGE":
-            low, high = argument
-            if high - low >= _LARGEST_CLASS:
-                raise _Unsupported
-            included.update(map(chr, range(low, high + 1)))
-        elif kind == "CATEGORY" and str(argument) in _ASCII_CATEGORIES:
-            chars, inverse = _ASCII_CATEGORIES[str(argument)]
-            if inverse:
-                excluded = set(chars) if excluded is None else excluded & set(chars)
-            else:
-                included.update(chars)
-        else:
-            raise _Unsupported
-    if excluded is None:
-        return _alphabet(frozenset(included), negated)
-    # `included` and everything but `excluded`: everything but what is excluded and not included.
-    return _alphabet(frozenset(excluded - included), not negated)
-
-
-def _pattern_runs(parsed: Any) -> st.SearchStrategy[str]:
-    """A sequence of regex elements: consecutive literals as one fixed string, anchors as nothing."""
-    parts: list[st.SearchStrategy[str]] = []
-    literal = ""
-    for op, value in parsed:
-        if str(op) == "LITERAL":
-            literal += chr(value)
-            continue
-        if literal:
-            parts.append(st.just(literal))
-            literal = ""
-        part = _pattern_part(str(op), value)
-        if part is not _NOTHING:
-            parts.append(part)
-    if literal:
-        parts.append(st.just(literal))
-    if not parts:
-        return _NOTHING
-    return parts[0] if len(parts) == 1 else st.tuples(*parts).map("".join)
-
-
-_NOTHING = st.just("")
-
-
-def _pattern_part(op: str, value: Any) -> st.SearchStrategy[str]:
-    one = _character_class(op, value)
-    if one is not None:
-        return one
-    if op == "AT":
-        if str(value) not in _ANCHORS:
-            raise _Unsupported
-        return _NOTHING
-    if op == "ASSERT_NOT":
-        return _NOTHING  # as from_regex: the whole match keeps out what the lookahead forbids
-    if op == "SUBPATTERN":
-        _, add_flags, del_flags, inner = value
-        if add_flags or del_flags:
-            raise _Unsupported
-        return _pattern_runs(inner)
-    if op == "BRANCH":
-        return st.one_of([_pattern_runs(branch) for branch in value[1]])
-    if op in ("MAX_REPEAT", "MIN_REPEAT"):
-        low, high, inner = value
-        most = None if high == _regex_constants.MAXREPEAT else int(high)
-        if len(inner) == 1:
-            ((inner_op, inner_value),) = inner
-            alphabet = _character_class(str(inner_op), inner_value)
-            if alphabet is not None:
-                return st.text(alphabet=alphabet, min_size=low, max_size=most)
-        return st.lists(_pattern_runs(inner), min_size=low, max_size=most).map("".join)
-    raise _Unsupported
+    a final newline, which ECMA-262 does not."""
+    return st.from_regex(re.compile(pattern, re.ASCII), fullmatch=True)
 
 
 def _strings(schema: Mapping[str, Any]) -> st.SearchStrategy[str]:
