@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from contracts.harness.fuzz.plan import PERSON as PLAN_PERSON
 from contracts.harness.fuzz.plan import FaultSpec, Plan, Said
 from contracts.harness.fuzz.runner import fuzz
 from contracts.harness.fuzz.target import load_target
-from letta_matrix_reference.bridge import ApiError, relay_state
+from letta_matrix_reference.bridge import ApiError
 from letta_matrix_reference.bridge.relay import Relay
 from letta_matrix_reference.bridge.relay_events import PART_KEY, Incoming
 from letta_matrix_reference.bridge.relay_state import RELAY_FILE, RelayStore
@@ -108,12 +109,15 @@ async def test_a_crash_while_the_handled_mark_is_written_still_answers_once(
     asked = say(matrix_mock.world, rooms["Ada"], matrix_mock.user_id(PERSON), "hello")
     with pytest.raises(Killed):
         await relay_against(fuzz_context, checkpoint=killer("posted"))
-    # The machine died while the batch's handled mark and token were appended: half the record is on disk.
-    torn = relay_state._encode({"handled": [asked], "since": "s-never-synced"})
-    with (fuzz_context.workdir / RELAY_FILE).open("ab") as journal:
-        journal.write(torn[: len(torn) // 2])
-    # The record is ignored whole: the saved replies are posted again (the same transaction ids: nothing
-    # new in the room), Letta is not asked again.
+    # The process died inside the transaction that writes the batch's handled mark and token: it never
+    # committed (SQLite rolls it back when the file is next opened).
+    died = sqlite3.connect(fuzz_context.workdir / RELAY_FILE, isolation_level=None)
+    died.execute("BEGIN IMMEDIATE")
+    died.execute("INSERT INTO handled (event_id) VALUES (?)", (asked,))
+    died.execute("INSERT OR REPLACE INTO token (id, since) VALUES (0, 's-never-synced')")
+    died.close()
+    # Nothing of it counts: the saved replies are posted again (the same transaction ids: nothing new in
+    # the room), Letta is not asked again.
     assert await relay_against(fuzz_context) == 0
     assert [r["content"]["body"] for r in answers(matrix_mock, rooms["Ada"])] == ["echo: hello"]
     assert letta_mock.calls("sendAgentMessage") == 1

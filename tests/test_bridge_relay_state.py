@@ -1,14 +1,12 @@
-"""The relay's journal: what was saved comes back after a restart, a record a crash cut short is ignored
-whole (never half applied) and cut off so later records are read, a record that is whole but wrong is an
-error, a failed append is followed by a whole new file, and the journal is rewritten when it outgrows its
-state."""
+"""The relay's state in SQLite: what was saved comes back after a restart; a save is one transaction, so a
+failed one leaves the last save whole and the next save writes its changes again; the newest handled ids
+are kept; the file is private; a relay.json of the relay before SQLite is taken over once."""
 
 from __future__ import annotations
 
-import itertools
 import json
-import logging
-import os
+import sqlite3
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -35,6 +33,7 @@ async def handled(store: RelayStore, event_id: str, since: str) -> None:
 
 async def test_a_restart_finds_what_each_save_wrote(tmp_path: Path) -> None:
     store = RelayStore(tmp_path)
+    assert store.load().since is None
     await answered(store, "$a", "one")
     await handled(store, "$a", "s1")
     await answered(store, "$b", "two")
@@ -43,125 +42,64 @@ async def test_a_restart_finds_what_each_save_wrote(tmp_path: Path) -> None:
     await store.save()  # nothing changed: nothing written
     await store.close()
     assert store.writes == 4
-    # A snapshot, then one line per save with only what changed.
-    assert len((tmp_path / RELAY_FILE).read_bytes().splitlines()) == 4
     again = RelayStore(tmp_path).load()
     assert (again.since, list(again.handled)) == ("s1", ["$a"])
     assert list(again.outbox) == ["$b"]
     assert again.outbox["$b"].replies == [reply("two")]
     assert again.outbox["$b"].refused == 1
+    assert (tmp_path / RELAY_FILE).stat().st_mode & 0o777 == 0o600
 
 
-async def test_a_torn_last_record_is_ignored_whole_and_cut_off(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    store = RelayStore(tmp_path)
-    await answered(store, "$a", "one")
-    await handled(store, "$a", "s1")
-    await answered(store, "$b", "two")
-    await store.close()
-    path = tmp_path / RELAY_FILE
-    whole = path.read_bytes()
-    last = whole.rstrip(b"\n").rfind(b"\n") + 1
-    for cut in (len(whole) - 1, last + 20, last + 9):  # no newline; half the payload; only the checksum
-        path.write_bytes(whole[:cut])
-        with caplog.at_level(logging.WARNING):
-            state = RelayStore(tmp_path).load()
-        # The outbox entry of the torn record is not there at all; the records before it are.
-        assert (state.since, list(state.handled), state.outbox) == ("s1", ["$a"], {})
-        assert "torn" in caplog.text
-        assert path.read_bytes() == whole[:last]
-    # What is saved after the cut is read by the next restart (not hidden behind the torn bytes).
-    store = RelayStore(tmp_path)
-    store.load()
-    await answered(store, "$c", "three")
-    await store.close()
-    assert list(RelayStore(tmp_path).load().outbox) == ["$c"]
-
-
-async def test_a_zeroed_record_hides_the_records_after_it(tmp_path: Path) -> None:
-    """A crash between two appends that were never synced can leave the first as zeros and the second
-    whole: neither was acknowledged, so both are dropped."""
-    store = RelayStore(tmp_path)
-    await answered(store, "$a", "one")
-    await answered(store, "$b", "two")
-    await answered(store, "$c", "three")
-    await store.close()
-    path = tmp_path / RELAY_FILE
-    lines = path.read_bytes().splitlines(keepends=True)  # the snapshot (with $a), $b, $c
-    lines[1] = b"\0" * (len(lines[1]) - 1) + b"\n"
-    path.write_bytes(b"".join(lines))
-    assert list(RelayStore(tmp_path).load().outbox) == ["$a"]
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        b"",  # no snapshot at all
-        b'00000000 {"since":"s1"}\n',  # a checksum that does not match is no snapshot either
-    ],
-)
-def test_a_journal_without_a_whole_snapshot_is_an_error(tmp_path: Path, content: bytes) -> None:
-    (tmp_path / RELAY_FILE).write_bytes(content)
-    with pytest.raises(StoreError, match="snapshot"):
-        RelayStore(tmp_path).load()
-
-
-async def test_a_whole_record_of_the_wrong_shape_is_an_error_not_a_torn_one(tmp_path: Path) -> None:
-    store = RelayStore(tmp_path)
-    await answered(store, "$a", "one")
-    await store.close()
-    path = tmp_path / RELAY_FILE
-    with path.open("ab") as out:
-        out.write(relay_state._encode({"handled": "$b"}))
-    with pytest.raises(StoreError, match="handled must be a list"):
-        RelayStore(tmp_path).load()
-
-
-async def test_after_a_failed_append_the_next_save_writes_a_whole_new_journal(
+async def test_a_failed_save_leaves_the_last_one_whole_and_the_next_writes_it_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = RelayStore(tmp_path)
     await answered(store, "$a", "one")
-    real_write = os.write
-
-    def half_then_fail(fd: int, data: bytes) -> int:
-        real_write(fd, data[: len(data) // 2])
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "write", half_then_fail)
-    with pytest.raises(StoreError, match="No space left"):
-        await answered(store, "$b", "two")
+    # The token goes last in a transaction: failing there, after the outbox and the marks, must undo them.
+    monkeypatch.setattr(relay_state, "_PUT_TOKEN", "INSERT INTO no_such_table VALUES (?)")
+    with pytest.raises(StoreError, match="cannot write the relay state"):
+        await handled(store, "$a", "s1")
+    assert (RelayStore(tmp_path).load().since, list(RelayStore(tmp_path).load().outbox)) == (None, ["$a"])
     monkeypatch.undo()
-    await handled(store, "$a", "s1")
+    await store.save()  # the same changes, again
     await store.close()
     state = RelayStore(tmp_path).load()
-    assert (state.since, list(state.handled), list(state.outbox)) == ("s1", ["$a"], ["$b"])
-    assert (tmp_path / RELAY_FILE).read_bytes().count(b"\n") == 1  # one snapshot, the torn bytes gone
+    assert (state.since, list(state.handled), state.outbox) == ("s1", ["$a"], {})
 
 
-async def test_the_journal_is_rewritten_when_it_outgrows_its_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(relay_state, "COMPACT_SLACK", 2000)
+async def test_only_the_newest_handled_ids_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_state, "HANDLED_LIMIT", 5)
     store = RelayStore(tmp_path)
-    sizes = []
-    for n in range(200):
-        await answered(store, f"$e{n}", f"reply {n}")
+    store.state.handled = deque(maxlen=5)
+    for n in range(12):
         await handled(store, f"$e{n}", f"s{n}")
-        sizes.append((tmp_path / RELAY_FILE).stat().st_size)
     await store.close()
-    # It shrank back to a snapshot several times, and never grew past the state plus the slack by much.
-    assert sum(1 for before, after in itertools.pairwise(sizes) if after < before) >= 3
-    snapshot = len(relay_state._encode({"snapshot": store.state.to_json()}))
-    assert max(sizes) < 2 * snapshot + 2000 + 1000
+    with sqlite3.connect(tmp_path / RELAY_FILE) as db:
+        assert db.execute("SELECT COUNT(*) FROM handled").fetchone() == (5,)
     state = RelayStore(tmp_path).load()
-    assert (state.since, list(state.handled), state.outbox) == ("s199", [f"$e{n}" for n in range(200)], {})
+    assert (state.since, list(state.handled)) == ("s11", [f"$e{n}" for n in range(7, 12)])
+
+
+async def test_a_database_of_another_version_is_refused(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / RELAY_FILE) as db:
+        db.execute("PRAGMA user_version=7")
+    with pytest.raises(StoreError, match="version 7"):
+        RelayStore(tmp_path).load()
+
+
+async def test_a_stored_entry_that_is_not_a_pending_turn_is_an_error(tmp_path: Path) -> None:
+    store = RelayStore(tmp_path)
+    await answered(store, "$a", "one")
+    await store.close()
+    with sqlite3.connect(tmp_path / RELAY_FILE) as db:
+        db.execute("UPDATE outbox SET pending = '{\"room_id\": 5}'")
+    with pytest.raises(StoreError, match="room_id, agent_id and replies"):
+        RelayStore(tmp_path).load()
 
 
 def test_a_version_1_state_is_taken_over_once(tmp_path: Path) -> None:
-    """A relay that saved relay.json before the journal: its token, marks and outbox carry over, so an
-    upgraded bridge answers nothing again."""
+    """A relay that saved relay.json before SQLite: its token, marks and outbox carry over, so an upgraded
+    bridge answers nothing again."""
     old = {
         "version": 1,
         "since": "s42",
@@ -175,7 +113,7 @@ def test_a_version_1_state_is_taken_over_once(tmp_path: Path) -> None:
     assert (state.since, list(state.handled)) == ("s42", ["$a", "$b"])
     assert state.outbox["$c"] == Pending("!r:x", "agent-1", [{"body": "hi"}], 1)
     assert not (tmp_path / OLD_RELAY_FILE).exists()
-    again = RelayStore(tmp_path).load()  # from the journal now
+    again = RelayStore(tmp_path).load()  # from the database now
     assert (again.since, list(again.handled), again.outbox) == (
         state.since,
         list(state.handled),
@@ -183,7 +121,8 @@ def test_a_version_1_state_is_taken_over_once(tmp_path: Path) -> None:
     )
 
 
-def test_an_unreadable_version_1_state_stops_the_relay(tmp_path: Path) -> None:
+def test_an_unreadable_version_1_state_stops_the_relay_every_time(tmp_path: Path) -> None:
     (tmp_path / OLD_RELAY_FILE).write_text("{not json")
-    with pytest.raises(StoreError, match=r"relay\.json"):
-        RelayStore(tmp_path).load()
+    for _ in range(2):  # no empty database is left behind to be trusted on the next start
+        with pytest.raises(StoreError, match=r"relay\.json"):
+            RelayStore(tmp_path).load()

@@ -11,10 +11,10 @@ Exactly once, across faults and restarts (`relay_state`): replies are saved befo
 posted under transaction ids made from the event id, events are marked handled once answered, and the
 sync token moves past a batch only when all of it is handled.
 
-What a person waits for is kept short: one append to the state's journal (one device flush) per turn
-before its reply, the outbox. The handled marks and the token of a batch ride on the next turn's outbox
-write when the next batch comes within `flush_delay`; otherwise they are appended on their own while the
-next /sync waits (the journal keeps them before any later record). Typing on runs beside the Letta call and
+What a person waits for is kept short: one transaction of the state (one device flush) per turn before
+its reply, the outbox. The handled marks and the token of a batch ride on the next turn's outbox write
+when the next batch comes within `flush_delay`; otherwise they are written on their own while the next
+/sync waits (saves are in order: none lands after a later one). Typing on runs beside the Letta call and
 is waited for only before typing off; the read receipt and typing off go out together after the reply. A
 run that dies before the batch's marks are written posts the batch's saved replies again on restart, under
 the same transaction ids, which the homeserver answers with the first events: the same as dying between

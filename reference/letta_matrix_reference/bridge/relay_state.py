@@ -1,4 +1,4 @@
-"""What the relay remembers across restarts, in `relay.journal` beside the mapping: the sync token of the
+"""What the relay remembers across restarts, in `relay.sqlite3` beside the mapping: the sync token of the
 last batch handled whole, the ids of the events it handled (the newest `HANDLED_LIMIT`), and its outbox,
 the replies of turns Letta answered that are not all posted yet.
 
@@ -7,15 +7,10 @@ posted (a restart posts them again, under the same transaction ids, instead of a
 event is marked handled once they are all posted, and the token moves past a batch only after every event
 in it is handled.
 
-The file is a journal: a snapshot of the whole state, then one record per save with what changed since
-the last (new outbox entries, new handled marks, the token), appended and made durable with one
-`fdatasync`. Replacing a whole file costs two device flushes and a rename (measured on this machine's
-ext4: 3 to 4 times an append's), and grows with the handled ids. Each record is one line with its CRC-32:
-a crash mid-append leaves a torn record at the end, and loading stops at the first record that is not
-whole, so a record applies entirely or not at all. Nothing after a torn record was ever acknowledged (a
-later `fdatasync` would have made it whole), so dropping it loses nothing the relay acted on. When the
-appended records outgrow the snapshot, the journal is rewritten as one new snapshot, atomically like the
-mapping."""
+The store is SQLite (the standard library's `sqlite3`): one transaction per save with what changed since
+the last (outbox entries, handled marks, the token), in WAL mode with `synchronous=FULL`, so a save is
+whole or absent after a crash and costs one device flush. A file replaced whole would cost two flushes and
+a rename (measured on this machine's ext4: 3 to 4 times an append's) and grow with the handled ids."""
 
 from __future__ import annotations
 
@@ -25,26 +20,35 @@ import itertools
 import json
 import logging
 import os
-import zlib
+import sqlite3
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from letta_matrix_reference.bridge.errors import StoreError
-from letta_matrix_reference.bridge.store import write_atomically
 
 log = logging.getLogger(__name__)
 
-RELAY_FILE = "relay.journal"
-RELAY_VERSION = 2
-# The state before the journal (version 1: the same fields in one JSON file), taken over once.
+RELAY_FILE = "relay.sqlite3"
+RELAY_VERSION = 2  # the database's user_version
+# The state before SQLite (version 1: the same fields in one JSON file), taken over once.
 OLD_RELAY_FILE = "relay.json"
 # Enough for every event a restart could meet again (a batch, and then some).
 HANDLED_LIMIT = 5000
-# Appended bytes beyond the snapshot's own size before the journal is rewritten as one snapshot: rewrites
-# cost at most about what the appends did, and a journal stays within a few times its state.
-COMPACT_SLACK = 64 * 1024
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS token (id INTEGER PRIMARY KEY CHECK (id = 0), since TEXT);
+CREATE TABLE IF NOT EXISTS handled (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS outbox (event_id TEXT PRIMARY KEY, pending TEXT NOT NULL);
+"""
+_PUT_PENDING = "INSERT OR REPLACE INTO outbox (event_id, pending) VALUES (?, ?)"
+_DROP_PENDING = "DELETE FROM outbox WHERE event_id = ?"
+_MARK_HANDLED = "INSERT OR IGNORE INTO handled (event_id) VALUES (?)"
+_FORGET_OLDEST = "DELETE FROM handled WHERE seq <= (SELECT MAX(seq) FROM handled) - ?"
+_PUT_TOKEN = "INSERT OR REPLACE INTO token (id, since) VALUES (0, ?)"
+_NEWEST_HANDLED = (
+    "SELECT event_id FROM (SELECT seq, event_id FROM handled ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+)
 
 
 @dataclass
@@ -85,7 +89,7 @@ class RelayState:
     since: str | None = None
     handled: deque[str] = field(default_factory=lambda: deque(maxlen=HANDLED_LIMIT))
     outbox: dict[str, Pending] = field(default_factory=dict)
-    marks: int = 0  # handled marks made so far (the deque forgets the oldest; the journal needs the newest)
+    marks: int = 0  # handled marks made so far (the deque forgets the oldest; a save needs the newest)
 
     def is_handled(self, event_id: str) -> bool:
         return event_id in self.handled
@@ -118,7 +122,7 @@ class RelayState:
 
 @dataclass
 class Change:
-    """One journal record: outbox entries added or updated, events handled (each leaves the outbox), and
+    """One save: outbox entries added or updated, events handled (each leaves the outbox), and
     the token, applied in that order."""
 
     outbox: dict[str, Pending] = field(default_factory=dict)
@@ -165,26 +169,9 @@ class Change:
             state.since = self.since
 
 
-def _encode(record: dict[str, Any]) -> bytes:
-    # json.dumps escapes newlines inside strings: a record is always one line.
-    payload = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
-    return b"%08x %s\n" % (zlib.crc32(payload), payload)
-
-
-def _decode(line: bytes) -> Any:
-    """The record in one line (without its newline), or None when it is not whole (torn, zeroed)."""
-    checksum, _, payload = line.partition(b" ")
-    try:
-        if len(checksum) != 8 or int(checksum, 16) != zlib.crc32(payload):
-            return None
-        return json.loads(payload)
-    except ValueError:
-        return None
-
-
 class RelayStore:
-    """Loads and saves one relay state. `save()` returns once a write that includes every change made
-    before the call is on disk (nothing is written when nothing changed); callers that ask while a write
+    """Loads and saves one relay state. `save()` returns once a transaction that includes every change made
+    before the call is committed (nothing is written when nothing changed); callers that ask while a write
     runs share the next one (group commit)."""
 
     def __init__(self, directory: Path) -> None:
@@ -194,58 +181,63 @@ class RelayStore:
         self._asked = 0
         self._written = 0
         self._lock = asyncio.Lock()
-        self._journal: int | None = None  # the descriptor appends go to, opened at the first append
-        self._snapshot_bytes = 0
-        self._appended_bytes = 0
-        self._exists = False  # the journal is on disk (else the first write makes it, a snapshot)
-        self._rewrite = False  # a write failed: the next save is a snapshot, changed or not
+        self._db: sqlite3.Connection | None = None
         self._saved = self._saved_marks()
 
     def _saved_marks(self) -> tuple[str | None, int, dict[str, int]]:
         state = self.state
         return state.since, state.marks, {event_id: p.refused for event_id, p in state.outbox.items()}
 
-    def load(self) -> RelayState:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return self._take_over_version_1()
-        except OSError as exc:
-            raise StoreError(f"cannot read the relay state {self.path}: {exc}") from exc
-        state: RelayState | None = None
-        whole = 0
-        for number, line in enumerate(raw.split(b"\n")[:-1], 1):  # the part after the last newline is torn
-            record = _decode(line)
-            if record is None:
-                break
-            where = f"{self.path} record {number}"
-            if state is None:
-                # Never started over: a fresh state would relay every message in the rooms' history again.
-                if not isinstance(record, dict) or "snapshot" not in record:
-                    raise StoreError(f"{where} is not a relay state snapshot; fix or remove the file")
-                state = RelayState.from_json(record["snapshot"], where)
-                self._snapshot_bytes = len(line) + 1
-            else:
-                Change.from_json(record, where).apply(state)
-            whole += len(line) + 1
-        if state is None:
-            raise StoreError(f"{self.path} has no whole snapshot; fix or remove it")
-        if whole < len(raw):
-            # The end of an append a crash cut short: never acknowledged, so nothing acted on it.
-            log.warning("relay state %s: ignoring %d bytes of a torn last write", self.path, len(raw) - whole)
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
             try:
-                os.truncate(self.path, whole)  # later appends must follow the last whole record
-            except OSError as exc:
-                raise StoreError(f"cannot cut the torn end of {self.path}: {exc}") from exc
+                # Created 0600 before SQLite opens it (its -wal and -shm files take the same mode): the
+                # outbox holds what agents said.
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+                # One connection, used by one thread at a time (the lock), whichever it is.
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version not in (0, RELAY_VERSION):
+                    db.close()
+                    raise StoreError(
+                        f"{self.path} is a relay state of version {version}, not {RELAY_VERSION}"
+                    )
+                db.executescript(SCHEMA)
+                db.execute(f"PRAGMA user_version={RELAY_VERSION}")
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"cannot open the relay state {self.path}: {exc}") from exc
+            self._db = db
+        return self._db
+
+    def load(self) -> RelayState:
+        if not self.path.exists():
+            return self._take_over_version_1()  # the database is made by the first write
+        db = self._connect()
+        try:
+            token = db.execute("SELECT since FROM token").fetchone()
+            handled = db.execute(_NEWEST_HANDLED, (HANDLED_LIMIT,)).fetchall()
+            outbox = db.execute("SELECT event_id, pending FROM outbox ORDER BY rowid").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the relay state {self.path}: {exc}") from exc
+        state = RelayState(since=token[0] if token else None)
+        for (event_id,) in handled:
+            state.mark_handled(event_id)
+        for event_id, pending in outbox:
+            try:
+                state.outbox[event_id] = Pending.from_json(
+                    json.loads(pending), f"{self.path} outbox {event_id!r}"
+                )
+            except ValueError as exc:
+                raise StoreError(f"{self.path} outbox {event_id!r} is not JSON: {exc}") from exc
         self.state = state
-        self._appended_bytes = whole - self._snapshot_bytes
-        self._exists = True
         self._saved = self._saved_marks()
         return state
 
     def _take_over_version_1(self) -> RelayState:
-        """A relay that saved its state before the journal: that state becomes the journal's snapshot (a
-        fresh state would answer the rooms' recent history again)."""
+        """A relay that saved its state before SQLite: that state is written into the database (a fresh
+        state would answer the rooms' recent history again), then the old file is removed."""
         old = self.path.with_name(OLD_RELAY_FILE)
         try:
             data = json.loads(old.read_bytes())
@@ -256,9 +248,10 @@ class RelayStore:
         if not isinstance(data, dict) or data.get("version") != 1:
             raise StoreError(f"{old} is not a relay state of version 1; fix or remove it")
         self.state = RelayState.from_json({**data, "version": RELAY_VERSION}, str(old))
-        self._write_snapshot(_encode({"snapshot": self.state.to_json()}))
+        self._saved = (None, 0, {})  # everything is a change: all of it is written
+        self._write(self._change())
         self._saved = self._saved_marks()
-        old.unlink()  # only once the journal holds it
+        old.unlink()  # only once the database holds it
         log.info("relay state %s taken over into %s", old, self.path)
         return self.state
 
@@ -286,62 +279,53 @@ class RelayStore:
                 return
             covers = self._asked
             change = self._change()
-            if not change and not self._rewrite:
+            if not change:
                 self._written = covers
                 return
             saved = self._saved_marks()
-            if (
-                self._rewrite
-                or not self._exists
-                or self._appended_bytes > self._snapshot_bytes + COMPACT_SLACK
-            ):
-                data, write = _encode({"snapshot": self.state.to_json()}), self._write_snapshot
-            else:
-                data, write = _encode(change.to_json()), self._append
-            # A thread cannot be stopped: a cancelled save still waits for its write (and keeps the lock),
-            # so an older write can never land after a newer one.
-            writing = asyncio.ensure_future(asyncio.to_thread(write, data))
+            # A thread cannot be stopped: a cancelled save still waits for its transaction (and keeps the
+            # lock), so an older write can never land after a newer one.
+            writing = asyncio.ensure_future(asyncio.to_thread(self._write, change))
             try:
                 await asyncio.shield(writing)
             except asyncio.CancelledError:
                 while not writing.done():
                     with contextlib.suppress(asyncio.CancelledError):
                         await asyncio.wait([writing])
-                raise
-            finally:
-                if not writing.done() or writing.cancelled() or writing.exception() is not None:
-                    # What it held is not on disk, and the next change will not repeat it: write it all.
-                    self._rewrite = True
+                if writing.cancelled() or writing.exception() is not None:
+                    raise
             self._saved = saved
             self.writes += 1
             self._written = covers
 
-    def _write_snapshot(self, data: bytes) -> None:
-        self._close_journal()
-        write_atomically(self.path, data, "the relay state")
-        self._snapshot_bytes, self._appended_bytes = len(data), 0
-        self._exists, self._rewrite = True, False
-
-    def _append(self, data: bytes) -> None:
+    def _write(self, change: Change) -> None:
+        """One transaction: whole or absent after a crash; a failed one leaves the last save as it was (the
+        next save writes its changes again, since `_saved` did not move)."""
+        db = self._connect()
+        outbox = [
+            (event_id, json.dumps(p.to_json(), ensure_ascii=False)) for event_id, p in change.outbox.items()
+        ]
+        handled = [(event_id,) for event_id in change.handled]
         try:
-            if self._journal is None:
-                self._journal = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            written = 0
-            while written < len(data):
-                written += os.write(self._journal, data[written:])
-            os.fdatasync(self._journal)
-        except OSError as exc:
-            # A record written in part would hide every later one from the next load: the next save writes
-            # a new file (`save` sees the failure).
-            raise StoreError(f"cannot append to the relay state {self.path}: {exc}") from exc
-        self._appended_bytes += len(data)
-
-    def _close_journal(self) -> None:
-        if self._journal is not None:
-            os.close(self._journal)
-            self._journal = None
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(_PUT_PENDING, outbox)
+                db.executemany(_DROP_PENDING, handled)
+                db.executemany(_MARK_HANDLED, handled)
+                if handled:
+                    db.execute(_FORGET_OLDEST, (HANDLED_LIMIT,))
+                if change.moves_token:
+                    db.execute(_PUT_TOKEN, (change.since,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the relay state {self.path}: {exc}") from exc
 
     async def close(self) -> None:
-        """Close the journal (once a write under way is done); a later save opens it again."""
+        """Close the database (once a write under way is done); a later save opens it again."""
         async with self._lock:
-            self._close_journal()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
