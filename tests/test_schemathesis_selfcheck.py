@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     positive_data_acceptance,
     response_schema_conformance,
+    status_code_conformance,
 )
 
 from contracts.specs import resolved_copy
@@ -80,8 +81,14 @@ EXCLUDED: dict[str, list[Any]] = {
 }
 
 
-def _excluded(case: Any, response: Any, mock: MatrixMock | LettaMock) -> list[Any]:
+def _excluded(case: Any, response: Any, mock: MatrixMock | LettaMock, journaled: int) -> list[Any]:
+    """What not to ask of this answer; `journaled` is the journal's last entry before the request."""
     excluded = EXCLUDED.get(_operation_id(case), [])
+    if mock.world.journal.last_seq == journaled:
+        # The request never reached an operation: uvicorn refused it as malformed HTTP (Schemathesis can
+        # send a header its parser rejects, such as an empty Transfer-Encoding) and the mock answered in the
+        # service's dialect, as the real server's HTTP layer does. No operation's contract speaks of it.
+        excluded = [*excluded, status_code_conformance]
     if 200 <= response.status_code < 300 and _served_by_the_contract(mock):
         # Schemathesis's negative data is a request its own reading of the schema calls invalid; the contract
         # marks the constraints Synapse does not enforce (x-accepted-by-server: a membership `reason` of any
@@ -143,8 +150,10 @@ def test_matrix_mock_conforms(case: Any, matrix_mock: MatrixMock, caplog: pytest
     caplog.clear()
     matrix_mock.world.reset()
     _bound_long_poll(case)
-    response = case.call(base_url=matrix_mock.url, headers=_with_real_token(case, _admin_token(matrix_mock)))
-    case.validate_response(response, excluded_checks=_excluded(case, response, matrix_mock))
+    headers = _with_real_token(case, _admin_token(matrix_mock))
+    journaled = matrix_mock.world.journal.last_seq
+    response = case.call(base_url=matrix_mock.url, headers=headers)
+    case.validate_response(response, excluded_checks=_excluded(case, response, matrix_mock, journaled))
     _no_mock_bug(matrix_mock)
     _no_mock_crash(caplog)
 
@@ -155,8 +164,9 @@ def test_matrix_mock_conforms(case: Any, matrix_mock: MatrixMock, caplog: pytest
 def test_letta_mock_conforms(case: Any, letta_mock: LettaMock, caplog: pytest.LogCaptureFixture) -> None:
     caplog.clear()
     letta_mock.world.reset()
+    journaled = letta_mock.world.journal.last_seq
     response = case.call(base_url=letta_mock.url, headers=_with_real_token(case, letta_mock.token))
-    case.validate_response(response, excluded_checks=_excluded(case, response, letta_mock))
+    case.validate_response(response, excluded_checks=_excluded(case, response, letta_mock, journaled))
     _no_mock_bug(letta_mock)
     _no_mock_crash(caplog)
 
@@ -175,12 +185,13 @@ def _stateful(schema: Any, mock: MatrixMock | LettaMock) -> Any:
 
         def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
             _bound_long_poll(case)
+            self.journaled = mock.world.journal.last_seq
             return {"base_url": mock.url, "headers": _with_real_token(case, self.token)}
 
         def validate_response(
             self, response: Any, case: Case[Any], additional_checks: Any = None, **kwargs: Any
         ) -> None:
-            excluded = _excluded(case, response, mock)
+            excluded = _excluded(case, response, mock, self.journaled)
             case.validate_response(response, excluded_checks=excluded, transport_kwargs=kwargs)
 
     return OnTheMock
