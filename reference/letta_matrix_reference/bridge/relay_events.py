@@ -75,15 +75,21 @@ def sync_filter(room_ids: Collection[str], limit: int) -> dict[str, Any]:
     }
 
 
+def _joined_rooms(sync: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A sync's `rooms.join` (empty when the answer has none, or not as an object)."""
+    rooms = sync.get("rooms")
+    joined = rooms.get("join") if isinstance(rooms, dict) else None
+    return joined if isinstance(joined, dict) else {}
+
+
 async def fill_gaps(
-    sync: Mapping[str, Any], since: str | None, rooms: Mapping[str, AgentRoom], history: HistoryPage
+    sync: dict[str, Any], since: str | None, rooms: Mapping[str, AgentRoom], history: HistoryPage
 ) -> None:
     """Complete, in place, each agent room's `limited` timeline of an incremental sync (`since` set): the
     events after `since` that the window left out are read back from the timeline's `prev_batch` to `since`
     (a /sync token, which Synapse takes as `to`) and put in front of the window, oldest first. Without them a
     room that got more than the timeline limit between two syncs would lose its oldest messages."""
-    joined = sync.get("rooms", {}).get("join", {}) if isinstance(sync.get("rooms"), dict) else {}
-    for room_id, room in joined.items() if since is not None and isinstance(joined, dict) else ():
+    for room_id, room in _joined_rooms(sync).items() if since is not None else ():
         timeline = room.get("timeline") if room_id in rooms and isinstance(room, dict) else None
         token = timeline.get("prev_batch") if isinstance(timeline, dict) else None
         if (
@@ -119,9 +125,8 @@ def incoming(
     `watcher`'s (the user who syncs) latest join in the window: a room's history from before the bridge
     joined it is not the bridge's to answer. (When the join is not in the window, it is older than all of
     it.)"""
-    joined = sync.get("rooms", {}).get("join", {}) if isinstance(sync.get("rooms"), dict) else {}
     found: list[Incoming] = []
-    for room_id, room in joined.items() if isinstance(joined, dict) else ():
+    for room_id, room in _joined_rooms(sync).items():
         if room_id not in rooms or not isinstance(room, dict):
             continue
         events = room.get("timeline", {}).get("events", [])

@@ -100,18 +100,11 @@ class RelayState:
             self.handled.append(event_id)
             self.marks += 1
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": RELAY_VERSION,
-            "since": self.since,
-            "handled": list(self.handled),
-            "outbox": {event_id: pending.to_json() for event_id, pending in self.outbox.items()},
-        }
-
     @classmethod
-    def from_json(cls, data: Any, where: str) -> RelayState:
-        if not isinstance(data, dict) or data.get("version") != RELAY_VERSION:
-            raise StoreError(f"{where} is not a relay state of version {RELAY_VERSION}")
+    def from_version_1(cls, data: Any, where: str) -> RelayState:
+        """The state a relay kept in `relay.json` before SQLite."""
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise StoreError(f"{where} is not a relay state of version 1; fix or remove it")
         change = Change.from_json(data, where)
         if not isinstance(data.get("handled"), list) or not isinstance(data.get("outbox"), dict):
             raise StoreError(f"{where} must have handled and outbox")
@@ -133,19 +126,9 @@ class Change:
     def __bool__(self) -> bool:
         return bool(self.outbox or self.handled or self.moves_token)
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        if self.outbox:
-            data["outbox"] = {event_id: pending.to_json() for event_id, pending in self.outbox.items()}
-        if self.handled:
-            data["handled"] = self.handled
-        if self.moves_token:
-            data["since"] = self.since
-        return data
-
     @classmethod
     def from_json(cls, data: Any, where: str) -> Change:
-        """Checked whole before anything is applied: a record applies entirely or not at all."""
+        """Checked whole before anything is applied."""
         if not isinstance(data, dict):
             raise StoreError(f"{where} must be an object")
         since, handled, outbox = data.get("since"), data.get("handled", []), data.get("outbox", {})
@@ -245,9 +228,7 @@ class RelayStore:
             return self.state
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot read the relay state {old}: {exc}; fix or remove it") from exc
-        if not isinstance(data, dict) or data.get("version") != 1:
-            raise StoreError(f"{old} is not a relay state of version 1; fix or remove it")
-        self.state = RelayState.from_json({**data, "version": RELAY_VERSION}, str(old))
+        self.state = RelayState.from_version_1(data, str(old))
         self._saved = (None, 0, {})  # everything is a change: all of it is written
         self._write(self._change())
         self._saved = self._saved_marks()
@@ -289,11 +270,12 @@ class RelayStore:
             try:
                 await asyncio.shield(writing)
             except asyncio.CancelledError:
+                # Not counted even if it committed: the next save writes the same change again, which
+                # changes nothing (each statement is an upsert).
                 while not writing.done():
                     with contextlib.suppress(asyncio.CancelledError):
                         await asyncio.wait([writing])
-                if writing.cancelled() or writing.exception() is not None:
-                    raise
+                raise
             self._saved = saved
             self.writes += 1
             self._written = covers
