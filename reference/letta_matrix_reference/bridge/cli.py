@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from letta_matrix_reference.bridge.config import REQUIRED, BridgeConfig
@@ -135,57 +135,68 @@ def _stopped_by_signals(after: str) -> Iterator[asyncio.Event]:
             loop.remove_signal_handler(signum)
 
 
-async def _serve(config: BridgeConfig, *, forever: bool, sleep: Sleep) -> int:
-    # A second signal still leaves the mapping saved on the way out, and every step is safe to redo.
-    with _stopped_by_signals("this sync") as stop:
+async def _until_stopped(
+    work: Callable[[asyncio.Event], Awaitable[int]], *, after: str, interrupted: str
+) -> int:
+    """`work(stop)` under the two-signal stop, its errors as exit codes: a configuration error, or a second
+    signal (`interrupted` says what the next run does about the work cut short)."""
+    with _stopped_by_signals(after) as stop:
         try:
-            async with Bridge(config, sleep=sleep) as bridge:
-                while True:
-                    code = await _sync(bridge)
-                    if code == EXIT_CONFIGURATION or not forever or stop.is_set():
-                        return code
-                    try:
-                        await asyncio.wait_for(stop.wait(), config.poll_interval)
-                    except TimeoutError:
-                        continue
-                    log.info("stopping")
-                    return code
+            return await work(stop)
         except FatalError as exc:
             log.error("%s", exc)
             return EXIT_CONFIGURATION
         except asyncio.CancelledError:
-            log.warning("stopped in the middle of a sync; the next run carries on from there")
+            log.warning("stopped in the middle of %s", interrupted)
             return EXIT_FAILED
+
+
+async def _serve(config: BridgeConfig, *, forever: bool, sleep: Sleep) -> int:
+    # A second signal still leaves the mapping saved on the way out, and every step is safe to redo.
+    async def syncs(stop: asyncio.Event) -> int:
+        async with Bridge(config, sleep=sleep) as bridge:
+            while True:
+                code = await _sync(bridge)
+                if code == EXIT_CONFIGURATION or not forever or stop.is_set():
+                    return code
+                try:
+                    await asyncio.wait_for(stop.wait(), config.poll_interval)
+                except TimeoutError:
+                    continue
+                log.info("stopping")
+                return code
+
+    return await _until_stopped(
+        syncs, after="this sync", interrupted="a sync; the next run carries on from there"
+    )
 
 
 async def _relay(config: BridgeConfig, *, sleep: Sleep) -> int:
     """Sync, relay until the next sync is due, sync again (new agents' rooms join the relay), until a
     signal: the first lets the turn under way finish (and be saved), a second stops at once."""
     loop = asyncio.get_running_loop()
-    with _stopped_by_signals("the turn under way") as stop:
-        try:
-            async with Bridge(config, sleep=sleep) as bridge:
-                relay = Relay(bridge, sleep=sleep)
-                while not stop.is_set():
-                    if await _sync(bridge) == EXIT_CONFIGURATION:
-                        return EXIT_CONFIGURATION
-                    await relay.start()
-                    due = asyncio.Event()
-                    timer = loop.call_later(config.poll_interval, due.set)
-                    stopper = asyncio.ensure_future(_either(stop, due))
-                    try:
-                        await relay.run(due, forever=True)
-                    finally:
-                        timer.cancel()
-                        stopper.cancel()
-                log.info("stopped")
-                return EXIT_OK
-        except FatalError as exc:
-            log.error("%s", exc)
-            return EXIT_CONFIGURATION
-        except asyncio.CancelledError:
-            log.warning("stopped in the middle of a turn; the next run finishes it")
-            return EXIT_FAILED
+
+    async def relays(stop: asyncio.Event) -> int:
+        async with Bridge(config, sleep=sleep) as bridge:
+            relay = Relay(bridge, sleep=sleep)
+            while not stop.is_set():
+                if await _sync(bridge) == EXIT_CONFIGURATION:
+                    return EXIT_CONFIGURATION
+                await relay.start()
+                due = asyncio.Event()
+                timer = loop.call_later(config.poll_interval, due.set)
+                stopper = asyncio.ensure_future(_either(stop, due))
+                try:
+                    await relay.run(due, forever=True)
+                finally:
+                    timer.cancel()
+                    stopper.cancel()
+            log.info("stopped")
+            return EXIT_OK
+
+    return await _until_stopped(
+        relays, after="the turn under way", interrupted="a turn; the next run finishes it"
+    )
 
 
 async def _either(stop: asyncio.Event, due: asyncio.Event) -> None:
