@@ -42,7 +42,7 @@ class Presence:
         """Everyone joined to a room `user_id` is joined to (`user_id` included)."""
         mates = {user_id}
         for room in self._joined_rooms_of(user_id):
-            mates.update(other for other, membership in room.members().items() if membership == "join")
+            mates.update(room.joined_members())
         return mates
 
     def set_from_sync(self, user_id: str, set_presence: str | None) -> None:
@@ -90,7 +90,7 @@ class Presence:
                     continue
                 members = room.members() if members is None else members
                 if event.state_key == user_id:
-                    found.update(other for other, now in members.items() if now == "join")
+                    found.update(room.joined_members())
                 elif members.get(event.state_key) in ("join", "invite"):
                     found.add(event.state_key)
         found.discard(user_id)
