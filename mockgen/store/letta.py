@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import random
 import re
 import threading
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from contracts.fakellm import letta_notice
 from mockgen.store.errors import LettaError
 from mockgen.store.letta_llm import Ask
 from mockgen.store.letta_turns import (
@@ -411,7 +411,11 @@ class LettaStore:
                 return Ask.of(input_text(message["content"]), own=True)
         for stored in reversed(agent.messages):
             text = stored.get("content")
-            if stored["message_type"] == "user_message" and isinstance(text, str) and not _notice(text):
+            if (
+                stored["message_type"] == "user_message"
+                and isinstance(text, str)
+                and letta_notice(text) is None
+            ):
                 return Ask.of(text, own=False)
         return Ask.of("", own=False)
 
@@ -421,15 +425,6 @@ class LettaStore:
                 {"id": a.id, "name": a.name, "created_at": a.created_at, "messages": len(a.messages)}
                 for a in self._ordered(ascending=True)
             ]
-
-
-def _notice(text: str) -> bool:
-    """Letta's own notices in user messages (`{"type": "login" | "heartbeat", ...}`), not the user's words."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return False
-    return isinstance(value, dict) and value.get("type") in ("login", "heartbeat", "system_alert")
 
 
 def _public(message: dict[str, Any]) -> dict[str, Any]:

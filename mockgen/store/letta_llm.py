@@ -16,12 +16,11 @@ start with the user's text."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
-# The fake LLM's marker (live/fakellm.py's `_MARKER`; mockgen may not import the reference package).
-MARKER = re.compile(r"fakellm:([a-z0-9-]+)(?:=([A-Za-z0-9_]+)(?:\(([A-Za-z0-9_,]*)\))?)?")
+from contracts.fakellm import MARKER
+
 # Marker mode -> the LLM failure it stands for (mockgen.store.letta_turns.LLM_FAILURES).
 FAILURES = {
     "http-500": "500",

@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import re
 import signal
 import sys
 import threading
@@ -48,6 +47,8 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from contracts.fakellm import MARKER, letta_notice
+
 LOOPBACK = "127.0.0.1"
 MODEL = "fake-llm"
 EMBEDDING_MODEL = "fake-embed"
@@ -55,8 +56,6 @@ EMBEDDING_DIM = 1536
 CHUNK = 12  # characters of text or arguments per streamed chunk
 KEPT_REQUESTS = 200
 
-_MARKER = re.compile(r"fakellm:([a-z0-9-]+)(?:=([A-Za-z0-9_]+)(?:\(([A-Za-z0-9_,]*)\))?)?")
-_NOTICES = ("heartbeat", "login", "system_alert")  # the JSON notices Letta sends in role-user messages
 _HTTP_ERRORS = {
     "http-500": (500, "server_error"),
     "http-429": (429, "rate_limit_error"),
@@ -74,16 +73,6 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _notice(text: str) -> str | None:
-    """The type of a Letta notice (`{"type": "heartbeat", ...}`), or None for a user's own text."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    kind = value.get("type") if isinstance(value, dict) else None
-    return kind if kind in _NOTICES else None
-
-
 class Turn:
     """What one chat-completions request asks: the user's text, whether this is a turn's first step, the
     tools offered, whether a call is required, and the misbehaviour the text asks for."""
@@ -91,10 +80,10 @@ class Turn:
     def __init__(self, body: Mapping[str, Any]) -> None:
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
         users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
-        own = [text for text in users if _notice(text) is None]
+        own = [text for text in users if letta_notice(text) is None]
         self.text = own[-1] if own else ""
         last = messages[-1] if messages else {}
-        self.first_step = last.get("role") == "user" and _notice(_text(last.get("content"))) is None
+        self.first_step = last.get("role") == "user" and letta_notice(_text(last.get("content"))) is None
         self.tools: dict[str, Mapping[str, Any]] = {
             str(tool["function"].get("name")): tool["function"]
             for tool in body.get("tools") or []
@@ -102,7 +91,7 @@ class Turn:
         }
         self.required = body.get("tool_choice") == "required"
         self.stream = body.get("stream") is True
-        found = _MARKER.search(self.text) if self.first_step else None
+        found = MARKER.search(self.text) if self.first_step else None
         self.mode = found.group(1) if found else "echo"
         self.tool = found.group(2) if found and found.group(2) else None
         self.named = tuple(filter(None, found.group(3).split(","))) if found and found.group(3) else ()
