@@ -68,10 +68,7 @@ def killed_run(
     try:
         loop.run_until_complete(task)
     except asyncio.CancelledError:
-        if shared_loop:
-            loop.run_until_complete(_settled(journal, base, arrived))
-        else:
-            _settle(journal, base, arrived)
+        _settle(journal, base, arrived, loop if shared_loop else None)
         return None
     except Exception as exc:  # what the run let escape is for the invariants to judge
         return exc
@@ -80,15 +77,15 @@ def killed_run(
     return None
 
 
-async def _settled(journal: Journal, base: int, requests: int) -> None:
-    """`_settle` for a mock on this loop: it finishes the dead run's requests while this waits."""
-    deadline = time.monotonic() + SETTLING_SECONDS
-    while journal.last_seq - base < requests and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.001)  # the journal has no event to wait on; this lets the mock's handlers run
-
-
-def _settle(journal: Journal, base: int, requests: int) -> None:
-    """Until the mock has journaled `requests` exchanges after `base` (every one the dead run sent)."""
+def _settle(
+    journal: Journal, base: int, requests: int, loop: asyncio.AbstractEventLoop | None = None
+) -> None:
+    """Until the mock has journaled `requests` exchanges after `base` (every one the dead run sent). The
+    journal has no event to wait on: between looks the mock's thread runs, or, when the mock serves on
+    `loop` (virtual time), that loop runs its handlers."""
     deadline = time.monotonic() + SETTLING_SECONDS
     while journal.last_seq - base < requests and time.monotonic() < deadline:
-        time.sleep(0.001)  # the mock's thread finishing a request; it has no event to wait on
+        if loop is None:
+            time.sleep(0.001)
+        else:
+            loop.run_until_complete(asyncio.sleep(0.001))
