@@ -7,10 +7,11 @@ reaches it, and a fuzz run talks to nothing beyond this machine."""
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+
+from contracts.loopback import is_loopback
 
 REDIS_SCHEME = "redis"
 # Every call to the server is bounded; a loopback server answers in well under a millisecond.
@@ -24,15 +25,6 @@ def open_database(location: str) -> ExampleDatabase:
     if urlsplit(location).scheme == REDIS_SCHEME:
         return _redis(location)
     return DirectoryBasedExampleDatabase(location)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name other than localhost: where it resolves is not ours to trust
-        return False
 
 
 def _redis(url: str) -> ExampleDatabase:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from contracts.databases import is_loopback, open_database
+from contracts.databases import open_database
 from contracts.harness.cli import main as contracts_main
+from contracts.loopback import is_loopback
 
 
 def test_a_path_is_a_directory_database(tmp_path: Path) -> None:

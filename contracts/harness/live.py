@@ -5,7 +5,6 @@ servers behaved otherwise than the corpus expects."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ import aiohttp
 
 from contracts.harness.corpus import load_corpus
 from contracts.harness.scenario import Outcome, Step, new_prefix, run_scenario
+from contracts.loopback import is_loopback as is_loopback_host
 from contracts.served import ServedReport, compare_served
 from contracts.validation import ContractValidator, Violation, validator_for
 
@@ -22,13 +22,7 @@ RESULTS = ("ok", "undocumented status", "schema mismatch", "unexpected errcode")
 
 
 def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def classify(violation: Violation) -> str:
