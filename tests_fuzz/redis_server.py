@@ -4,25 +4,17 @@ free loopback port, in a private directory, without persistence, stopped by its 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from letta_matrix_reference.live.net import free_port
+
 READY = "Ready to accept connections"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
-
-
-def _free_port() -> int:
-    """A port free now; redis-server binds by number (its port 0 means no TCP), so a race can take it
-    first, and `running` then tries another."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -33,7 +25,9 @@ def running(attempts: int = 3) -> Iterator[str]:
         raise RuntimeError("no redis-server here (make fuzz installs it: apt-get install redis-server)")
     with tempfile.TemporaryDirectory(prefix="contracts-redis-") as directory:
         for _ in range(attempts):
-            port = _free_port()
+            # redis-server binds by number (its port 0 means no TCP): a race can take this one first, and
+            # the next attempt tries another.
+            port = free_port()
             process = subprocess.Popen(
                 [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", directory,
                  "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""],
