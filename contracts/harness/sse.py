@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.fakellm import letta_notice
+
 DONE = "[DONE]"
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 _MESSAGE_ID = re.compile(rf"^message-({_UUID})$")
@@ -128,9 +130,6 @@ def _same_high_bits(uuid: str, otid: str) -> bool:
     return uuid[:-2] == otid[:-2] and int(uuid[-2:], 16) >> 7 == int(otid[-2:], 16) >> 7
 
 
-_NOTICES = ("login", "heartbeat", "system_alert")  # Letta's own JSON notices in user messages (with a time)
-
-
 def said(messages: Sequence[Any], *, history: bool = False) -> list[tuple[Any, ...]]:
     """What the messages say, as far as it is the same on every run: the reasoning (stripped), the
     assistant's and the user's text, a tool call's name and arguments, a tool return's name and status;
@@ -187,16 +186,8 @@ def _said(message: dict[str, Any], history: bool) -> tuple[Any, ...] | None:
         return (kind, message.get("name"), message.get("status"))
     if kind == "user_message":
         text = message.get("content")
-        return (kind, f"<{_notice(text)}>" if _notice(text) else text)
+        notice = letta_notice(text) if isinstance(text, str) else None
+        return (kind, f"<{notice}>" if notice else text)
     if kind == "system_message":
         return None if history else (kind, message.get("content"))
     return (kind,)
-
-
-def _notice(text: Any) -> str | None:
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
-    kind = value.get("type") if isinstance(value, dict) else None
-    return kind if kind in _NOTICES else None
