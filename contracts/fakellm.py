@@ -1,7 +1,8 @@
 """The words of the project's fake LLM, shared by the loopback LLM real Letta talks to in `make live`
 (`letta_matrix_reference.live.fakellm`) and the mock's default LLM (`mockgen.store.letta_llm`), so that one
 request means the same to both: the marker a user's text may hold (`fakellm:MODE`, `fakellm:call=TOOL(a,b)`)
-and Letta's own notices, which arrive as role-user messages but are not the user's words."""
+and Letta's own notices, which arrive as role-user messages but are not the user's words (the differential
+reads them too: `contracts.harness.sse`)."""
 
 from __future__ import annotations
 
