@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from contracts.harness.fuzz.runner import fuzz
 from contracts.harness.fuzz.target import load_target
 from letta_matrix_reference.bridge.config import BridgeConfig
 from letta_matrix_reference.bridge.sync import Bridge, SyncReport
+from letta_matrix_reference.live.process import proc_stat
 from mockgen.server import LOOP_FACTORY
 from mockgen.world import DEFAULT_LETTA_TOKEN, MockConfig, World
 
@@ -176,9 +176,11 @@ def make_test_seconds() -> float:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """The CPU time (user + system) a process has used, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The CPU time (user + system) a process has used."""
+    stat = proc_stat(pid)
+    if stat is None:
+        raise RuntimeError(f"no process {pid} to measure")
+    return stat.cpu_seconds
 
 
 def long_poll(

@@ -3,8 +3,8 @@ started, stop it with its process group, read its memory.
 
 A PID alone is not an identity (the kernel recycles them), so a process is named by its PID and its start
 time in clock ticks since boot; :func:`proc_stat` is the one reader of ``/proc/PID/stat`` here, used for
-start times, for existence and for the parent links :func:`rss_bytes` follows. Standard library only: the
-watchdog imports this module from a server's virtualenv.
+start times, for existence, for the parent links :func:`rss_bytes` follows and for CPU time (the bench).
+Standard library only: the watchdog imports this module from a server's virtualenv.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ class ProcStat:
     state: str  # "R", "S", ...; "Z" (zombie) and "X" (dead) have exited
     ppid: int
     start_ticks: int
+    cpu_ticks: int  # user and system time used so far
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.cpu_ticks / os.sysconf("SC_CLK_TCK")
 
     @property
     def exited(self) -> bool:
@@ -45,7 +50,12 @@ def proc_stat(pid: int) -> ProcStat | None:
         return None
     # The command name (field 2) is in parentheses and may itself hold spaces and ")".
     fields = text[text.rfind(")") + 2 :].split()
-    return ProcStat(state=fields[0], ppid=int(fields[1]), start_ticks=int(fields[19]))
+    return ProcStat(
+        state=fields[0],
+        ppid=int(fields[1]),
+        start_ticks=int(fields[19]),
+        cpu_ticks=int(fields[11]) + int(fields[12]),
+    )
 
 
 def proc_start_ticks(pid: int) -> int | None:
