@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.fakellm import MARKER
+from contracts.fakellm import MARKER, echo, thinking
 
 # Marker mode -> the LLM failure it stands for (mockgen.store.letta_turns.LLM_FAILURES).
 FAILURES = {
@@ -64,11 +64,11 @@ class Ask:
 
     @property
     def echo(self) -> str:
-        return f"echo: {self.text}"
+        return echo(self.text)
 
     @property
     def thinking(self) -> str:
-        return f"The user said '{self.text}'; I will echo it."
+        return thinking(self.text)
 
 
 def failure(ask: Ask) -> str | None:

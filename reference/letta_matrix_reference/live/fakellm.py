@@ -47,7 +47,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from contracts.fakellm import MARKER, letta_notice
+from contracts.fakellm import MARKER, echo, letta_notice, thinking
 
 LOOPBACK = "127.0.0.1"
 MODEL = "fake-llm"
@@ -98,7 +98,7 @@ class Turn:
 
     @property
     def echo(self) -> str:
-        return f"echo: {self.text}"
+        return echo(self.text)
 
     def reply(self) -> tuple[str | None, tuple[str, str] | None]:
         """The answer as (text, (tool, arguments JSON)): one of the two is None."""
@@ -111,7 +111,7 @@ class Turn:
             and "send_message" in self.tools
             and (self.first_step or self.required)
         ):
-            arguments = {"thinking": f"The user said '{self.text}'; I will echo it.", "message": self.echo}
+            arguments = {"thinking": thinking(self.text), "message": self.echo}
             return None, ("send_message", json.dumps(arguments))
         return self.echo, None
 
