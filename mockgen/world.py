@@ -118,7 +118,23 @@ class World:
         if check_messages:
             _check_messages(self.letta, [agent["id"] for agent in added["agents"]], seed)
 
-    def reset(self) -> None:
+    def reset(self, seed: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Back to the start-up seed; with `seed`, that seed added too (what `apply_seed` adds, returned),
+        all or nothing: a seed that fails leaves the world as a plain reset does. On the fresh stores a
+        failed seed is undone by resetting again, so no rehearsal is needed (the fuzzer resets with a seed
+        before every example)."""
+        self._fresh_stores()
+        if seed is None:
+            return {"users": [], "agents": [], "rooms": []}
+        try:
+            added = self._apply(seed)
+            _check_messages(self.letta, [agent["id"] for agent in added["agents"]], seed)
+        except BaseException:
+            self._fresh_stores()
+            raise
+        return added
+
+    def _fresh_stores(self) -> None:
         self.generation += 1
         self.faults.clear()
         self.journal.clear()

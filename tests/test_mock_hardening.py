@@ -13,7 +13,7 @@ from mockgen import control
 from mockgen.journal import VIOLATION_LIMIT, Journal
 from mockgen.pytest_plugin import LettaMock, MatrixMock
 from mockgen.store.errors import ControlError
-from mockgen.world import World
+from mockgen.world import MockConfig, World
 from tests.support import call, login
 
 AGENT = "agent-24018008-5ea1-4466-a8d1-127c48a64e70"
@@ -216,7 +216,8 @@ async def test_bad_fault_path_over_http_is_a_control_error(
         ({"letta_format": {"agents": "xml"}}, "agents format"),
     ],
 )
-def test_a_failing_seed_changes_nothing(bad: dict[str, Any], complaint: str) -> None:
+@pytest.mark.parametrize("how", ["apply_seed", "reset"])
+def test_a_failing_seed_changes_nothing(bad: dict[str, Any], complaint: str, how: str) -> None:
     world = World()
     before = world.snapshot()
     seed: dict[str, Any] = {
@@ -227,9 +228,18 @@ def test_a_failing_seed_changes_nothing(bad: dict[str, Any], complaint: str) -> 
     for key, value in bad.items():
         seed[key] = [*seed[key], *value] if isinstance(value, list) else value
     with pytest.raises(ControlError, match=complaint):
-        world.apply_seed(seed)
+        getattr(world, how)(seed)  # reset(seed): the fresh world as a plain reset leaves it
     assert world.snapshot() == before
     assert world.matrix.aliases == {}
+
+
+def test_a_reset_with_a_seed_adds_what_apply_seed_adds() -> None:
+    seed = {"users": [{"username": "fine", "password": "p"}], "agents": [{"name": "fine"}]}
+    applied, reset = World(MockConfig(random_seed=7)), World(MockConfig(random_seed=7))
+    applied.reset()
+    added = applied.apply_seed(seed)
+    assert reset.reset(seed) == added
+    assert reset.snapshot() == applied.snapshot()
 
 
 def test_a_seed_may_use_the_users_and_aliases_it_adds() -> None:

@@ -193,8 +193,7 @@ class Plan:
 
     def prepare(self, world: World) -> None:
         """Reset the world to this plan's starting point (the faults are installed separately)."""
-        world.reset()
-        world.apply_seed({"agents": [{"name": name} for name in self.agents]})
+        world.reset({"agents": [{"name": name} for name in self.agents]})
         world.set_letta_format(self.agents_format, self.messages_format)
 
     def install_faults(self, world: World) -> None:
