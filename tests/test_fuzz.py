@@ -4,6 +4,7 @@ their own: test_fuzz_invariants.py)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import shlex
@@ -20,6 +21,7 @@ from contracts.harness.cli import main as contracts_main
 from contracts.harness.fuzz.invariants import INVARIANTS, Run
 from contracts.harness.fuzz.plan import SWEEP_AGENTS, FaultSpec, Plan, load_plan
 from contracts.harness.fuzz.runner import FuzzSession, InvariantBroken, fuzz
+from contracts.harness.fuzz.session import EXAMPLE_GC_THRESHOLD
 from contracts.harness.fuzz.stateful import machine_for, run_stateful
 from contracts.harness.fuzz.target import Target, load_target
 from tests import fuzz_targets
@@ -249,6 +251,16 @@ def test_a_fault_plan_reads_as_a_person_would_write_it() -> None:
         "fault: createRoom: drop the connection x1",
         "fault: register: 429 retry_after_ms=10 x1",
     ]
+
+
+def test_a_session_tunes_the_collector_for_its_examples_and_hands_it_back() -> None:
+    threshold = gc.get_threshold()
+    with FuzzSession(load_target(COPES), time_bound=10) as session:
+        session.run_example(Plan())
+        assert gc.get_threshold() == EXAMPLE_GC_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == threshold
+    assert gc.get_freeze_count() == 0
 
 
 @pytest.fixture(scope="module")
