@@ -1,5 +1,5 @@
-"""`contracts fuzz --workers N`: the examples are shared out over worker processes, each with its own mock;
-the sweep runs once, coverage is merged and a worker's failure comes back with its saved plan."""
+"""`contracts fuzz --workers N`: the examples are shared out over worker processes in chunks, each worker with
+its own mock; the sweep runs once, coverage is merged, a worker's failure comes back with its saved plan."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.harness.fuzz.parallel import fuzz_parallel
+from contracts.harness.fuzz.parallel import MIN_CHUNK, chunk_sizes, fuzz_parallel
 from contracts.harness.fuzz.plan import load_plan
 from contracts.harness.fuzz.runner import fuzz
 from contracts.harness.fuzz.target import load_target
@@ -22,6 +22,27 @@ def test_workers_share_the_examples_and_merge_coverage() -> None:
     assert (result.examples, result.swept) == (7, 0)
     assert result.operations == ["listAgents"]
     assert result.coverage.exercised > 0
+
+
+def test_a_seeded_run_runs_the_same_plans_whichever_worker_takes_which_chunk() -> None:
+    runs = [
+        fuzz_parallel(COPES, examples=30, workers=2, seed=9, time_bound=20.0, progress=False, sweep=False)
+        for _ in range(2)
+    ]
+    assert [run.examples for run in runs] == [30, 30]
+    assert runs[0].coverage.cells == runs[1].coverage.cells
+
+
+@pytest.mark.parametrize(("examples", "workers"), [(1000, 2), (1, 2), (57, 3), (10, 4)])
+def test_chunks_hold_every_example_and_shrink_towards_the_end(examples: int, workers: int) -> None:
+    sizes = chunk_sizes(examples, workers)
+    assert sum(sizes) == examples
+    assert sizes == sorted(sizes, reverse=True)
+    assert all(size >= MIN_CHUNK for size in sizes[:-1])
+
+
+def test_no_examples_is_an_empty_chunk_for_each_worker() -> None:
+    assert chunk_sizes(0, 3) == [0, 0, 0]  # each worker replays the example database
 
 
 def test_a_worker_whose_share_is_nothing_runs_nothing() -> None:
