@@ -199,6 +199,8 @@ class Sync:
     ) -> tuple[list[dict[str, Any]], bool, int, list[Event]]:
         """The timeline of room.timeline[start:end] under the filter and the user's history visibility: the
         events, limited, the index of the first one shown, and the events shown."""
+        if start >= end:
+            return [], False, end, []  # nothing in the window (most rooms of a sync): no visibility walk
         member = room.state.get(("m.room.member", user_id))
         if (
             member is not None
@@ -252,11 +254,7 @@ class Sync:
         start = 0 if position is None or newly_joined else room.index_after(position)
         events, limited, first, shown = self._timeline(room, user_id, start, len(timeline), sync_filter, now)
         ephemeral = self._ephemeral_events(room.room_id, user_id, position)
-        account_data = [
-            {"type": kind, "content": content}
-            for kind, (content, stream) in self._account_data(user_id, room.room_id).items()
-            if position is None or stream > position
-        ]
+        account_data = self._account_data(user_id, room.room_id, position)
         quiet = not events and not ephemeral and not account_data
         if position is not None and not newly_joined and not full_state and quiet:
             return None
@@ -384,11 +382,13 @@ class Sync:
         )
         return {"notification_count": notifications, "highlight_count": highlights}
 
-    def _account_data(self, user_id: str, room_id: str) -> dict[str, tuple[dict[str, Any], int]]:
-        return {
-            kind: (copy.deepcopy(data.content), data.stream)
+    def _account_data(self, user_id: str, room_id: str, position: int | None) -> list[dict[str, Any]]:
+        """The room account data set after `position` (all of it for an initial sync)."""
+        return [
+            {"type": kind, "content": copy.deepcopy(data.content)}
             for kind, data in self._ephemeral.account_data.get((user_id, room_id), {}).items()
-        }
+            if position is None or data.stream > position
+        ]
 
     def _ephemeral_events(self, room_id: str, user_id: str, position: int | None) -> list[dict[str, Any]]:
         state = self._ephemeral.by_room.get(room_id)
