@@ -133,6 +133,12 @@ class Sync:
             if not listed and not sync_filter.wants_room(room.room_id):
                 continue
             if membership == "join":
+                if (
+                    position is not None
+                    and not full_state
+                    and self._nothing_since(room, user_id, member, position)
+                ):
+                    continue
                 entry = self._joined(room, user_id, position, sync_filter, now, full_state, current)
                 if entry is not None:
                     join[room.room_id] = entry
@@ -164,6 +170,23 @@ class Sync:
             # Nothing new: the answer carries the caller's own token back, byte for byte [1.14, 1.16].
             answer["next_batch"] = since
         return answer, has_news
+
+    def _nothing_since(self, room: Room, user_id: str, member: Event, position: int) -> bool:
+        """Whether an incremental sync has certainly nothing of a joined room (what `_joined` would find,
+        for a fraction of its cost: most of a user's rooms are quiet): no event after `position`, the
+        membership older, no typing change, receipt or room account data since, and no typing notice that
+        reading could expire (an expiry is news)."""
+        if member.stream > position or (room.timeline and room.timeline[-1].stream > position):
+            return False
+        ephemeral = self._ephemeral.by_room.get(room.room_id)
+        if ephemeral is not None and (
+            ephemeral.typing
+            or ephemeral.typing_stream > position
+            or any(receipt.stream > position for receipt in ephemeral.receipts.values())
+        ):
+            return False
+        data = self._ephemeral.account_data.get((user_id, room.room_id), {})
+        return all(entry.stream <= position for entry in data.values())
 
     def _format(self, event: Event, now: int, membership: str | None) -> dict[str, Any]:
         unsigned: dict[str, Any] = {"age": max(0, now - event.origin_server_ts)}
