@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import deque
 from pathlib import Path
 
 import pytest
@@ -70,9 +69,9 @@ async def test_a_failed_save_leaves_the_last_one_whole_and_the_next_writes_it_ag
 async def test_only_the_newest_handled_ids_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(relay_state, "HANDLED_LIMIT", 5)
     store = RelayStore(tmp_path)
-    store.state.handled = deque(maxlen=5)
     for n in range(12):
         await handled(store, f"$e{n}", f"s{n}")
+    assert [store.state.is_handled(f"$e{n}") for n in (6, 7, 11)] == [False, True, True]
     await store.close()
     with sqlite3.connect(tmp_path / RELAY_FILE) as db:
         assert db.execute("SELECT COUNT(*) FROM handled").fetchone() == (5,)

@@ -102,3 +102,81 @@ def test_nullable_enum_refuses_null_on_both_paths() -> None:
     assert fast is not None
     assert not fast.is_valid(None)
     assert fast.is_valid("a")
+
+
+PET_DOCUMENT: dict[str, Any] = {
+    "components": {
+        "schemas": {
+            "Cat": {
+                "type": "object",
+                "required": ["kind", "purrs"],
+                "properties": {"purrs": {"type": "boolean"}},
+            },
+            "Dog": {
+                "type": "object",
+                "required": ["kind", "barks"],
+                "properties": {"barks": {"type": "boolean"}},
+            },
+        }
+    }
+}
+PET = {
+    "oneOf": [PET_DOCUMENT["components"]["schemas"]["Cat"], PET_DOCUMENT["components"]["schemas"]["Dog"]],
+    "discriminator": {
+        "propertyName": "kind",
+        "mapping": {"cat": "#/components/schemas/Cat", "dog": "#/components/schemas/Dog"},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("instance", "valid"),
+    [
+        ({"kind": "cat", "purrs": True}, True),
+        ({"kind": "dog", "barks": True}, True),
+        # a dog by its fields, a cat by its claim: the discriminator's branch alone counts
+        ({"kind": "cat", "barks": True}, False),
+        ({"purrs": True}, False),
+        ({"kind": "", "purrs": True}, False),
+        ("cat", False),
+    ],
+)
+def test_a_discriminated_union_is_read_by_its_mapping_alone(instance: Any, valid: bool) -> None:
+    fast = fast_validator(PET, side="response", document=PET_DOCUMENT)
+    assert fast is not None
+    assert fast.is_valid(instance) is valid
+
+
+def test_a_value_the_mapping_lacks_is_left_to_the_slow_path() -> None:
+    fast = fast_validator(PET, side="response", document=PET_DOCUMENT)
+    assert fast is not None
+    assert not fast.is_valid({"kind": "Cat", "purrs": True})
+
+
+def test_a_letta_answer_takes_the_fast_path_and_a_wrong_message_does_not() -> None:
+    operation = validator_for("letta").operations["sendAgentMessage"]
+    _, check = operation.responses["200"].media_types["application/json"]
+    assert check.fast is not None
+    said: dict[str, Any] = {
+        "id": "message-1",
+        "date": "2026-01-01T00:00:00Z",
+        "message_type": "assistant_message",
+        "content": "hi",
+    }
+    answer: dict[str, Any] = {
+        "messages": [said],
+        "stop_reason": {"message_type": "stop_reason", "stop_reason": "end_turn"},
+    }
+    answer["usage"] = {
+        "message_type": "usage_statistics",
+        "completion_tokens": 1,
+        "prompt_tokens": 1,
+        "total_tokens": 2,
+        "step_count": 1,
+    }
+    assert check.fast.is_valid(answer)
+    assert list(check.slow.iter_errors(answer)) == []
+    for wrong in ({**said, "date": "yesterday"}, {**said, "message_type": "tool_call_message"}):
+        bad = {**answer, "messages": [wrong]}
+        assert not check.fast.is_valid(bad)
+        assert list(check.slow.iter_errors(bad)) != []

@@ -194,3 +194,15 @@ def test_a_call_marker_is_a_two_step_turn_and_a_tool_the_agent_lacks_is_refused(
         agent.id, TurnRequest(inputs=[{"role": "user", "content": "x fakellm:call=conversation_search"}])
     )
     assert searched.messages[2]["tool_return"] == "No results found."
+
+
+def test_a_played_turn_is_the_callers_copy() -> None:
+    store = _store("0.11.7")
+    agent = store.create("a")
+    store.script(agent.id, [Script(messages=SEARCH)])
+    turn = store.run_turn(agent.id, _hello())
+    kept = json.dumps(store.list_messages(agent.id, limit=100))
+    for message in (*turn.messages, *turn.history):
+        message["content"] = "changed by the caller"
+    turn.history.clear()
+    assert json.dumps(store.list_messages(agent.id, limit=100)) == kept

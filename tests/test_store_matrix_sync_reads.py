@@ -174,3 +174,34 @@ def test_a_sync_lists_its_rooms_in_creation_order_whatever_the_order_of_joining(
     assert list(answer["rooms"]["join"]) == [first, second]
     assert list(answer["rooms"]["invite"]) == [invited]
     assert "leave" not in answer["rooms"]  # an initial sync without include_leave
+
+
+def test_a_quiet_room_is_passed_over_and_a_room_with_only_ephemeral_news_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    store = MatrixStore("matrix.test", seed=1, clock=lambda: now[0])
+    for name in ("alice", "bob"):
+        store.add_user(name, "pw")
+    quiet, receipt, marker, typing, expiring = (_room(store, ALICE, BOB) for _ in range(5))
+    said = {room_id: _send(store, BOB, room_id, "before") for room_id in (quiet, receipt, marker)}
+    store.set_typing(_user(store, BOB), expiring, BOB, True, 1000)
+    since = _sync(store, ALICE)["next_batch"]
+    store.post_receipt(_user(store, BOB), receipt, "m.read", said[receipt], {})
+    store.set_read_markers(_user(store, ALICE), marker, {"m.fully_read": said[marker]})
+    store.set_typing(_user(store, BOB), typing, BOB, True, 30000)
+    now[0] += 2  # the notice in `expiring` runs out; reading it is the news
+    read: list[str] = []
+    joined = sync_module.Sync._joined
+
+    def spy(self: sync_module.Sync, room: Room, *args: Any) -> dict[str, Any] | None:
+        read.append(room.room_id)
+        return joined(self, room, *args)
+
+    monkeypatch.setattr(sync_module.Sync, "_joined", spy)
+    rooms = _sync(store, ALICE, since)["rooms"]["join"]
+    assert set(rooms) == set(read) == {receipt, marker, typing, expiring}
+    assert [e["type"] for e in rooms[receipt]["ephemeral"]["events"]] == ["m.receipt"]
+    assert rooms[marker]["account_data"]["events"][0]["type"] == "m.fully_read"
+    assert rooms[typing]["ephemeral"]["events"] == [{"type": "m.typing", "content": {"user_ids": [BOB]}}]
+    assert rooms[expiring]["ephemeral"]["events"] == [{"type": "m.typing", "content": {"user_ids": []}}]

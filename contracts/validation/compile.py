@@ -59,7 +59,11 @@ class _Compiler:
         raw: Any = self.spec
         for part in parts:
             raw = raw[part]
-        return SchemaCheck(schema_validator.validator, fast_validator(raw, side=side))
+        slow = schema_validator.validator
+        # Every jsonschema validator has the attribute; the `Validator` protocol does not declare it.
+        formats = getattr(slow, "format_checker", None)
+        fast = fast_validator(raw, side=side, document=self.spec, format_checker=formats)
+        return SchemaCheck(slow, fast)
 
     def operation(self, template: str, method: str, item: Mapping[str, Any]) -> Operation:
         definition: Mapping[str, Any] = item[method]

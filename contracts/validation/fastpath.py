@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import jsonschema_rs
+from jsonschema import FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 
@@ -20,8 +22,9 @@ class SchemaCheck:
     """openapi-core's validator for one schema behind a compiled fast path. Most instances are valid, and
     jsonschema-rs confirms that in microseconds; only an instance it refuses is walked by openapi-core,
     whose errors make the messages. The fast path only ever answers "valid", never invents an error, and
-    exists only for schemas whose JSON Schema reading is exactly OpenAPI 3.0's (no `format`, `$ref`,
-    `discriminator`, `readOnly` or `writeOnly`); a property test holds the two to agreement."""
+    exists only for schemas whose JSON Schema reading is exactly OpenAPI 3.0's (no `$ref`, `readOnly` or
+    `writeOnly`; a `discriminator` and a `date-time` format only as `fast_validator` rewrites them); a
+    property test holds the two to agreement."""
 
     __slots__ = ("fast", "slow")
 
@@ -35,14 +38,124 @@ class SchemaCheck:
         return self.slow.iter_errors(instance)
 
 
-_NO_FAST_PATH = frozenset({"format", "$ref", "discriminator", "readOnly", "writeOnly"})
+_NO_FAST_PATH = frozenset({"$ref", "readOnly", "writeOnly"})
+# Formats the fast path checks with openapi-core's own checker: those that only ever judge strings, which
+# are all jsonschema-rs hands a format check (`int32` judges numbers: a schema with it gets no fast path).
+_STRING_FORMATS = frozenset({"date-time"})
+_UNIONS = ("oneOf", "anyOf", "allOf")
+_SUBSCHEMAS = frozenset({*_UNIONS, "items", "not", "additionalProperties"})
 
 
-def fast_validator(schema: Any, *, side: Side) -> jsonschema_rs.Validator | None:
-    """jsonschema-rs for a schema that reads the same as JSON Schema draft 4 (see `SchemaCheck`)."""
+class _Unsupported(Exception):
+    """A schema the fast path cannot read as openapi-core does."""
+
+
+def fast_validator(
+    schema: Any,
+    *,
+    side: Side,
+    document: Mapping[str, Any] | None = None,
+    format_checker: FormatChecker | None = None,
+) -> jsonschema_rs.Validator | None:
+    """jsonschema-rs for a schema that reads the same as JSON Schema draft 4 (see `SchemaCheck`), once its
+    discriminated unions are spelled out (their mappings resolved in `document`, the resolved OpenAPI
+    document) and its formats checked by `format_checker` (the slow validator's)."""
     if not isinstance(schema, dict) or uses_keyword(schema, _NO_FAST_PATH):
         return None
-    return jsonschema_rs.Draft4Validator(to_json_schema(schema, side=side))
+    try:
+        schema = _spelled_out(schema, document)
+    except _Unsupported:
+        return None
+    if uses_keyword(schema, _NO_FAST_PATH):  # a mapping's target may hold them too
+        return None
+    formats = _formats(schema)
+    if not formats:
+        return jsonschema_rs.Draft4Validator(to_json_schema(schema, side=side))
+    if format_checker is None or not formats <= _STRING_FORMATS:
+        return None
+    checks: dict[str, Callable[..., bool]] = {
+        name: functools.partial(_conforms, format_checker, name) for name in formats
+    }
+    return jsonschema_rs.Draft4Validator(
+        to_json_schema(schema, side=side), formats=checks, validate_formats=True
+    )
+
+
+def _conforms(checker: FormatChecker, name: str, value: str) -> bool:
+    return checker.conforms(value, name)
+
+
+def _spelled_out(schema: Any, document: Mapping[str, Any] | None) -> Any:
+    """`schema` with each discriminated union replaced by plain JSON Schema that reads it as
+    openapi-schema-validator does (`_discriminated`)."""
+    if isinstance(schema, list):
+        return [_spelled_out(item, document) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "discriminator" in schema:
+        schema = _discriminated(schema, document)
+    spelled: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "properties" and isinstance(value, dict):
+            spelled[key] = {name: _spelled_out(sub, document) for name, sub in value.items()}
+        elif key in _SUBSCHEMAS:
+            spelled[key] = _spelled_out(value, document)
+        else:
+            spelled[key] = value
+    return spelled
+
+
+def _discriminated(schema: dict[str, Any], document: Mapping[str, Any] | None) -> dict[str, Any]:
+    """openapi-schema-validator's reading of a `oneOf`, `anyOf` or `allOf` with a discriminator: an object
+    whose discriminating property is set, valid against the schema the mapping names for its value alone.
+    Spelled out for the explicit mapping only (a value it lacks is refused here and judged by the slow
+    path, which also tries `#/components/schemas/<value>`): an object, the property required, and one
+    branch per mapped value that holds only for that value."""
+    unions = [key for key in _UNIONS if key in schema]
+    discriminator = schema["discriminator"]
+    name = discriminator.get("propertyName") if isinstance(discriminator, dict) else None
+    mapping = discriminator.get("mapping") if isinstance(discriminator, dict) else None
+    if len(unions) != 1 or not isinstance(name, str) or not isinstance(mapping, dict) or not mapping:
+        raise _Unsupported
+    branches = []
+    for value, target in mapping.items():
+        if not value or not isinstance(target, str):  # an empty value is "not set" to the slow path
+            raise _Unsupported
+        guard = {"properties": {name: {"enum": [value]}}}
+        branches.append({"allOf": [guard, _resolved(target, document)]})
+    rest = {key: sub for key, sub in schema.items() if key not in ("discriminator", unions[0])}
+    union = {"type": "object", "required": [name], "anyOf": branches}
+    return {**rest, "allOf": [union]}
+
+
+def _resolved(target: str, document: Mapping[str, Any] | None) -> Any:
+    """The schema a mapping's local reference (`#/components/schemas/...`) names in `document`."""
+    if document is None or not target.startswith("#/"):
+        raise _Unsupported
+    node: Any = document
+    for escaped in target[2:].split("/"):
+        part = escaped.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, Mapping) or part not in node:
+            raise _Unsupported
+        node = node[part]
+    return node
+
+
+def _formats(schema: Any) -> set[str]:
+    """The `format` values `schema` uses anywhere (as a keyword, not a property name)."""
+    if isinstance(schema, list):
+        return set().union(*(_formats(item) for item in schema))
+    if not isinstance(schema, dict):
+        return set()
+    found: set[str] = set()
+    for key, value in schema.items():
+        if key == "format":
+            found.add(str(value))
+        elif key == "properties" and isinstance(value, dict):
+            found.update(*(_formats(sub) for sub in value.values()))
+        elif key in _SUBSCHEMAS:
+            found.update(_formats(value))
+    return found
 
 
 def first_error(validator: SchemaCheck, instance: Any) -> ValidationError | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 import random
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -94,6 +95,11 @@ class Agent:
             "sources": [],
             "tags": list(self.tags),
         }
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value."""
+    return json.loads(json.dumps(value))
 
 
 class LettaStore:
@@ -400,7 +406,16 @@ class LettaStore:
             turn = self._player.play(request, script, self._ask(agent, request), agent.messages)
             if turn.failure is None:
                 agent.messages.extend(turn.history)
-            return copy.deepcopy(turn)
+            # A copy the caller may keep past the lock. Its messages, history and usage are JSON (what the
+            # answer is made of): a JSON round trip copies them in a fraction of deepcopy's time, which was
+            # a third of a turn's.
+            return replace(
+                turn,
+                messages=_json_copy(turn.messages),
+                history=_json_copy(turn.history),
+                usage=_json_copy(turn.usage),
+                script=copy.deepcopy(turn.script),
+            )
 
     @staticmethod
     def _ask(agent: Agent, request: TurnRequest) -> Ask:

@@ -26,8 +26,9 @@ class SyncFilter:
     limit: int = DEFAULT_TIMELINE_LIMIT
     types: tuple[str, ...] | None = None
     not_types: tuple[str, ...] = ()
-    rooms: tuple[str, ...] | None = None
-    not_rooms: tuple[str, ...] = ()
+    # Sets: a relay's filter lists every one of its rooms, and each sync asks about each of them.
+    rooms: frozenset[str] | None = None
+    not_rooms: frozenset[str] = frozenset()
     include_leave: bool = False
     # room.state: member events only for the timeline's senders, and the room summary [issue 13 lazy probes]
     lazy_load_members: bool = False
@@ -91,8 +92,8 @@ def check_filter(definition: Any) -> SyncFilter:
         limit=max(0, min(int(limit), MAX_TIMELINE_LIMIT)),
         types=_strings(timeline.get("types"), "types"),
         not_types=_strings(timeline.get("not_types"), "not_types") or (),
-        rooms=rooms,
-        not_rooms=not_rooms,
+        rooms=None if rooms is None else frozenset(rooms),
+        not_rooms=frozenset(not_rooms),
         include_leave=room.get("include_leave") is True,
         lazy_load_members=state.get("lazy_load_members") is True,
         include_redundant_members=state.get("include_redundant_members") is True,

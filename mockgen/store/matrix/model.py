@@ -131,7 +131,10 @@ class Room:
 
     def index_after(self, position: int) -> int:
         """How many of the room's events are at or before a stream position."""
-        return bisect.bisect_right(self.timeline, position, key=lambda event: event.stream)
+        timeline = self.timeline
+        if not timeline or timeline[-1].stream <= position:
+            return len(timeline)  # the common case of a sync: nothing since (no search, no key calls)
+        return bisect.bisect_right(timeline, position, key=lambda event: event.stream)
 
     def state_before(self, index: int) -> list[Event]:
         """The state as it was before the event at `index` of the timeline (all of it past the end)."""

@@ -66,11 +66,14 @@ class Presence:
 
     def for_sync(self, user_id: str, position: int | None) -> list[dict[str, Any]]:
         """The m.presence events of a sync from `position` (None: an initial sync)."""
-        mates = self.room_mates(user_id)
         if position is None:
+            mates = self.room_mates(user_id)
             shown = {u for u in mates if self.users.get(u, UserPresence()).state != OFFLINE}
         else:
-            shown = {u for u in mates if self.users.get(u, UserPresence()).stream > position}
+            # Whose state changed since is rarely anyone: the room-mates (every member of every room) are
+            # gathered only when someone did.
+            changed = {u for u, current in self.users.items() if current.stream > position}
+            shown = changed & self.room_mates(user_id) if changed else set()
             shown |= self._newly_shared(user_id, position)
         now = self._ids.now_ms()
         return [self.event(other, now) for other in sorted(shown)]

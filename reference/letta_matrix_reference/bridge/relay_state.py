@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import sqlite3
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,9 +86,11 @@ class Pending:
 @dataclass
 class RelayState:
     since: str | None = None
-    handled: deque[str] = field(default_factory=lambda: deque(maxlen=HANDLED_LIMIT))
+    # The newest `HANDLED_LIMIT` handled ids, oldest first: an ordered set (a dict's keys), so that the
+    # check every incoming event gets is a lookup, not a walk through thousands of ids.
+    handled: dict[str, None] = field(default_factory=dict)
     outbox: dict[str, Pending] = field(default_factory=dict)
-    marks: int = 0  # handled marks made so far (the deque forgets the oldest; a save needs the newest)
+    marks: int = 0  # handled marks made so far (the oldest are forgotten; a save needs the newest)
 
     def is_handled(self, event_id: str) -> bool:
         return event_id in self.handled
@@ -97,8 +98,10 @@ class RelayState:
     def mark_handled(self, event_id: str) -> None:
         self.outbox.pop(event_id, None)
         if event_id not in self.handled:
-            self.handled.append(event_id)
+            self.handled[event_id] = None
             self.marks += 1
+            if len(self.handled) > HANDLED_LIMIT:
+                del self.handled[next(iter(self.handled))]
 
     @classmethod
     def from_version_1(cls, data: Any, where: str) -> RelayState:
