@@ -71,7 +71,8 @@ def chunk_sizes(examples: int, workers: int) -> list[int]:
     """The examples as chunks that shrink as they run out (guided self-scheduling): each worker takes the
     next chunk when it has run its last, so the workers end close together whatever their examples cost.
     The sizes depend on nothing but the two counts, so a seeded run runs the same plans, whichever worker
-    takes which chunk. No examples is one empty chunk a worker: each replays what the database holds."""
+    takes which chunk. No examples make an empty chunk for each worker, so each replays what the example
+    database holds."""
     if examples == 0:
         return [0] * workers
     sizes: list[int] = []
