@@ -87,12 +87,10 @@ class Ephemeral:
 
     @staticmethod
     def _event(room: Room | None, event_id: str) -> tuple[int, Event] | None:
-        if room is None:
+        position = room.positions.get(event_id) if room is not None else None
+        if room is None or position is None:
             return None
-        for position, event in enumerate(room.timeline):
-            if event.event_id == event_id:
-                return position, event
-        return None
+        return position, room.timeline[position]
 
     @staticmethod
     def _visible(room: Room, position: int, user_id: str) -> bool:
@@ -105,7 +103,7 @@ class Ephemeral:
         if membership != "leave":
             return False
         leave = room.state[("m.room.member", user_id)].event_id
-        return any(event.event_id == leave for event in room.timeline[position:])
+        return room.positions[leave] >= position
 
     # -- typing
 
