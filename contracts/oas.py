@@ -9,11 +9,13 @@ properties and `side="request"` drops `readOnly` ones."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 # Keywords OpenAPI 3.0 adds to JSON Schema that mean nothing to a JSON Schema tool.
 OPENAPI_ONLY = frozenset({"discriminator", "example", "examples", "externalDocs", "xml", "deprecated"})
-_SUBSCHEMAS = frozenset({"allOf", "anyOf", "oneOf", "items", "not", "additionalProperties"})
+# The keywords whose values are schemas (or lists of them); `properties` maps names to schemas.
+SUBSCHEMAS = frozenset({"allOf", "anyOf", "oneOf", "items", "not", "additionalProperties"})
 
 
 def to_json_schema(schema: Any, *, side: str = "response") -> Any:
@@ -32,7 +34,7 @@ def to_json_schema(schema: Any, *, side: str = "response") -> Any:
                 for name, sub in value.items()
                 if not (isinstance(sub, dict) and sub.get(hidden))
             }
-        elif key in _SUBSCHEMAS:
+        elif key in SUBSCHEMAS:
             converted[key] = to_json_schema(value, side=side)
         else:
             converted[key] = copy.deepcopy(value)
@@ -41,16 +43,25 @@ def to_json_schema(schema: Any, *, side: str = "response") -> Any:
     return converted
 
 
-def uses_keyword(schema: Any, keywords: frozenset[str]) -> bool:
-    """Whether any of `keywords` appears anywhere in `schema` (as a keyword, not a property name)."""
+def schema_keywords(schema: Any) -> Iterator[tuple[str, Any]]:
+    """Every keyword of `schema` and of the schemas inside it, with its value (a property's name is not a
+    keyword, whatever it is called)."""
     if isinstance(schema, list):
-        return any(uses_keyword(item, keywords) for item in schema)
+        for item in schema:
+            yield from schema_keywords(item)
+        return
     if not isinstance(schema, dict):
-        return False
+        return
     for key, value in schema.items():
         if key == "properties":
-            if any(uses_keyword(sub, keywords) for sub in value.values()):
-                return True
-        elif key in keywords or (key in _SUBSCHEMAS and uses_keyword(value, keywords)):
-            return True
-    return False
+            for sub in value.values():
+                yield from schema_keywords(sub)
+            continue
+        yield key, value
+        if key in SUBSCHEMAS:
+            yield from schema_keywords(value)
+
+
+def uses_keyword(schema: Any, keywords: frozenset[str]) -> bool:
+    """Whether any of `keywords` appears anywhere in `schema` (as a keyword, not a property name)."""
+    return any(key in keywords for key, _ in schema_keywords(schema))

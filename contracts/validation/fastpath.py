@@ -11,7 +11,7 @@ from jsonschema import FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 
-from contracts.oas import to_json_schema, uses_keyword
+from contracts.oas import SUBSCHEMAS, schema_keywords, to_json_schema, uses_keyword
 
 # Which side of an exchange a schema is read for: OAS 3.0 drops readOnly properties from requests and
 # writeOnly ones from responses.
@@ -43,7 +43,6 @@ _NO_FAST_PATH = frozenset({"$ref", "readOnly", "writeOnly"})
 # are all jsonschema-rs hands a format check (`int32` judges numbers: a schema with it gets no fast path).
 _STRING_FORMATS = frozenset({"date-time"})
 _UNIONS = ("oneOf", "anyOf", "allOf")
-_SUBSCHEMAS = frozenset({*_UNIONS, "items", "not", "additionalProperties"})
 
 
 class _Unsupported(Exception):
@@ -98,7 +97,7 @@ def _spelled_out(schema: Any, document: Mapping[str, Any] | None) -> Any:
     for key, value in schema.items():
         if key == "properties" and isinstance(value, dict):
             spelled[key] = {name: _spelled_out(sub, document) for name, sub in value.items()}
-        elif key in _SUBSCHEMAS:
+        elif key in SUBSCHEMAS:
             spelled[key] = _spelled_out(value, document)
         else:
             spelled[key] = value
@@ -143,19 +142,7 @@ def _resolved(target: str, document: Mapping[str, Any] | None) -> Any:
 
 def _formats(schema: Any) -> set[str]:
     """The `format` values `schema` uses anywhere (as a keyword, not a property name)."""
-    if isinstance(schema, list):
-        return set().union(*(_formats(item) for item in schema))
-    if not isinstance(schema, dict):
-        return set()
-    found: set[str] = set()
-    for key, value in schema.items():
-        if key == "format":
-            found.add(str(value))
-        elif key == "properties" and isinstance(value, dict):
-            found.update(*(_formats(sub) for sub in value.values()))
-        elif key in _SUBSCHEMAS:
-            found.update(_formats(value))
-    return found
+    return {str(value) for key, value in schema_keywords(schema) if key == "format"}
 
 
 def first_error(validator: SchemaCheck, instance: Any) -> ValidationError | None:
