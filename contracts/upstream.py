@@ -15,7 +15,14 @@ from typing import Any
 
 import yaml
 
-from contracts.validation import HTTP_METHODS, ContractValidator, Operation, fill_template, template_regex
+from contracts.validation import (
+    HTTP_METHODS,
+    ContractValidator,
+    Operation,
+    fill_template,
+    pointer_part,
+    template_regex,
+)
 
 NOT_CLIENT_SERVER = ("/_synapse/",)
 
@@ -82,7 +89,7 @@ class _Documents:
             target_file = (base.parent / file_part).resolve() if file_part else base
             target = self.load(target_file)
             for part in [p for p in pointer.split("/") if p]:
-                target = target[part.replace("~1", "/").replace("~0", "~")]
+                target = target[pointer_part(part)]
             return self.resolve(target, target_file, depth + 1)
         return {key: self.resolve(value, base, depth + 1) for key, value in node.items()}
 

@@ -7,7 +7,13 @@ that only ever says "valid". Modules, lowest first: `json_values`, `fastpath`, `
 
 from contracts.validation.checks import ContractValidator, validator_for
 from contracts.validation.fastpath import SchemaCheck, Side, fast_validator
-from contracts.validation.json_values import UNENCODABLE, UnencodableText, check_text, parse_json
+from contracts.validation.json_values import (
+    UNENCODABLE,
+    UnencodableText,
+    check_text,
+    parse_json,
+    pointer_part,
+)
 from contracts.validation.model import (
     HTTP_METHODS,
     JSON_MEDIA_TYPE,
@@ -48,6 +54,7 @@ __all__ = [
     "fast_validator",
     "fill_template",
     "parse_json",
+    "pointer_part",
     "primary_media",
     "template_regex",
     "validator_for",

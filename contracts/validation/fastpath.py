@@ -12,6 +12,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 
 from contracts.oas import SUBSCHEMAS, schema_keywords, to_json_schema, uses_keyword
+from contracts.validation.json_values import pointer_part
 
 # Which side of an exchange a schema is read for: OAS 3.0 drops readOnly properties from requests and
 # writeOnly ones from responses.
@@ -133,7 +134,7 @@ def _resolved(target: str, document: Mapping[str, Any] | None) -> Any:
         raise _Unsupported
     node: Any = document
     for escaped in target[2:].split("/"):
-        part = escaped.replace("~1", "/").replace("~0", "~")
+        part = pointer_part(escaped)
         if not isinstance(node, Mapping) or part not in node:
             raise _Unsupported
         node = node[part]

@@ -40,6 +40,11 @@ def json_pointer(path: Iterable[Any]) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
 
 
+def pointer_part(escaped: str) -> str:
+    """One reference token of a JSON pointer, unescaped (RFC 6901: `~1` before `~0`)."""
+    return escaped.replace("~1", "/").replace("~0", "~")
+
+
 # The violation keyword for a string with a lone surrogate, wherever in the request it came.
 UNENCODABLE = "unencodable"
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from contracts.validation import UNENCODABLE, Operation, RequestCheck, Violation
+from contracts.validation import UNENCODABLE, Operation, RequestCheck, Violation, pointer_part
 from mockgen.http.dialects.base import (
     Credentials,
     Dialect,
@@ -129,10 +129,7 @@ class LettaDialect(Dialect):
             loc: list[Any] = [kind, named.group(2) or named.group(3)]
         else:
             loc = ["body"]
-        loc.extend(
-            int(p) if p.isdigit() else p.replace("~1", "/").replace("~0", "~")
-            for p in violation.pointer.split("/")[1:]
-        )
+        loc.extend(int(p) if p.isdigit() else pointer_part(p) for p in violation.pointer.split("/")[1:])
         if violation.keyword == "not-json":
             # FastAPI: `loc` ends with the decoder's character offset, `ctx.error` its bare message.
             return {
