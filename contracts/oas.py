@@ -1,5 +1,5 @@
 """OpenAPI 3.0 schemas as plain JSON Schema (draft 4), for the tools that speak only JSON Schema: the
-generator (hypothesis-jsonschema) and the validator core's compiled fast path (jsonschema-rs).
+generator (`contracts.strategies`) and the validator core's compiled fast path (jsonschema-rs).
 
 The conversion keeps openapi-schema-validator's OAS 3.0.3 reading: `nullable: true` only widens the
 `type` of the same schema object (an `enum` without null still refuses null, and a schema without a type

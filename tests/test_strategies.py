@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from contracts.coverage import Coverage
 from contracts.oas import to_json_schema
 from contracts.strategies import (
+    UnsupportedSchema,
     encode,
     request_bodies,
     response_bodies,
@@ -113,3 +114,44 @@ def test_union_variants_can_be_asked_for() -> None:
         response_bodies("listAgents", 200, variant="xml")
     with pytest.raises(KeyError, match="documents no 418"):
         response_bodies("listAgents", 418)
+
+
+def test_object_counts_and_kept_out_properties_hold() -> None:
+    """`minProperties` forces an unknown field only when the known ones cannot make it up; `maxProperties: 0`
+    is `{}`; `not: {required: [...]}` keeps the named fields out, extra fields included."""
+    sizes: set[int] = set()
+    rooms = {"type": "object", "minProperties": 1, "additionalProperties": {"type": "integer"}}
+    detail = {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {"detail": {"type": "string"}, "trace_id": {"type": "string"}},
+        "not": {"required": ["trace_id"]},
+    }
+    empty = {"type": "object", "additionalProperties": False, "maxProperties": 0}
+
+    @settings(max_examples=200)
+    @given(strategy_for(rooms), strategy_for(detail), strategy_for(empty))
+    def check(room_map: dict[str, Any], error: dict[str, Any], nothing: dict[str, Any]) -> None:
+        assert room_map
+        assert all(isinstance(value, int) for value in room_map.values())
+        assert "detail" in error
+        assert "trace_id" not in error
+        assert nothing == {}
+        sizes.add(len(room_map))
+
+    check()
+    assert sizes == {1}  # one extra field at most is drawn, so exactly one here
+
+
+@pytest.mark.parametrize(
+    ("schema", "named"),
+    [
+        ({"type": "string", "uniqueItems": True}, "uniqueItems"),
+        ({"type": "object", "not": {"type": "string"}}, "`not` is drawn only as"),
+        ({"type": "object", "required": ["a"], "not": {"required": ["a"]}}, "both required and kept out"),
+        ({"type": "array", "items": False}, "not False"),
+    ],
+)
+def test_a_schema_the_strategies_cannot_draw_is_refused_by_name(schema: dict[str, Any], named: str) -> None:
+    with pytest.raises(UnsupportedSchema, match=named):
+        strategy_for(schema)

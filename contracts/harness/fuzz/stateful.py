@@ -132,5 +132,4 @@ def machine_for(session: FuzzSession) -> type[RuleBasedStateMachine]:
 
 def run_stateful(session: FuzzSession, settings: Settings) -> None:
     """Drive `session.target` through the state machine; InvariantBroken names the first finding."""
-    # Hypothesis leaves this function unannotated.
-    run_state_machine_as_test(machine_for(session), settings=settings)  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(machine_for(session), settings=settings)
