@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from mockgen.cli import ready_urls
+from mockgen.http.wire import HeadHeld
 from mockgen.server import MockServers, url_of
 from mockgen.wakeups import Wakeups
 from mockgen.world import MockConfig, World
@@ -498,3 +499,47 @@ def test_uvicorn_still_has_the_hooks_the_wire_overrides() -> None:
     for method, call in calls.items():
         source = inspect.getsource(getattr(HttpToolsProtocol, method))
         assert call in source, f"uvicorn's HttpToolsProtocol.{method} no longer does `{call}`"
+    # HeadHeld stands in for the transport a request cycle writes its answer to.
+    assert "self.cycle = RequestResponseCycle(" in inspect.getsource(HttpToolsProtocol.on_headers_complete)
+    assert "self.transport.write(" in inspect.getsource(RequestResponseCycle.send)
+
+
+class _Written(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def test_an_answer_head_goes_out_with_its_body_in_one_write() -> None:
+    wire = _Written()
+    held = HeadHeld(wire, asyncio.get_running_loop())
+    held.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert wire.writes == []
+    held.write(b"{}")
+    held.write(b"more")
+    assert wire.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}", b"more"]
+
+
+async def test_a_head_without_its_body_goes_out_on_the_loops_next_turn() -> None:
+    wire = _Written()
+    held = HeadHeld(wire, asyncio.get_running_loop())
+    held.write(b"HTTP/1.1 200 OK\r\n\r\n")  # a stream's head; its first event comes later
+    await asyncio.sleep(0)
+    assert wire.writes == [b"HTTP/1.1 200 OK\r\n\r\n"]
+    held.write(b"data: 1\n\n")
+    assert wire.writes[1:] == [b"data: 1\n\n"]
+    closing = HeadHeld(wire, asyncio.get_running_loop())
+    closing.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    closing.close()  # what is held goes first
+    assert wire.writes[-1] == b"HTTP/1.1 500 Internal Server Error\r\n\r\n"
+    assert wire.closed

@@ -31,22 +31,25 @@ def _literal_weight(template: str) -> tuple[int, int]:
 
 
 class RouteTable:
-    """The operations of one document by path template, the most literal template tried first."""
+    """The operations of one document by path template, the most literal template tried first. A parameter
+    is one segment, so only the templates with as many slashes as the path can match it: the table is kept
+    by that count."""
 
     def __init__(self, operations: Iterable[Operation]) -> None:
         by_template: dict[str, dict[str, Operation]] = {}
         for operation in operations:
             by_template.setdefault(operation.path, {})[operation.method] = operation
-        self._routes = [
-            (template_regex(template), by_template[template])
-            for template in sorted(by_template, key=_literal_weight)
-        ]
+        self._routes: dict[int, list[tuple[re.Pattern[str], dict[str, Operation]]]] = {}
+        for template in sorted(by_template, key=_literal_weight):
+            self._routes.setdefault(template.count("/"), []).append(
+                (template_regex(template), by_template[template])
+            )
 
     def find(self, method: str, path: str) -> RouteMatch | NoRoute:
         """The operation for a method (upper case) on a path as sent (percent-encoded, no query); path
         parameters come back decoded."""
         allowed: list[str] = []
-        for regex, by_method in self._routes:
+        for regex, by_method in self._routes.get(path.count("/"), ()):
             matched = regex.match(path)
             if matched is None:
                 continue

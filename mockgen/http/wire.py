@@ -6,6 +6,10 @@ limit on a request head and no cap on connections. Here each connection is in on
 every phase in which the server waits for its client has a timer; a head is counted as it arrives; one
 `Connections` caps what both listeners hold open.
 
+uvicorn also writes an answer's status line and headers, then its body, as two socket writes. The mock's
+answers are whole when they start, so `HeadHeld` sends both in one write: the head waits for the body's
+first bytes, or at most until the loop's next turn (a stream's head is not held back by its first event).
+
 The one module that leans on uvicorn's internals: the `HttpToolsProtocol` methods it overrides or calls.
 tests/test_mock_lifecycle.py checks that they are still there and still called where this module expects:
 a new uvicorn that moves one fails that test loudly instead of silently dropping a limit."""
@@ -83,6 +87,44 @@ class WireConfig(uvicorn.Config):
         self.service = service
         self.limits = limits
         self.connections = connections
+
+
+class HeadHeld(asyncio.Transport):
+    """A response's transport (what uvicorn's request cycle writes to) that holds the head until the body's
+    first write joins it, or the loop's next turn; every later write goes straight through."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+        self._writes = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._writes += 1
+        if self._writes == 1:
+            self._head = bytes(data)
+            self._loop.call_soon(self.flush)
+            return
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            if not self._transport.is_closing():  # the client left before the loop's turn came
+                self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
 
 
 class MockHttpProtocol(HttpToolsProtocol):
@@ -175,6 +217,7 @@ class MockHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
+        self.cycle.transport = HeadHeld(self.transport, self.loop)
         self._head_bytes = 0
         self._enter(Phase.BODY)
 
