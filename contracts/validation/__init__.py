@@ -11,6 +11,7 @@ from contracts.validation.json_values import (
     UNENCODABLE,
     UnencodableText,
     check_text,
+    compact_json,
     parse_json,
     pointer_part,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Variant",
     "Violation",
     "check_text",
+    "compact_json",
     "fast_validator",
     "fill_template",
     "parse_json",

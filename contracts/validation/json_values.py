@@ -1,5 +1,5 @@
-"""Small JSON helpers shared by the checks and their messages: strict parsing, JSON pointers, a JSON value's
-type name and a bounded rendering of it."""
+"""Small JSON helpers shared by the checks and their messages: strict parsing, compact writing, JSON
+pointers, a JSON value's type name and a bounded rendering of it."""
 
 from __future__ import annotations
 
@@ -9,12 +9,19 @@ from collections.abc import Iterable
 from typing import Any
 
 _SHORT = 80
+# Built once: json.dumps builds a new encoder whenever an argument differs from its defaults.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def compact_json(value: Any) -> str:
+    """JSON without spaces and with non-ASCII text as it is, the way both servers write it."""
+    return _COMPACT.encode(value)
 
 
 def short(value: Any) -> str:
     """A compact, bounded rendering of a JSON value for messages."""
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        text = compact_json(value)
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= _SHORT else text[: _SHORT - 1] + "…"

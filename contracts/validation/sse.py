@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.validation.fastpath import SchemaCheck
-from contracts.validation.json_values import short
+from contracts.validation.json_values import compact_json, short
 from contracts.validation.violations import Violation, schema_violations
 
 SSE_MEDIA_TYPE = "text/event-stream"
@@ -44,7 +44,7 @@ class Event:
 
 def encode_event(data: Any, event: str | None = None) -> bytes:
     """One event as Letta frames it: `event: <type>` only for a type other than `message`, compact JSON."""
-    text = data if data == DONE else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = data if data == DONE else compact_json(data)
     head = f"event: {event}\n" if event and event != DEFAULT_EVENT else ""
     return f"{head}data: {text}\n\n".encode()
 

@@ -10,8 +10,8 @@ answers JSON shaped like the service's other errors, so that a client's error ha
 from __future__ import annotations
 
 import http
-import json
 
+from contracts.validation import compact_json
 from mockgen.http.dialects import LettaDialect, MatrixDialect, Reply
 from mockgen.store.matrix.errcodes import M_TOO_LARGE, M_UNKNOWN, M_UNRECOGNIZED
 
@@ -36,7 +36,7 @@ def shutting_down(service: str) -> Reply:
 
 def raw_response(reply: Reply) -> bytes:
     """The whole HTTP/1.1 response, for a connection that has no request cycle to send it through."""
-    body = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode()
+    body = compact_json(reply.body).encode()
     head = (
         f"HTTP/1.1 {reply.status} {http.HTTPStatus(reply.status).phrase}\r\n"
         "content-type: application/json\r\n"

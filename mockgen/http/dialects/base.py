@@ -3,14 +3,20 @@ carries, and the questions every dialect answers in its own words."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from starlette.types import Scope, Send
 
-from contracts.validation import JSON_MEDIA_TYPE, UNENCODABLE, Operation, RequestCheck, Violation
+from contracts.validation import (
+    JSON_MEDIA_TYPE,
+    UNENCODABLE,
+    Operation,
+    RequestCheck,
+    Violation,
+    compact_json,
+)
 from mockgen.store.matrix import User
 from mockgen.world import World
 
@@ -37,7 +43,7 @@ class Reply:
             body = str(self.body).encode("utf-8")
             headers.append((b"content-type", self.media_type.encode("latin-1")))
         elif self.body is not None:
-            body = json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            body = compact_json(self.body).encode("utf-8")
             headers.append((b"content-type", b"application/json"))
         headers.append((b"content-length", str(len(body)).encode()))
         return headers, body

@@ -5,12 +5,12 @@ raises the `MatrixError` Synapse would answer with."""
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.validation import compact_json
 from mockgen.store.errors import MatrixError
 from mockgen.store.matrix.errcodes import (
     M_BAD_JSON,
@@ -218,16 +218,8 @@ def check_size(
     ):
         if value is not None and len(value) > MAX_ID_LENGTH:
             raise MatrixError(413, M_TOO_LARGE, f"'{name}' too large")
-    encoded = json.dumps(
-        {
-            "type": event_type,
-            "state_key": state_key,
-            "content": content,
-            "room_id": room_id,
-            "sender": sender,
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
+    encoded = compact_json(
+        {"type": event_type, "state_key": state_key, "content": content, "room_id": room_id, "sender": sender}
     ).encode()
     if len(encoded) > MAX_EVENT_BYTES:
         raise MatrixError(413, M_TOO_LARGE, "event too large")
