@@ -293,6 +293,30 @@ def test_an_idle_keep_alive_connection_is_reclaimed(tight: MockServers) -> None:
         assert _cut_after(kept) < TINY + 1.5
 
 
+def test_a_short_deadline_after_a_long_one_still_cuts_in_time() -> None:
+    """One timer serves a connection's phases: a head's short deadline after a long keep-alive wait must move
+    it earlier, not wait for the keep-alive's."""
+    config = MockConfig(header_timeout=TINY, body_timeout=60, keep_alive_timeout=60, shutdown_grace=0.2)
+    servers = MockServers(World(config))
+    servers.start()
+    try:
+        with _connect(
+            servers.endpoints.matrix, b"GET /_matrix/client/versions HTTP/1.1\r\nHost: mock\r\n\r\n"
+        ) as kept:
+            assert kept.recv(65536).startswith(b"HTTP/1.1 200 OK")  # idle now, for up to 60 s
+            (connection,) = list(servers.connections._open)
+
+            def waits_for_keep_alive() -> bool:  # the first head's timer has fired and moved to 60 s
+                timer = connection._timer
+                return timer is not None and timer.when() > connection.loop.time() + 30
+
+            _until(waits_for_keep_alive, "the connection's one timer set for its keep-alive deadline")
+            kept.sendall(b"GET /_matrix/client/versions HTTP/1.1\r\n")  # a head begun, never finished
+            assert _cut_after(kept) < TINY + 1.5
+    finally:
+        servers.stop()
+
+
 @pytest.mark.parametrize(
     ("service", "body"),
     [

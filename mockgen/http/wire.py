@@ -149,6 +149,7 @@ class MockHttpProtocol(HttpToolsProtocol):
         self._phase = Phase.HEAD
         self._timed: Phase | None = None  # the phase the running timer was armed for
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # when the current phase's wait ends the connection
         self._head_bytes = 0
 
     @property
@@ -244,14 +245,30 @@ class MockHttpProtocol(HttpToolsProtocol):
         self._timed = None
 
     def _settle(self) -> None:
-        """Arm the timer of the current phase, unless it runs already."""
+        """Set the current phase's deadline, unless it is set already. One timer serves all phases: moved
+        earlier when a deadline comes sooner, and set again for the deadline when it fires before it. Most
+        phases end long before their deadline, so most need no timer of their own."""
         if self._timed is self._phase:
             return
-        self._cancel_timer()
         self._timed = self._phase
         timeout = self._timeouts.get(self._phase)
-        if timeout is not None:
-            self._timer = self.loop.call_later(timeout, self.hang_up)
+        if timeout is None:
+            self._deadline = None
+            return
+        self._deadline = self.loop.time() + timeout
+        if self._timer is not None and self._timer.when() > self._deadline:
+            self._cancel_timer()
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._expire, self._deadline)
+
+    def _expire(self, when: float) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return
+        if self._deadline <= when:
+            self.hang_up()
+        else:
+            self._timer = self.loop.call_at(self._deadline, self._expire, self._deadline)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
