@@ -277,8 +277,8 @@ class Accounts:
 
     @staticmethod
     def _parse_profile_user(user_id: str) -> str:
-        """The server part of a profile's user id (Synapse's `UserID.from_string`, worded as profiles do)."""
-        if not rules.is_user_id(user_id):
+        """The server part of a profile's user id (Synapse's `UserID.is_valid`, worded as profiles do)."""
+        if not rules.is_valid_user_id(user_id):
             raise MatrixError(400, M_INVALID_PARAM, "Invalid user id")
         return user_id.split(":", 1)[1]
 

@@ -92,6 +92,15 @@ def is_user_id(value: str) -> bool:
     return _USER_ID.match(value) is not None
 
 
+def is_valid_user_id(value: str) -> bool:
+    """Synapse's UserID.is_valid: a sigil, a localpart (which may be empty: Synapse does not reject one),
+    `:` and a server name that parses as one."""
+    if value[:1] != "@":
+        return False
+    _, colon, server = value[1:].partition(":")
+    return bool(colon) and _valid_server_name(server)
+
+
 def local_localpart(user_id: str, server_name: str) -> str | None:
     """The localpart of a user id on `server_name`, or None."""
     matched = _USER_ID.match(user_id)
