@@ -13,13 +13,13 @@ catches every exception. The pytest fixtures do this for the `routes` configurat
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from contracts.loopback import is_loopback
 from mockgen import intercept
 
 SCHEMES = {"http": 80, "https": 443}
@@ -64,16 +64,6 @@ def origin_of(url: str) -> Origin:
     except ValueError as exc:
         raise ValueError(f"route {url!r}: {exc}") from None
     return Origin(scheme, parts.hostname.lower(), port)
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name: where it resolves is not ours to know
 
 
 class Routes:

@@ -9,9 +9,10 @@ import aiohttp
 import httpx
 import pytest
 
+from contracts.loopback import is_loopback
 from mockgen import intercept
 from mockgen.pytest_plugin import LettaMock, MatrixMock
-from mockgen.reroute import Routes, UnroutedRequest, is_loopback, origin_of, routed
+from mockgen.reroute import Routes, UnroutedRequest, origin_of, routed
 
 LETTA_BASE = "http://192.168.50.90:8289"
 MATRIX_BASE = "http://test-synapse:8008"
@@ -128,8 +129,8 @@ async def test_loopback_passes_untouched(matrix_mock: MatrixMock) -> None:
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [("127.0.0.1", True), ("127.9.9.9", True), ("::1", True), ("[::1]", True), ("localhost", True),
-     ("api.localhost", True), ("192.168.50.90", False), ("10.0.0.1", False), ("test-synapse", False),
-     ("::ffff:10.0.0.1", False)],
+     ("LocalHost.", True), ("api.localhost", False), ("192.168.50.90", False), ("10.0.0.1", False),
+     ("test-synapse", False), ("::ffff:10.0.0.1", False)],
 )  # fmt: skip
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
