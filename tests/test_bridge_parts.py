@@ -276,11 +276,14 @@ def test_a_crash_mid_write_leaves_the_old_file_whole(
     assert list(tmp_path.glob("*.tmp")) == []
 
 
-def test_leftovers_of_an_interrupted_write_are_removed(tmp_path: Path) -> None:
+def test_leftovers_of_an_interrupted_write_are_removed_only_by_their_owner(tmp_path: Path) -> None:
     path = tmp_path / MAPPING_FILE
     save(MappingFile(path), state_of(record(1)))
-    (tmp_path / f".{MAPPING_FILE}.abc123.tmp").write_text('{"half": ')
+    leftover = tmp_path / f".{MAPPING_FILE}.abc123.tmp"
+    leftover.write_text('{"half": ')
     assert len(MappingFile(path).load().agents) == 1
+    assert leftover.exists()  # a reader may be watching another process's write in progress
+    MappingFile(path).remove_leftovers()
     assert list(tmp_path.glob(".*.tmp")) == []
 
 

@@ -223,6 +223,17 @@ async def test_a_fault_mid_sync_leaves_a_complete_mapping(
     converged(matrix_mock, fuzz_context)
 
 
+async def test_a_bridge_removes_what_a_crashed_write_left_behind(
+    letta_mock: LettaMock, bridge_sync: Run, data_dir: Path
+) -> None:
+    letta_mock.add_agents(1)
+    await bridge_sync()
+    (data_dir / f".{MAPPING_FILE}.crashed.tmp").write_text('{"half": ')
+    assert leftovers(data_dir) != []
+    await bridge_sync()
+    assert leftovers(data_dir) == []
+
+
 async def test_a_crash_while_writing_the_mapping_keeps_the_old_file(
     letta_mock: LettaMock,
     matrix_mock: MatrixMock,

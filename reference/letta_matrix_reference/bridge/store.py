@@ -229,8 +229,8 @@ class MappingFile:
         self._encoded: dict[str, str] = {}  # agent id: its line in the file, as last encoded
 
     def load(self) -> BridgeState:
-        """The saved state; a fresh one if there is no file yet."""
-        self._remove_leftovers()
+        """The saved state; a fresh one if there is no file yet. Reading changes nothing, so anyone may read
+        (a test, a fuzz runner's invariants); only the bridge holding the data dir removes leftovers."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -265,8 +265,9 @@ class MappingFile:
         write_atomically(self.path, data, "the mapping file")
         self.content = data
 
-    def _remove_leftovers(self) -> None:
-        """Temporary files of a write that crashed: never the mapping, so of no use to anyone."""
+    def remove_leftovers(self) -> None:
+        """Temporary files of a write that crashed: never the mapping, so of no use to anyone. Only for the
+        holder of the data dir's lock: another process's may be a write in progress."""
         for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             log.info("removing %s, left by an interrupted write", stale)
             with contextlib.suppress(OSError):

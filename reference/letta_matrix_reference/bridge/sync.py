@@ -190,7 +190,8 @@ class Bridge:
         mapping = prepare_data_dir(self.config.data_dir)
         self._lock.acquire()
         try:
-            # Read only once no other bridge can be writing it.
+            # Read (and cleaned up after) only once no other bridge can be writing it.
+            mapping.remove_leftovers()
             self.state = mapping.load()
             self.persister = Persister(mapping, self.state)
             self.users = UserManager(self.homeserver, self.config, self.state, self.persister)
