@@ -81,6 +81,27 @@ def test_expected_exceptions_are_allowed_only_while_faults_are_installed() -> No
     }
 
 
+def test_a_sync_of_the_state_machine_is_one_run_named_for_its_faults() -> None:
+    """A state machine's sync is faulted or clean, never both: the absent run is None, not a run that did
+    not happen, so what is promised after a clean run is not asked after a faulted one."""
+    target = Target(
+        "t", _nothing, expected_exceptions=(Refused,), check_converged=lambda *_: ["not converged"]
+    )
+    faulted = Observation(
+        target=target, plan=FAULTED, context=CONTEXT, faulted=Run(0.1, error=Refused("no")), clean=None,
+        journal=[], snapshot={"rooms": []}, time_bound=1.0,
+    )  # fmt: skip
+    assert [label for label, _ in faulted.runs()] == ["faulted"]
+    assert not faulted.ended_clean
+    assert check_all(faulted) == {}
+    clean = Observation(
+        target=target, plan=Plan(), context=CONTEXT, faulted=None, clean=Run(0.1),
+        journal=[], snapshot={"rooms": []}, time_bound=1.0,
+    )  # fmt: skip
+    assert [label for label, _ in clean.runs()] == ["first"]
+    assert check_all(clean) == {"converged-after-clean-run": ["not converged"]}
+
+
 def test_runs_of_a_plan_without_faults_are_named_by_their_order_and_nothing_excuses_them() -> None:
     target = Target("t", _nothing, expected_exceptions=(Refused,))
     observation = _observation(plan=Plan(), target=target, faulted=Run(0.1, error=Refused("no")))

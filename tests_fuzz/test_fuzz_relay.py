@@ -4,11 +4,13 @@ shrunk to a plan that shows just the bug."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import settings
 
-from contracts.harness.fuzz.plan import PERSON, load_plan
+from contracts.harness.fuzz.plan import PERSON, FaultSpec, Said, load_plan
 from contracts.harness.fuzz.runner import FuzzSession, fuzz
-from contracts.harness.fuzz.stateful import run_stateful
+from contracts.harness.fuzz.stateful import machine_for, run_stateful
 from contracts.harness.fuzz.target import load_target
 
 
@@ -42,3 +44,21 @@ def test_the_relay_keeps_its_invariants_in_the_state_machine() -> None:
     # invariant (the relay's among them) after every run.
     with FuzzSession(load_target("letta_matrix_reference.bridge.target:fuzz_relay")) as session:
         run_stateful(session, settings(settings.default, stateful_step_count=12, max_examples=30))
+
+
+def test_a_message_a_faulted_sync_could_not_relay_is_asked_for_after_the_next_clean_one() -> None:
+    """Found by the state machine: a 400 on the space check stops the faulted sync before the relay runs
+    (an expected error). The message is then owed by the next sync without faults, not by the faulted one;
+    that sync answers it, and would fail the machine if it did not."""
+    with FuzzSession(load_target("letta_matrix_reference.bridge.target:fuzz_relay")) as session:
+        machine: Any = machine_for(session)()  # its rules are made by machine_for: unknown to mypy
+        machine.start_formats(agents_format="array", messages_format="array")
+        machine.add_agent(name="Ünïcödé ✓")
+        machine.sync()
+        space_check = FaultSpec("getRoomStateWithKey", 400, None, {"errcode": "M_INVALID_PARAM"}, True)
+        machine.add_fault(fault=space_check)
+        machine.talk(line=Said(0, PERSON, "Ünïcödé ✓"))
+        machine.sync()
+        machine.clear_faults()
+        machine.sync()
+        machine.teardown()

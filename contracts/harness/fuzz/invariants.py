@@ -36,8 +36,8 @@ class Observation:
     target: Target
     plan: Plan
     context: FuzzContext  # what the target's runs were handed
-    faulted: Run
-    clean: Run
+    faulted: Run | None  # None: no run met faults (a sync of the state machine without any)
+    clean: Run | None  # None: no run without faults followed (one of the state machine's faulted syncs)
     journal: list[Entry]
     snapshot: dict[str, Any]
     time_bound: float
@@ -48,12 +48,19 @@ class Observation:
     def workdir(self) -> Path:
         return self.context.workdir
 
+    @property
+    def ended_clean(self) -> bool:
+        """A run without faults came last and ended without an error: what promises are judged after."""
+        return self.clean is not None and self.clean.error is None
+
     def runs(self) -> list[tuple[str, Run]]:
         """The target's runs in order, labelled. Without faults in the plan (calibration, a plan that drew
         none) no run was faulted: the runs are named by their order."""
-        runs = [run for run in (self.warm, self.faulted, self.clean) if run is not None]
-        labels = ("warm-up", "faulted", "clean") if self.plan.faults else ("first", "second", "third")
-        return list(zip(labels[-len(runs) :] if self.plan.faults else labels, runs, strict=False))
+        slots = (("warm-up", self.warm), ("faulted", self.faulted), ("clean", self.clean))
+        runs = [(label, run) for label, run in slots if run is not None]
+        if self.plan.faults:
+            return runs
+        return list(zip(("first", "second", "third"), (run for _, run in runs), strict=False))
 
 
 Invariant = Callable[[Observation], list[str]]
@@ -139,7 +146,7 @@ def state_keeps_entries(obs: Observation) -> list[str]:
 
 @invariant("converged-after-clean-run")
 def converged(obs: Observation) -> list[str]:
-    if obs.clean.error is not None:
+    if not obs.ended_clean:
         return []
     return obs.target.converged(obs.snapshot, obs.context)
 
@@ -219,7 +226,7 @@ def relay_answers_once(obs: Observation) -> list[str]:
     problems = []
     for room in _agent_rooms(obs):
         replies = _replies(room)
-        if obs.clean.error is None:
+        if obs.ended_clean:
             answered = {_answered(reply) for reply in replies}
             problems += [
                 f"{event['event_id']} ({event['content']['body'][:30]!r}) in {room['room_id']} is unanswered"
@@ -279,7 +286,7 @@ def relay_nothing_from_the_bridge(obs: Observation) -> list[str]:
 @invariant("relay-typing-off-after-the-turn")
 def relay_typing_off(obs: Observation) -> list[str]:
     """After a clean run no agent is left typing."""
-    if not obs.target.relays or obs.clean.error is not None:
+    if not obs.target.relays or not obs.ended_clean:
         return []
     return [
         f"{user} is still typing in {room['room_id']}"
