@@ -128,8 +128,14 @@ LONG_POLL_BOUND_MS = 100
 
 
 def _bound_long_poll(case: Any) -> None:
-    timeout = str((case.query or {}).get("timeout", ""))
-    if _operation_id(case) == "sync" and timeout.lstrip("-").isdigit() and int(timeout) > LONG_POLL_BOUND_MS:
+    if _operation_id(case) != "sync":
+        return
+    try:
+        # int() reads more than ASCII digits ("١٢"), and str.isdigit() takes what int() does not ("²").
+        timeout = int(str((case.query or {}).get("timeout", "")))
+    except ValueError:
+        return  # no number: nothing to wait for
+    if timeout > LONG_POLL_BOUND_MS:
         case.query["timeout"] = str(LONG_POLL_BOUND_MS)
 
 
