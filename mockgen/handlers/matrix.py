@@ -299,6 +299,18 @@ def _sync_param(call: Call, name: str, allowed: tuple[str, ...], message: str) -
     return str(value)
 
 
+def _query_integer(name: str, value: object) -> int:
+    """Synapse's parse_integer: its query values are bytes, so int() reads ASCII digits only (with the sign,
+    spaces and underscores int() allows); a negative one is refused too."""
+    try:
+        number = int(str(value).encode("utf-8"))
+    except ValueError:
+        raise MatrixError(400, M_INVALID_PARAM, f"Query parameter {name} must be an integer") from None
+    if number < 0:
+        raise MatrixError(400, M_INVALID_PARAM, f"Query parameter {name} must be a positive integer.")
+    return number
+
+
 @orders_checks
 async def sync(call: Call) -> Reply:
     """GET /sync: Synapse's order of checks [1.29-1.45] in its words, then an answer at once (initial syncs,
@@ -309,12 +321,7 @@ async def sync(call: Call) -> Reply:
     if "from" in parse_qs(call.query_string, keep_blank_values=True):
         raise MatrixError(400, M_UNKNOWN, "'from' is not a valid query parameter. Did you mean 'since'?")
     timeout_value = call.query.get("timeout")
-    timeout_ms = 0
-    if timeout_value is not None:
-        try:
-            timeout_ms = int(str(timeout_value))
-        except ValueError:
-            raise MatrixError(400, M_INVALID_PARAM, "Query parameter timeout must be an integer") from None
+    timeout_ms = 0 if timeout_value is None else _query_integer("timeout", timeout_value)
     presence = _sync_param(
         call,
         "set_presence",
@@ -333,7 +340,7 @@ async def sync(call: Call) -> Reply:
     since = call.query.get("since")
     since = None if since is None else str(since)
     wakeups = call.world.wakeups
-    deadline = asyncio.get_running_loop().time() + max(timeout_ms, 0) / 1000
+    deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
     while True:
         with wakeups.armed(call.requester.user_id) as woken:
             answer, news = matrix.sync(
@@ -404,12 +411,7 @@ def get_room_events(call: Call) -> Reply:
             check_page_token(str(token), name)
     limit = MESSAGES_DEFAULT_LIMIT
     if query.get("limit") is not None:
-        try:
-            limit = int(str(query["limit"]))
-        except ValueError:
-            raise MatrixError(400, M_INVALID_PARAM, "Query parameter limit must be an integer") from None
-        if limit < 0:
-            raise MatrixError(400, M_INVALID_PARAM, "Query parameter limit must be a positive integer.")
+        limit = _query_integer("limit", query["limit"])
     types: tuple[str, ...] | None = None
     not_types: tuple[str, ...] = ()
     lazy = False
