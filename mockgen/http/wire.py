@@ -3,7 +3,7 @@ slow, sloppy or hostile clients needs, and its own errors in the service's diale
 
 uvicorn (with httptools) has no read timeout (its keep-alive timer starts only after a first answer), no
 limit on a request head and no cap on connections. Here each connection is in one `Phase` at a time and
-every phase in which the server waits for its client has a timer; a head is counted as it arrives; one
+every phase in which the server waits for its client has a deadline; a head is counted as it arrives; one
 `Connections` caps what both listeners hold open.
 
 uvicorn also writes an answer's status line and headers, then its body, as two socket writes. The mock's
@@ -147,7 +147,7 @@ class MockHttpProtocol(HttpToolsProtocol):
             Phase.IDLE: config.limits.keep_alive_timeout,
         }
         self._phase = Phase.HEAD
-        self._timed: Phase | None = None  # the phase the running timer was armed for
+        self._timed: Phase | None = None  # the phase whose deadline is set
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None  # when the current phase's wait ends the connection
         self._head_bytes = 0
