@@ -92,13 +92,18 @@ def is_user_id(value: str) -> bool:
     return _USER_ID.match(value) is not None
 
 
-def is_valid_user_id(value: str) -> bool:
-    """Synapse's UserID.is_valid: a sigil, a localpart (which may be empty: Synapse does not reject one),
-    `:` and a server name that parses as one."""
-    if value[:1] != "@":
+def _is_valid_domain_specific(value: str, sigils: tuple[str, ...]) -> bool:
+    """Synapse's DomainSpecificString.is_valid: one of `sigils`, a localpart (which may be empty: Synapse
+    does not reject one), `:` and a server name that parses as one."""
+    if value[:1] not in sigils:
         return False
     _, colon, server = value[1:].partition(":")
     return bool(colon) and _valid_server_name(server)
+
+
+def is_valid_user_id(value: str) -> bool:
+    """Synapse's UserID.is_valid."""
+    return _is_valid_domain_specific(value, ("@",))
 
 
 def local_localpart(user_id: str, server_name: str) -> str | None:
@@ -128,14 +133,11 @@ def _valid_server_name(name: str) -> bool:
 
 
 def is_room_id_or_alias(value: str) -> bool:
-    """Synapse's RoomID/RoomAlias `is_valid`: a sigil, a localpart (may be empty), `:` and a server name; or
-    a room version 12 room id, `!` and 43 url-safe base64 characters with no server part."""
-    if value[:1] not in ("!", "#"):
-        return False
+    """Synapse's RoomID/RoomAlias `is_valid`; or a room version 12 room id, `!` and 43 url-safe base64
+    characters with no server part."""
     if value[:1] == "!" and _V12_ROOM_ID.match(value):
         return True
-    _, colon, server = value[1:].partition(":")
-    return bool(colon) and _valid_server_name(server)
+    return _is_valid_domain_specific(value, ("!", "#"))
 
 
 def validate_user_ids(invites: Iterable[Any]) -> list[str]:
